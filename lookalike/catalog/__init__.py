@@ -1,0 +1,1 @@
+"""The product catalogue: sources, the Delta table and its change data feed."""

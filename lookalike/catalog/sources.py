@@ -1,0 +1,346 @@
+"""Where catalogue rows come from: Fashion-MNIST IDX files and folders of product photos.
+
+Each source becomes a Spark DataFrame of STAGED rows, decoded and validated on executors.
+The per-batch work is in plain Arrow functions (``fashion_mnist_batch``, ``folder_batch``)
+that unit tests call without Spark. A staged row either carries a normalised image or a
+``reason`` it was rejected; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+
+from lookalike.catalog.idx import idx_shape, read_idx
+from lookalike.images import ImageRejected, encode_pixels, normalise_image
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+FASHION_MNIST_SOURCE = "fashion-mnist"
+# The label table of the dataset's README (zalandoresearch/fashion-mnist, "Labels").
+FASHION_MNIST_LABELS = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+SPLITS = ("train", "test")
+ITEM_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+STAGED_SCHEMA = pa.schema(
+    [
+        ("item_id", pa.string()),
+        ("category_name", pa.string()),
+        ("image", pa.binary()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("channels", pa.int32()),
+        ("content_hash", pa.string()),
+        ("split", pa.string()),
+        ("source", pa.string()),
+        ("path", pa.string()),
+        ("reason", pa.string()),
+    ]
+)
+STAGED_DDL = (
+    "item_id string, category_name string, image binary, width int, height int, channels int, "
+    "content_hash string, split string, source string, path string, reason string"
+)
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """Normalisation limits, passed to executors as a small picklable value."""
+
+    max_side: int = 512
+    min_side: int = 8
+    max_pixels: int = 40_000_000
+    max_bytes: int = 20 * 1024 * 1024
+
+
+def _staged(rows: list[dict]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_pylist(rows, schema=STAGED_SCHEMA)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST --------------
+
+
+def fashion_mnist_item_id(split: str, index: int) -> str:
+    """Stable id: the record's position in the split's IDX file, e.g. ``fm-train-00042``."""
+    return f"fm-{split}-{index:05d}"
+
+
+def fashion_mnist_files(data_dir: Path) -> dict[str, tuple[Path, Path]]:
+    files = {s: (data_dir / i, data_dir / lbl) for s, (i, lbl) in FASHION_MNIST_FILES.items()}
+    missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"Fashion-MNIST files missing: {', '.join(missing)} "
+            "(install the Debian package dataset-fashion-mnist, or set LOOKALIKE_FASHION_MNIST_DIR)"
+        )
+    return files
+
+
+def fashion_mnist_chunks(
+    data_dir: Path, limit: int | None = None, chunk_size: int = 2500
+) -> list[tuple[str, int, int]]:
+    """(split, start, count) work units covering each split (its first ``limit`` records)."""
+    chunks = []
+    for split, (images, labels) in fashion_mnist_files(data_dir).items():
+        n = idx_shape(images)[0]
+        if idx_shape(labels)[0] != n:
+            raise ValueError(f"{images} and {labels} disagree on the number of records")
+        n = n if limit is None else min(n, limit)
+        chunks += [(split, s, min(chunk_size, n - s)) for s in range(0, n, chunk_size)]
+    return chunks
+
+
+def fashion_mnist_batch(data_dir: Path, split: str, start: int, count: int) -> pa.RecordBatch:
+    """Staged rows for records ``[start, start+count)`` of one split."""
+    images_path, labels_path = fashion_mnist_files(data_dir)[split]
+    images = read_idx(images_path, start, count)
+    labels = read_idx(labels_path, start, count)
+    rows = []
+    for offset, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        img = encode_pixels(pixels)
+        rows.append(
+            {
+                "item_id": fashion_mnist_item_id(split, start + offset),
+                "category_name": FASHION_MNIST_LABELS[int(label)],
+                "image": img.png,
+                "width": img.width,
+                "height": img.height,
+                "channels": img.channels,
+                "content_hash": img.content_hash,
+                "split": split,
+                "source": FASHION_MNIST_SOURCE,
+                "path": f"{images_path}#{start + offset}",
+                "reason": None,
+            }
+        )
+    return _staged(rows)
+
+
+def fashion_mnist_frame(spark: SparkSession, data_dir: Path, limit: int | None = None) -> DataFrame:
+    chunks = fashion_mnist_chunks(data_dir, limit)
+    work = spark.createDataFrame(chunks, "split string, start int, count int").repartition(
+        max(1, len(chunks)), "start", "split"
+    )
+    data_dir = Path(data_dir)
+
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            for split, start, count in zip(
+                *(b.column(i).to_pylist() for i in range(3)), strict=True
+            ):
+                yield fashion_mnist_batch(data_dir, split, start, count)
+
+    return work.mapInArrow(run, STAGED_DDL)
+
+
+# ---------------------------------------------------------------- photo folders --------------
+
+
+def walk_files(top: str) -> list[str]:
+    """Every regular file below ``top`` (hidden ones too: they are reported, not skipped)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        out += [os.path.join(dirpath, f) for f in sorted(filenames)]
+    return out
+
+
+def list_folder(spark: SparkSession, root: str) -> DataFrame:
+    """All file paths below ``root`` as a DataFrame; sub-folders are walked on executors.
+
+    Spark's binaryFile source is not used: it silently skips empty files, which must be
+    reported as rejects instead.
+    """
+    entries = sorted(os.scandir(root), key=lambda e: e.name)
+    top_files = [(e.path,) for e in entries if e.is_file()]
+    subdirs = [e.path for e in entries if e.is_dir()]
+    files = spark.createDataFrame(top_files, "path string")
+    if subdirs:
+        walked = spark.sparkContext.parallelize(subdirs, len(subdirs)).flatMap(walk_files)
+        files = files.unionByName(spark.createDataFrame(walked.map(lambda p: (p,)), "path string"))
+    return files
+
+
+def folder_item_id(relpath: str) -> str:
+    """Id from the path below the folder: ``Shoes/red sneaker.jpg`` -> ``Shoes-red-sneaker``."""
+    stem = os.path.splitext(relpath)[0]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem.replace(os.sep, "-")).strip("-.") or "item"
+
+
+def hashed_split(item_id: str, test_fraction: float) -> str:
+    """Deterministic hold-out: the same item always lands in the same split."""
+    bucket = int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+    return "test" if bucket < test_fraction else "train"
+
+
+def folder_batch(
+    batch: pa.RecordBatch,
+    *,
+    root: str,
+    source: str,
+    limits: ImageLimits,
+    test_fraction: float,
+) -> pa.RecordBatch:
+    """Read, validate and normalise the files of one batch of the folder's plan.
+
+    Plan columns: ``path`` (file path or URI, null when a metadata row names no existing
+    file), ``item_id``, ``category_name``, ``split``, ``reason`` (metadata problems found
+    earlier); missing values are derived from the path.
+    """
+    cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
+    rows = []
+    for i in range(batch.num_rows):
+        path = cols["path"][i]
+        rel = os.path.relpath(path, root) if path else None
+        item_id = cols["item_id"][i] or (folder_item_id(rel) if rel else None)
+        category = cols["category_name"][i] or (
+            rel.split(os.sep)[0] if rel and os.sep in rel else None
+        )
+        split = cols["split"][i] or (hashed_split(item_id, test_fraction) if item_id else None)
+        row = {"item_id": item_id, "category_name": category, "split": split, "source": source}
+        row["path"] = path or cols.get("metadata_path", [None] * batch.num_rows)[i]
+        reason = cols["reason"][i]
+        if reason is None and not ITEM_ID_RE.match(item_id or ""):
+            reason = f"invalid item_id {item_id!r} (letters, digits, '.', '_', '-'; max 128)"
+        if reason is None and not category:
+            reason = (
+                "no category: put the file in a sub-folder named after its category, "
+                "or give it in the metadata CSV"
+            )
+        if reason is None and split not in SPLITS:
+            reason = f"invalid split {split!r} (train or test)"
+        if reason is None:
+            try:
+                with open(path, "rb") as f:
+                    data = f.read(limits.max_bytes + 1)
+                img = normalise_image(
+                    data,
+                    max_side=limits.max_side,
+                    min_side=limits.min_side,
+                    max_pixels=limits.max_pixels,
+                    max_bytes=limits.max_bytes,
+                )
+                row |= {
+                    "image": img.png,
+                    "width": img.width,
+                    "height": img.height,
+                    "channels": img.channels,
+                    "content_hash": img.content_hash,
+                }
+            except ImageRejected as e:
+                reason = str(e)
+            except OSError as e:
+                reason = f"unreadable file: {e.strerror or e}"
+        row["reason"] = reason
+        rows.append(row)
+    return _staged(rows)
+
+
+METADATA_COLUMNS = ("item_id", "category", "path")
+
+
+def read_metadata_header(csv_path: Path) -> list[str]:
+    """Column names of a metadata CSV; raises ValueError naming what is missing."""
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"metadata CSV not found: {csv_path}")
+    with open(csv_path, encoding="utf-8-sig") as f:
+        header = [h.strip() for h in f.readline().strip().split(",")]
+    missing = [c for c in ("item_id", "path") if c not in header]
+    if missing:
+        raise ValueError(
+            f"metadata CSV {csv_path}: missing column(s) {', '.join(missing)} "
+            f"(expected header item_id,category,path[,split]; got {','.join(header)})"
+        )
+    return header
+
+
+def folder_frame(
+    spark: SparkSession,
+    root: Path,
+    *,
+    source: str,
+    limits: ImageLimits,
+    test_fraction: float,
+    metadata_csv: Path | None = None,
+) -> DataFrame:
+    """Staged rows for every file below ``root`` (and every row of the metadata CSV)."""
+    from pyspark.sql import functions as F
+
+    root = Path(root).resolve()
+    if not root.is_dir():
+        raise NotADirectoryError(f"not a folder: {root}")
+    root_str = str(root)
+    files = list_folder(spark, root_str)
+
+    if metadata_csv is None:
+        plan = files.select(
+            "path",
+            F.lit(None).cast("string").alias("item_id"),
+            F.lit(None).cast("string").alias("category_name"),
+            F.lit(None).cast("string").alias("split"),
+            F.lit(None).cast("string").alias("reason"),
+            F.lit(None).cast("string").alias("metadata_path"),
+        )
+    else:
+        header = read_metadata_header(metadata_csv)
+        meta = spark.read.option("header", "true").csv(str(metadata_csv), schema=None)
+        absolute = F.udf(
+            lambda p: os.path.normpath(os.path.join(root_str, p)) if p else None, "string"
+        )
+        meta = meta.select(
+            F.trim("item_id").alias("m_item_id"),
+            (F.trim("category") if "category" in header else F.lit(None).cast("string")).alias(
+                "m_category"
+            ),
+            (F.trim("split") if "split" in header else F.lit(None).cast("string")).alias("m_split"),
+            absolute(F.trim("path")).alias("m_path"),
+            F.lit(True).alias("in_meta"),
+        )
+        joined = files.join(meta, files.path == meta.m_path, "full_outer")
+        plan = joined.select(
+            F.when(F.col("path").isNotNull(), F.col("path")).alias("path"),
+            F.col("m_item_id").alias("item_id"),
+            F.when(F.col("m_category") != "", F.col("m_category")).alias("category_name"),
+            F.when(F.col("m_split") != "", F.col("m_split")).alias("split"),
+            F.when(F.col("in_meta").isNull(), F.lit("not listed in the metadata CSV"))
+            .when(F.col("m_path").isNull(), F.lit("missing path in the metadata CSV"))
+            .when(F.col("path").isNull(), F.concat(F.lit("file not found: "), F.col("m_path")))
+            .when(
+                F.col("m_item_id").isNull() | (F.col("m_item_id") == ""), F.lit("missing item_id")
+            )
+            .alias("reason"),
+            F.col("m_path").alias("metadata_path"),
+        )
+
+    parts = max(2, spark.sparkContext.defaultParallelism * 2)
+
+    def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            yield folder_batch(
+                b, root=root_str, source=source, limits=limits, test_fraction=test_fraction
+            )
+
+    return plan.repartition(parts).mapInArrow(run, STAGED_DDL)

@@ -1,0 +1,219 @@
+"""The ``catalog`` Delta table (delta-rs): schema, one-commit MERGE, snapshot and stats.
+
+All writes go through ``merge_changes``: one MERGE = one atomic Delta commit, so a job that
+dies before it leaves the table as it was, and a MERGE that changes nothing commits nothing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+
+CDF_CONFIG = {"delta.enableChangeDataFeed": "true"}
+TS = pa.timestamp("us", tz="UTC")
+
+CATALOG_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("category", pa.int32(), nullable=False),
+        pa.field("category_name", pa.string(), nullable=False),
+        pa.field("image", pa.binary(), nullable=False),
+        pa.field("width", pa.int32(), nullable=False),
+        pa.field("height", pa.int32(), nullable=False),
+        pa.field("channels", pa.int32(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("ingested_at", TS, nullable=False),
+        pa.field("updated_at", TS, nullable=False),
+    ]
+)
+
+#: What a MERGE source carries: the catalogue columns minus timestamps, plus the operation.
+CHANGE_SCHEMA = pa.schema(
+    [f for f in CATALOG_SCHEMA if f.name not in ("ingested_at", "updated_at")]
+    + [pa.field("_op", pa.string(), nullable=False)]
+)
+
+REJECTS_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("path", pa.string()),
+        pa.field("item_id", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("rejected_at", TS, nullable=False),
+    ]
+)
+
+
+class CatalogError(RuntimeError):
+    """The catalogue table is missing or in a state this code cannot read safely."""
+
+
+def ensure_table(path: Path, schema: pa.Schema) -> DeltaTable:
+    """Open the table, creating it empty (change data feed on) if absent. Safe to repeat."""
+    if DeltaTable.is_deltatable(str(path)):
+        return DeltaTable(str(path))
+    path.mkdir(parents=True, exist_ok=True)
+    return DeltaTable.create(str(path), schema, mode="ignore", configuration=CDF_CONFIG)
+
+
+def table_version(path: Path) -> int | None:
+    """Current version, or None when there is no table yet."""
+    return DeltaTable(str(path)).version() if DeltaTable.is_deltatable(str(path)) else None
+
+
+def open_table(path: Path, version: int | None = None) -> DeltaTable:
+    if not DeltaTable.is_deltatable(str(path)):
+        raise CatalogError(f"no catalogue table at {path}: run `lookalike ingest ...` first")
+    return DeltaTable(str(path), version=version)
+
+
+def snapshot_files(dt: DeltaTable) -> list[str]:
+    """Parquet files of the current snapshot, for readers (Spark) that do not speak Delta.
+
+    Correct only without deletion vectors or column mapping, which delta-rs does not write;
+    refuse rather than return wrong rows if some other writer turned them on.
+    """
+    protocol = dt.protocol()
+    unsafe = {"deletionVectors", "columnMapping"} & set(protocol.reader_features or [])
+    if unsafe:
+        raise CatalogError(f"{dt.table_uri}: reader features {sorted(unsafe)} are not supported")
+    return list(dt.file_uris())
+
+
+def _run_columns(batch: pa.RecordBatch, now: datetime) -> pa.RecordBatch:
+    """Conform a staged batch to CHANGE_SCHEMA and stamp it with the run's time."""
+    cols = [batch.column(f.name).cast(f.type) for f in CHANGE_SCHEMA]
+    stamp = pa.array([now] * batch.num_rows, TS)
+    return pa.RecordBatch.from_arrays(
+        [*cols, stamp], schema=CHANGE_SCHEMA.append(pa.field("run_at", TS, nullable=False))
+    )
+
+
+def merge_changes(
+    path: Path,
+    changes_dir: Path,
+    *,
+    commit_metadata: dict[str, str],
+    batch_rows: int = 2048,
+) -> dict[str, Any]:
+    """Apply staged changes (Parquet rows of CHANGE_SCHEMA) to the catalogue in ONE commit.
+
+    ``_op='upsert'`` rows insert new items or update items whose image or category changed;
+    ``_op='delete'`` rows delete. The source is streamed from disk in ``batch_rows`` batches,
+    so driver memory does not grow with the catalogue. Returns delta-rs merge metrics.
+    """
+    dt = ensure_table(path, CATALOG_SCHEMA)
+    now = datetime.now(UTC)
+    source = pads.dataset(str(changes_dir), format="parquet")
+    out_schema = CHANGE_SCHEMA.append(pa.field("run_at", TS, nullable=False))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for b in source.to_batches(batch_size=batch_rows):
+            yield _run_columns(b, now)
+
+    reader = pa.RecordBatchReader.from_batches(out_schema, batches())
+    data_cols = [f.name for f in CHANGE_SCHEMA if f.name != "_op"]
+    update = {c: f"s.{c}" for c in data_cols if c != "item_id"} | {"updated_at": "s.run_at"}
+    insert = {c: f"s.{c}" for c in data_cols} | {
+        "ingested_at": "s.run_at",
+        "updated_at": "s.run_at",
+    }
+    changed = (
+        "t.content_hash <> s.content_hash OR t.category_name <> s.category_name "
+        "OR t.category <> s.category OR t.split <> s.split OR t.source <> s.source"
+    )
+    return (
+        dt.merge(
+            reader,
+            predicate="t.item_id = s.item_id",
+            source_alias="s",
+            target_alias="t",
+            streamed_exec=True,
+            commit_properties=CommitProperties(custom_metadata=commit_metadata),
+        )
+        .when_matched_delete(predicate="s._op = 'delete'")
+        .when_matched_update(updates=update, predicate=f"s._op = 'upsert' AND ({changed})")
+        .when_not_matched_insert(updates=insert, predicate="s._op = 'upsert'")
+        .execute()
+    )
+
+
+def append_rejects(path: Path, rejects_dir: Path, run_id: str) -> int:
+    """Append a run's rejected inputs to the rejects table, once per run id (idempotent)."""
+    from deltalake import Transaction
+
+    dt = ensure_table(path, REJECTS_SCHEMA)
+    if dt.transaction_version(run_id) is not None:
+        return 0
+    source = pads.dataset(str(rejects_dir), format="parquet")
+    n = source.count_rows()
+    if n == 0:
+        return 0
+    reader = pa.RecordBatchReader.from_batches(
+        REJECTS_SCHEMA,
+        (
+            pa.RecordBatch.from_arrays(
+                [b.column(f.name).cast(f.type) for f in REJECTS_SCHEMA], schema=REJECTS_SCHEMA
+            )
+            for b in source.to_batches(batch_size=4096)
+        ),
+    )
+    write_deltalake(
+        str(path),
+        reader,
+        mode="append",
+        commit_properties=CommitProperties(app_transactions=[Transaction(run_id, 1)]),
+    )
+    return n
+
+
+def existing_categories(path: Path) -> dict[str, int]:
+    """category_name -> category of the current catalogue (small: one entry per category)."""
+    if not DeltaTable.is_deltatable(str(path)):
+        return {}
+    dataset = DeltaTable(str(path)).to_pyarrow_dataset()
+    mapping: dict[str, int] = {}
+    for batch in dataset.to_batches(columns=["category_name", "category"]):
+        for name, cat in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+            mapping.setdefault(name, cat)
+    return mapping
+
+
+def catalog_stats(path: Path) -> dict[str, Any]:
+    """Delta version, row count, counts per category and split (reads two small columns)."""
+    dt = open_table(path)
+    per_category: Counter[tuple[int, str]] = Counter()
+    per_split: Counter[str] = Counter()
+    per_source: Counter[str] = Counter()
+    for b in dt.to_pyarrow_dataset().to_batches(
+        columns=["category", "category_name", "split", "source"]
+    ):
+        cats, names, splits, sources = (b.column(i).to_pylist() for i in range(4))
+        per_category.update(zip(cats, names, strict=True))
+        per_split.update(splits)
+        per_source.update(sources)
+    history = dt.history(1)
+    return {
+        "table": str(path),
+        "version": dt.version(),
+        "rows": sum(per_split.values()),
+        "categories": [
+            {"category": c, "category_name": n, "rows": per_category[(c, n)]}
+            for c, n in sorted(per_category)
+        ],
+        "splits": dict(sorted(per_split.items())),
+        "sources": dict(sorted(per_source.items())),
+        "last_commit": {k: history[0].get(k) for k in ("timestamp", "operation")}
+        if history
+        else None,
+    }

@@ -1,0 +1,186 @@
+"""The ``lookalike`` command line. Thin: parse, validate arguments, call library functions.
+
+Bad arguments exit with status 2 and a message naming the argument; a failed job exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from lookalike.config import get_settings
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong; the message names it."""
+
+
+def _read_ids(path: Path | None, arg: str) -> list[str]:
+    if path is None:
+        return []
+    if not path.is_file():
+        raise UsageError(f"{arg}: file not found: {path}")
+    ids = [line.strip() for line in path.read_text().splitlines()]
+    return [i for i in ids if i and not i.startswith("#")]
+
+
+def _print_ingest(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, indent=2))
+        return
+    s = summary
+    before = "none" if s["version_before"] is None else s["version_before"]
+    print(
+        f"{s['source']}: read {s['rows_read']}, inserted {s['inserted']}, updated {s['updated']}, "
+        f"deleted {s['deleted']}, unchanged {s['unchanged']}, rejected {s['rejected']} "
+        f"-> catalog version {s['version_after']} (was {before}) in {s['seconds']:.1f} s"
+    )
+    for r in s["reject_examples"]:
+        print(f"  rejected {r['path'] or r['item_id']}: {r['reason']}")
+    if s["rejected"] > len(s["reject_examples"]):
+        print(f"  ... all {s['rejected']} reasons: lookalike catalog rejects --run {s['run_id']}")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from lookalike.catalog import ingest
+    from lookalike.spark import spark_session
+
+    settings = get_settings()
+    discontinued = _read_ids(args.discontinued, "--discontinued")
+    if args.source_kind == "folder":
+        if not args.path.is_dir():
+            raise UsageError(f"PATH: not a folder: {args.path}")
+        if args.metadata is not None:
+            from lookalike.catalog.sources import read_metadata_header
+
+            try:
+                read_metadata_header(args.metadata)
+            except (FileNotFoundError, ValueError) as e:
+                raise UsageError(f"--metadata: {e}") from None
+    elif args.limit is not None and args.limit < 1:
+        raise UsageError(f"--limit: must be >= 1, got {args.limit}")
+
+    spark = spark_session(f"lookalike-ingest-{args.source_kind}", settings)
+    if args.source_kind == "fashion-mnist":
+        summary = ingest.ingest_fashion_mnist(
+            spark,
+            settings=settings,
+            limit=args.limit,
+            delete_missing=args.delete_missing,
+            discontinued=discontinued,
+        )
+    else:
+        summary = ingest.ingest_folder(
+            spark,
+            args.path,
+            settings=settings,
+            metadata_csv=args.metadata,
+            source=args.source,
+            delete_missing=args.delete_missing,
+            discontinued=discontinued,
+        )
+    _print_ingest(summary.to_dict(), args.json)
+    return 0
+
+
+def cmd_catalog_stats(args: argparse.Namespace) -> int:
+    from lookalike.catalog.table import catalog_stats
+
+    print(json.dumps(catalog_stats(get_settings().catalog_path), indent=2, default=str))
+    return 0
+
+
+def cmd_catalog_changes(args: argparse.Namespace) -> int:
+    from lookalike.catalog.changes import catalog_changes
+
+    changes = catalog_changes(get_settings().catalog_path, args.since, columns=["item_id"])
+    out = changes.summary() | {
+        "inserted_ids": changes.inserts.column("item_id").to_pylist()[: args.show],
+        "updated_ids": changes.updates.column("item_id").to_pylist()[: args.show],
+        "deleted_ids": changes.deletes[: args.show],
+    }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
+def cmd_catalog_rejects(args: argparse.Namespace) -> int:
+    from deltalake import DeltaTable
+
+    path = get_settings().rejects_path
+    if not DeltaTable.is_deltatable(str(path)):
+        print("[]")
+        return 0
+    rows = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+    if args.run:
+        rows = [r for r in rows if r["run_id"] == args.run]
+    rows = sorted(rows, key=lambda r: (r["rejected_at"], r["path"] or ""), reverse=True)
+    print(json.dumps(rows[: args.limit], indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lookalike", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ingest = sub.add_parser("ingest", help="ingest products into the catalogue (Spark)")
+    kinds = ingest.add_subparsers(dest="source_kind", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--delete-missing",
+        action="store_true",
+        help="delete catalogue items of this source that are not in this input",
+    )
+    common.add_argument(
+        "--discontinued", type=Path, metavar="FILE", help="file of item ids to delete, one a line"
+    )
+    common.add_argument("--json", action="store_true", help="print the summary as JSON")
+    fm = kinds.add_parser("fashion-mnist", parents=[common], help="the Fashion-MNIST catalogue")
+    fm.add_argument("--limit", type=int, help="only the first N records of each split")
+    fm.set_defaults(func=cmd_ingest)
+    folder = kinds.add_parser("folder", parents=[common], help="a folder of product photos")
+    folder.add_argument("path", type=Path, metavar="PATH", help="folder; sub-folders = categories")
+    folder.add_argument(
+        "--metadata", type=Path, metavar="CSV", help="CSV: item_id,category,path[,split]"
+    )
+    folder.add_argument("--source", help="source name (default: folder:<folder name>)")
+    folder.set_defaults(func=cmd_ingest)
+
+    catalog = sub.add_parser("catalog", help="inspect the catalogue")
+    csub = catalog.add_subparsers(dest="catalog_command", required=True)
+    csub.add_parser("stats", help="version, rows, counts per category and split").set_defaults(
+        func=cmd_catalog_stats
+    )
+    ch = csub.add_parser("changes", help="net changes since a Delta version (change data feed)")
+    ch.add_argument("--since", type=int, required=True, metavar="VERSION")
+    ch.add_argument("--show", type=int, default=20, help="ids listed per kind")
+    ch.set_defaults(func=cmd_catalog_changes)
+    rj = csub.add_parser("rejects", help="rejected inputs and why")
+    rj.add_argument("--run", help="only this ingest run id")
+    rj.add_argument("--limit", type=int, default=50)
+    rj.set_defaults(func=cmd_catalog_rejects)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UsageError as e:
+        parser.error(str(e))
+    except Exception as e:
+        from lookalike.catalog.table import CatalogError
+
+        if isinstance(e, CatalogError | FileNotFoundError):
+            print(f"lookalike: error: {e}", file=sys.stderr)
+            return 1
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

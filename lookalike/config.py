@@ -1,0 +1,63 @@
+"""All settings, from environment variables (prefix ``LOOKALIKE_``), in one typed place.
+
+Everything that runs (CLI, Spark jobs, DAGs, the service) reads ``get_settings()``, so one
+environment describes one deployment. Paths under ``home`` are derived, not configured, so the
+lake, MLflow store and indexes of one deployment always live together.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", extra="ignore")
+
+    home: Path = Field(
+        default=REPO_ROOT / ".lookalike",
+        description="Root of all state: Delta lake, MLflow store, indexes, logs.",
+    )
+    spark_master: str = Field(default="local[2]", description="Spark master URL.")
+    spark_driver_memory: str = "2g"
+    spark_shuffle_partitions: int = Field(default=8, ge=1)
+    fashion_mnist_dir: Path = Path("/usr/share/datasets/fashion-mnist")
+
+    # Image normalisation at ingest: the stored PNG is the product photo, bounded in size.
+    max_image_side: int = Field(default=512, ge=8, description="Longer side after ingest.")
+    min_image_side: int = Field(default=8, ge=1)
+    max_image_pixels: int = Field(default=40_000_000, description="Decompression-bomb guard.")
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, description="Largest file read.")
+    test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Folder items held out.")
+
+    @field_validator("home", "fashion_mnist_dir")
+    @classmethod
+    def _absolute(cls, v: Path) -> Path:
+        return v.expanduser().resolve()
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def catalog_path(self) -> Path:
+        return self.lake_dir / "catalog"
+
+    @property
+    def rejects_path(self) -> Path:
+        return self.lake_dir / "catalog_rejects"
+
+    @property
+    def staging_dir(self) -> Path:
+        """Scratch space for a job's intermediate Parquet; never read as a table."""
+        return self.home / "staging"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
