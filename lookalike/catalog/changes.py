@@ -61,7 +61,12 @@ def catalog_changes(
         return CatalogChanges(since_version, until, empty, empty, [])
 
     wanted = [*schema.names, "_change_type", "_commit_version"]
+    feed_schema = schema.append(pa.field("_change_type", pa.string())).append(
+        pa.field("_commit_version", pa.int64())
+    )
+    # delta-rs hands out string_view columns, which Arrow cannot `take` from: cast first.
     feed = pa.table(dt.load_cdf(starting_version=since_version + 1, columns=wanted))
+    feed = feed.select(wanted).cast(feed_schema)
     ids = feed.column("item_id").to_pylist()
     types = feed.column("_change_type").to_pylist()
     versions = feed.column("_commit_version").to_pylist()
@@ -85,7 +90,7 @@ def catalog_changes(
             deletes.append(item_id)
 
     def take(rows: list[int]) -> pa.Table:
-        return feed.take(pa.array(sorted(rows), pa.int64())).select(schema.names).cast(schema)
+        return feed.take(pa.array(sorted(rows), pa.int64())).select(schema.names)
 
     return CatalogChanges(
         since_version=since_version,

@@ -1,0 +1,35 @@
+# The two commands a newcomer needs: `make demo` and `make test`. Both set up first.
+SHELL := /bin/bash
+VENV := $(CURDIR)/.venv
+# spark-submit finds SPARK_HOME through `python3`: the venv must come first on PATH.
+export PATH := $(VENV)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint format bench-ingest clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	lookalike ingest fashion-mnist
+	lookalike catalog stats
+
+test: setup lint
+	pytest $(PYTEST_ARGS)
+
+test-fast: setup
+	pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: setup
+	ruff check .
+	ruff format --check .
+
+format: setup
+	ruff check --fix .
+	ruff format .
+
+bench-ingest: setup
+	python bench/ingest.py
+
+clean:
+	rm -rf .lookalike

@@ -1,0 +1,67 @@
+"""Shared fixtures: one Spark session per test session, a fresh LOOKALIKE_HOME per test."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Nothing a test runs may write into the developer's real home.
+    os.environ["LOOKALIKE_HOME"] = tempfile.mkdtemp(prefix="lookalike-test-home-")
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    from lookalike.config import get_settings
+
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from lookalike.config import Settings
+    from lookalike.spark import spark_session
+
+    session = spark_session(
+        "lookalike-tests", Settings(spark_driver_memory="1g", spark_shuffle_partitions=4)
+    )
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    from lookalike.config import Settings
+
+    return Settings(home=tmp_path / "home", spark_shuffle_partitions=4)
+
+
+def write_photo(path: Path, seed: int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> Path:
+    """A small random product photo (format from the suffix)."""
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode=mode).save(path)
+    return path
+
+
+@pytest.fixture
+def photo_folder(tmp_path: Path) -> Iterator[Path]:
+    """36 good photos in 3 category folders, plus a corrupt, an empty and a non-image file."""
+    root = tmp_path / "photos"
+    for c, cat in enumerate(("Shoes", "Hand bags", "Hats")):
+        for i in range(12):
+            suffix = ".jpg" if i % 2 else ".png"
+            write_photo(root / cat / f"item {i}{suffix}", seed=100 * c + i)
+    good = (root / "Shoes" / "item 0.png").read_bytes()
+    (root / "Shoes" / "corrupt.png").write_bytes(good[: len(good) // 2])
+    (root / "Hats" / "empty.jpg").write_bytes(b"")
+    (root / "Hats" / "readme.txt").write_text("not a photo")
+    yield root
