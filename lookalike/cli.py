@@ -84,6 +84,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             discontinued=discontinued,
         )
     _print_ingest(summary.to_dict(), args.json)
+    if args.summary_file:
+        args.summary_file.parent.mkdir(parents=True, exist_ok=True)
+        args.summary_file.write_text(json.dumps(summary.to_dict(), indent=2))
     return 0
 
 
@@ -138,6 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--discontinued", type=Path, metavar="FILE", help="file of item ids to delete, one a line"
     )
     common.add_argument("--json", action="store_true", help="print the summary as JSON")
+    common.add_argument(
+        "--summary-file",
+        type=Path,
+        metavar="FILE",
+        help="also write the JSON summary here (spark-submit mixes logs into stdout)",
+    )
     fm = kinds.add_parser("fashion-mnist", parents=[common], help="the Fashion-MNIST catalogue")
     fm.add_argument("--limit", type=int, help="only the first N records of each split")
     fm.set_defaults(func=cmd_ingest)

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 from lookalike.config import Settings, get_settings
 
 if TYPE_CHECKING:
+    # pyspark 4.2 warns on every import that pandas 3 is "not yet fully supported"; the
+    # project only uses Arrow batches (mapInArrow), not the pandas conversions.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     from pyspark.sql import SparkSession
 
 
@@ -21,6 +25,9 @@ def spark_session(app_name: str, settings: Settings | None = None) -> SparkSessi
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+    # pyspark 4.2 warns on every import that pandas 3 is "not yet fully supported"; the
+    # project only uses Arrow batches (mapInArrow), not the pandas conversions.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas")
     from pyspark.sql import SparkSession
 
     builder = (

@@ -37,8 +37,13 @@ CATALOG_SCHEMA = pa.schema(
 )
 
 #: What a MERGE source carries: the catalogue columns minus timestamps, plus the operation.
+#: Nullable, because delete rows carry only ``item_id``; the table's schema guards what lands.
 CHANGE_SCHEMA = pa.schema(
-    [f for f in CATALOG_SCHEMA if f.name not in ("ingested_at", "updated_at")]
+    [
+        f.with_nullable(f.name != "item_id")
+        for f in CATALOG_SCHEMA
+        if f.name not in ("ingested_at", "updated_at")
+    ]
     + [pa.field("_op", pa.string(), nullable=False)]
 )
 
