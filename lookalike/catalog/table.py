@@ -195,30 +195,39 @@ def existing_categories(path: Path) -> dict[str, int]:
 
 
 def catalog_stats(path: Path) -> dict[str, Any]:
-    """Delta version, row count, counts per category and split (reads two small columns)."""
+    """Delta version, row count, counts per category (and split), split and source."""
     dt = open_table(path)
-    per_category: Counter[tuple[int, str]] = Counter()
-    per_split: Counter[str] = Counter()
+    per_category: Counter[tuple[int, str, str]] = Counter()
     per_source: Counter[str] = Counter()
     for b in dt.to_pyarrow_dataset().to_batches(
         columns=["category", "category_name", "split", "source"]
     ):
         cats, names, splits, sources = (b.column(i).to_pylist() for i in range(4))
-        per_category.update(zip(cats, names, strict=True))
-        per_split.update(splits)
+        per_category.update(zip(cats, names, splits, strict=True))
         per_source.update(sources)
-    history = dt.history(1)
+    categories: dict[tuple[int, str], dict[str, Any]] = {}
+    per_split: Counter[str] = Counter()
+    for (cat, name, split), n in sorted(per_category.items()):
+        entry = categories.setdefault(
+            (cat, name), {"category": cat, "category_name": name, "rows": 0}
+        )
+        entry["rows"] += n
+        entry[split] = n
+        per_split[split] += n
+    last = dt.history(1)[0] if dt.version() > 0 else {}
     return {
         "table": str(path),
         "version": dt.version(),
         "rows": sum(per_split.values()),
-        "categories": [
-            {"category": c, "category_name": n, "rows": per_category[(c, n)]}
-            for c, n in sorted(per_category)
-        ],
         "splits": dict(sorted(per_split.items())),
         "sources": dict(sorted(per_source.items())),
-        "last_commit": {k: history[0].get(k) for k in ("timestamp", "operation")}
-        if history
-        else None,
+        "categories": list(categories.values()),
+        "last_commit": {
+            "operation": last.get("operation"),
+            "at": datetime.fromtimestamp(last["timestamp"] / 1000, UTC).isoformat(
+                timespec="seconds"
+            )
+            if "timestamp" in last
+            else None,
+        },
     }
