@@ -125,6 +125,92 @@ def cmd_catalog_rejects(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train_config(args: argparse.Namespace) -> Any:
+    from lookalike.model.config import ConfigError, TrainConfig
+
+    values: dict[str, Any] = {}
+    if args.config:
+        if not args.config.is_file():
+            raise UsageError(f"--config: file not found: {args.config}")
+        try:
+            values = json.loads(args.config.read_text())
+        except json.JSONDecodeError as e:
+            raise UsageError(f"--config: not valid JSON: {e}") from None
+    for item in args.set or []:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    try:
+        return TrainConfig.from_dict(values)
+    except (ConfigError, TypeError) as e:
+        raise UsageError(f"--set/--config: {e}") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lookalike.model.data import EmptyDataError
+    from lookalike.model.pipeline import run_training
+
+    cfg = _train_config(args)
+    if args.horovod is not None and args.horovod < 1:
+        raise UsageError(f"--horovod: must be >= 1, got {args.horovod}")
+    spark = None
+    if args.horovod:
+        from lookalike.spark import spark_session
+
+        spark = spark_session("lookalike-train")
+    try:
+        result = run_training(
+            cfg,
+            settings=get_settings(),
+            catalog_version=args.catalog_version,
+            num_proc=args.horovod,
+            spark=spark,
+            register_model=not args.no_register,
+            eval_limit=args.eval_limit,
+        )
+    except EmptyDataError as e:
+        raise UsageError(f"data: {e}") from None
+    _emit(result.to_dict(), args.summary_file)
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    from lookalike.model.tune import run_tuning
+
+    cfg = _train_config(args)
+    if args.trials < 1:
+        raise UsageError(f"--trials: must be >= 1, got {args.trials}")
+    if args.parallelism is not None and args.parallelism < 1:
+        raise UsageError(f"--parallelism: must be >= 1, got {args.parallelism}")
+    result = run_tuning(
+        cfg, trials=args.trials, parallelism=args.parallelism, catalog_version=args.catalog_version
+    )
+    _emit(result, args.summary_file)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from lookalike.model.registry_eval import evaluate_registered
+
+    result = evaluate_registered(
+        get_settings(), args.model, catalog_version=args.catalog_version, eval_limit=args.eval_limit
+    )
+    _emit(result, args.summary_file)
+    return 0
+
+
+def _emit(result: dict[str, Any], summary_file: Path | None) -> None:
+    text = json.dumps(result, indent=2, default=str)
+    print(text)
+    if summary_file:
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lookalike", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -171,6 +257,28 @@ def build_parser() -> argparse.ArgumentParser:
     rj.add_argument("--run", help="only this ingest run id")
     rj.add_argument("--limit", type=int, default=50)
     rj.set_defaults(func=cmd_catalog_rejects)
+    model_opts = argparse.ArgumentParser(add_help=False)
+    model_opts.add_argument("--config", type=Path, metavar="JSON", help="training config file")
+    model_opts.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)"
+    )
+    model_opts.add_argument("--catalog-version", type=int, help="default: the latest version")
+    model_opts.add_argument("--summary-file", type=Path, metavar="FILE")
+    train = sub.add_parser("train", parents=[model_opts], help="train + evaluate + register")
+    train.add_argument("--horovod", type=int, metavar="N", help="data-parallel on N Spark tasks")
+    train.add_argument("--eval-limit", type=int, help="evaluate on the first N test items")
+    train.add_argument("--no-register", action="store_true", help="log, but do not register")
+    train.set_defaults(func=cmd_train)
+    tune = sub.add_parser("tune", parents=[model_opts], help="Hyperopt search on Spark")
+    tune.add_argument("--trials", type=int, default=8)
+    tune.add_argument("--parallelism", type=int, help="default: LOOKALIKE_TUNE_PARALLELISM")
+    tune.set_defaults(func=cmd_tune)
+    ev = sub.add_parser("evaluate", help="evaluate a registered encoder on the catalogue")
+    ev.add_argument("--model", default="challenger", help="alias or version (default challenger)")
+    ev.add_argument("--catalog-version", type=int)
+    ev.add_argument("--eval-limit", type=int)
+    ev.add_argument("--summary-file", type=Path, metavar="FILE")
+    ev.set_defaults(func=cmd_evaluate)
     return p
 
 

@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     max_image_bytes: int = Field(default=20 * 1024 * 1024, description="Largest file read.")
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Folder items held out.")
 
+    # MLflow: tracking defaults to a SQLite store under home; any tracking URI works.
+    mlflow_tracking_uri: str | None = None
+    encoder_experiment: str = "lookalike-encoder"
+    encoder_model_name: str = "lookalike-encoder"
+    tune_parallelism: int = Field(default=2, ge=1, description="Hyperopt SparkTrials parallelism")
+
     @field_validator("home", "fashion_mnist_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
@@ -51,6 +57,14 @@ class Settings(BaseSettings):
     @property
     def rejects_path(self) -> Path:
         return self.lake_dir / "catalog_rejects"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.home / "mlflow"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def staging_dir(self) -> Path:

@@ -133,3 +133,27 @@ def decode_png(png: bytes) -> np.ndarray:
     """Pixels of a normalised PNG: HxW (grayscale) or HxWx3 uint8."""
     with Image.open(io.BytesIO(png)) as image:
         return np.asarray(image, dtype=np.uint8)
+
+
+def to_model_input(image: bytes | np.ndarray, size: int, channels: int) -> np.ndarray:
+    """An encoder's input, uint8 ``(size, size, channels)``: the one preprocessing shared by
+    training, catalogue embedding and uploaded photos.
+
+    Non-square photos are letterboxed on white (product photos sit on white) before resizing;
+    pixels stay 0..255 here, the model itself scales them (exactly once).
+    """
+    pixels = decode_png(image) if isinstance(image, bytes) else image
+    img = Image.fromarray(pixels)
+    mode = "L" if channels == 1 else "RGB"
+    if img.mode != mode:
+        img = img.convert(mode)
+    w, h = img.size
+    if w != h:
+        side = max(w, h)
+        canvas = Image.new(mode, (side, side), 255 if mode == "L" else (255, 255, 255))
+        canvas.paste(img, ((side - w) // 2, (side - h) // 2))
+        img = canvas
+    if img.size != (size, size):
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
+    arr = np.asarray(img, dtype=np.uint8)
+    return arr[..., None] if channels == 1 else arr

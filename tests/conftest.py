@@ -43,6 +43,18 @@ def settings(tmp_path: Path):
     return Settings(home=tmp_path / "home", spark_shuffle_partitions=4)
 
 
+@pytest.fixture(scope="session")
+def small_catalog(spark, tmp_path_factory):
+    """Settings whose home holds a Fashion-MNIST slice (600 train + 600 test), shared by the
+    model tests (they only read the catalogue; MLflow runs accumulate in the same store)."""
+    from lookalike.catalog.ingest import ingest_fashion_mnist
+    from lookalike.config import Settings
+
+    settings = Settings(home=tmp_path_factory.mktemp("model-home"), spark_shuffle_partitions=4)
+    ingest_fashion_mnist(spark, settings=settings, limit=600)
+    return settings
+
+
 def write_photo(path: Path, seed: int, size: tuple[int, int] = (32, 24), mode: str = "RGB") -> Path:
     """A small random product photo (format from the suffix)."""
     rng = np.random.default_rng(seed)

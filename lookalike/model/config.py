@@ -1,0 +1,114 @@
+"""Training configuration: one validated value that every entry point (CLI, Spark job,
+Hyperopt trial, Horovod rank) passes around and MLflow logs as parameters."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKBONES = ("seed_cnn", "convnet")
+KERAS_APP_PREFIX = "keras:"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the field."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    backbone: str = "convnet"  # seed_cnn | convnet | keras:<tf.keras.applications name>
+    input_size: int = 28  # images are letterboxed to input_size x input_size
+    channels: int = 1  # 1 = grayscale, 3 = RGB
+    embedding_size: int = 128
+    width: int = 32  # filters of the first conv block (backbone width)
+    dropout: float = 0.3
+    augment: bool = True  # random horizontal flip + small shifts while training
+    learning_rate: float = 1e-3
+    epochs: int = 10
+    steps_per_epoch: int = 300
+    classes_per_batch: int = 10
+    examples_per_class: int = 20
+    seed: int = 42
+    train_limit: int | None = None  # at most this many training items (small runs, tests)
+    exclude_categories: tuple[int, ...] = ()  # held out of training: the "unseen" evaluation
+    weights_file: str | None = None  # initial weights for a keras: backbone
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, name: str, msg: str) -> None:
+            if not ok:
+                raise ConfigError(f"{name}: {msg}, got {getattr(self, name)!r}")
+
+        need(
+            self.backbone in BACKBONES or self.backbone.startswith(KERAS_APP_PREFIX),
+            "backbone",
+            f"unknown backbone (choose {', '.join(BACKBONES)} or keras:<ApplicationName>)",
+        )
+        need(self.input_size >= 8, "input_size", "must be >= 8")
+        need(self.channels in (1, 3), "channels", "must be 1 or 3")
+        need(self.embedding_size >= 2, "embedding_size", "must be >= 2")
+        need(self.width >= 1, "width", "must be >= 1")
+        need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        need(0.0 < self.learning_rate < 1.0, "learning_rate", "must be in (0, 1)")
+        need(self.epochs >= 1, "epochs", "must be >= 1")
+        need(self.steps_per_epoch >= 1, "steps_per_epoch", "must be >= 1")
+        need(self.classes_per_batch >= 2, "classes_per_batch", "must be >= 2")
+        need(self.examples_per_class >= 2, "examples_per_class", "must be >= 2")
+        need(self.train_limit is None or self.train_limit >= 2, "train_limit", "must be >= 2")
+        if self.backbone.startswith(KERAS_APP_PREFIX):
+            need(self.input_size >= 32, "input_size", "keras: backbones need >= 32")
+
+    @property
+    def batch_size(self) -> int:
+        return self.classes_per_batch * self.examples_per_class
+
+    def to_params(self) -> dict[str, Any]:
+        """Flat parameters for MLflow."""
+        return {
+            k: (json.dumps(list(v)) if isinstance(v, tuple) else v)
+            for k, v in self.as_dict().items()
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        """Build from loose values (CLI, JSON, Hyperopt); unknown keys are an error."""
+        names = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ConfigError(f"{unknown[0]}: unknown setting (known: {', '.join(sorted(names))})")
+        clean = dict(values)
+        if "exclude_categories" in clean:
+            clean["exclude_categories"] = tuple(int(c) for c in clean["exclude_categories"] or ())
+        for k in (
+            "input_size",
+            "channels",
+            "embedding_size",
+            "width",
+            "epochs",
+            "steps_per_epoch",
+            "classes_per_batch",
+            "examples_per_class",
+            "seed",
+        ):
+            if k in clean:
+                try:
+                    clean[k] = int(clean[k])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{k}: must be an integer, got {clean[k]!r}") from None
+        return cls(**clean)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """Which catalogue snapshot a run used: MLflow logs it as the run's dataset input."""
+
+    table_path: str
+    version: int
+    extra: dict[str, Any] = field(default_factory=dict)

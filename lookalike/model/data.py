@@ -1,0 +1,102 @@
+"""Training and evaluation images from the catalogue at a recorded Delta version."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from lookalike.catalog.sources import hashed_split
+from lookalike.catalog.table import open_table
+from lookalike.images import to_model_input
+
+
+class EmptyDataError(ValueError):
+    """A split or slice has no items to train or evaluate on."""
+
+
+@dataclass
+class ImageSet:
+    item_ids: np.ndarray  # str
+    x: np.ndarray  # uint8, (n, size, size, channels)
+    y: np.ndarray  # int32 category ids
+    category_names: dict[int, str]
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, mask: np.ndarray) -> ImageSet:
+        return ImageSet(self.item_ids[mask], self.x[mask], self.y[mask], self.category_names)
+
+
+def load_split(
+    table_path: Path,
+    version: int,
+    split: str,
+    *,
+    input_size: int,
+    channels: int,
+    limit: int | None = None,
+    exclude_categories: Iterable[int] = (),
+    only_categories: Iterable[int] | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> ImageSet:
+    """Items of one split at ``version``, preprocessed to the model's input.
+
+    Ordered by item id, so ``limit`` and ``shard=(rank, size)`` (every size-th item from
+    rank) are deterministic: each Horovod rank reads its own disjoint shard.
+    """
+    dataset = open_table(table_path, version).to_pyarrow_dataset()
+    # No filter pushdown: delta-rs MERGE writes string_view columns that pyarrow's dataset
+    # filters cannot compare. Pass 1 reads only keys and chooses the rows...
+    excluded = set(exclude_categories)
+    only = None if only_categories is None else set(only_categories)
+    chosen: list[tuple[str, int, str]] = []
+    for b in dataset.to_batches(columns=["item_id", "category", "category_name", "split"]):
+        for item_id, cat, name, sp in zip(
+            *(b.column(i).to_pylist() for i in range(4)), strict=True
+        ):
+            if sp == split and cat not in excluded and (only is None or cat in only):
+                chosen.append((item_id, cat, name))
+    chosen.sort()
+    if limit is not None:
+        chosen = chosen[:limit]
+    rank, size = shard
+    chosen = chosen[rank::size]
+    if not chosen:
+        raise EmptyDataError(
+            f"no {split!r} items at catalogue version {version}"
+            + (f" (shard {rank}/{size})" if size > 1 else "")
+            + (f" outside categories {sorted(excluded)}" if excluded else "")
+            + (f" in categories {sorted(only)}" if only is not None else "")
+        )
+    # ... pass 2 streams the images and keeps only the chosen ones.
+    position = {item_id: i for i, (item_id, _, _) in enumerate(chosen)}
+    x = np.zeros((len(chosen), input_size, input_size, channels), dtype=np.uint8)
+    for b in dataset.to_batches(columns=["item_id", "image"]):
+        for item_id, png in zip(b.column(0).to_pylist(), b.column(1).to_pylist(), strict=True):
+            i = position.get(item_id)
+            if i is not None:
+                x[i] = to_model_input(png, input_size, channels)
+    return ImageSet(
+        item_ids=np.asarray([c[0] for c in chosen]),
+        x=x,
+        y=np.asarray([c[1] for c in chosen], dtype=np.int32),
+        category_names={cat: name for _, cat, name in chosen},
+    )
+
+
+def validation_split(items: ImageSet, fraction: float = 0.1) -> tuple[ImageSet, ImageSet]:
+    """(fit, validation) slices of the TRAIN split, by a hash of the item id.
+
+    Hyperparameter search scores on the validation slice, never on the test split.
+    """
+    held = np.array([hashed_split(str(i), fraction) == "test" for i in items.item_ids])
+    fit, val = items.subset(~held), items.subset(held)
+    if len(val) == 0 or len(fit) == 0:
+        raise EmptyDataError(
+            f"validation fraction {fraction} leaves an empty slice of {len(items)}"
+        )
+    return fit, val

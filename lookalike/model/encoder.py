@@ -1,0 +1,123 @@
+"""Encoder architectures and training with TF Similarity (MultiSimilarityLoss, cosine).
+
+The model takes uint8-range pixels ``(size, size, channels)`` and scales them exactly once
+(its first layer), so every caller feeds the same raw pixels: training, catalogue embedding,
+uploaded photos.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+import lookalike  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from lookalike.model.config import KERAS_APP_PREFIX, ConfigError, TrainConfig
+from lookalike.model.data import EmptyDataError, ImageSet
+
+
+def _backbone(cfg: TrainConfig, x: Any) -> Any:
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    if cfg.backbone == "seed_cnn":
+        # The reference design: Conv32, max-pool, dropout, flatten.
+        x = layers.Conv2D(cfg.width, 3, activation="relu")(x)
+        x = layers.MaxPooling2D()(x)
+        x = layers.Dropout(cfg.dropout)(x)
+        return layers.Flatten()(x)
+    if cfg.backbone == "convnet":
+        # Two blocks of two 3x3 convolutions with batch norm; Flatten beat global pooling here.
+        for filters in (cfg.width, cfg.width * 2):
+            for _ in range(2):
+                x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+                x = layers.BatchNormalization()(x)
+                x = layers.Activation("relu")(x)
+            x = layers.MaxPooling2D()(x)
+            x = layers.Dropout(cfg.dropout / 2)(x)
+        x = layers.Flatten()(x)
+        x = layers.Dense(cfg.width * 8, activation="relu")(x)
+        return layers.Dropout(cfg.dropout)(x)
+    name = cfg.backbone.removeprefix(KERAS_APP_PREFIX)
+    app = getattr(tf.keras.applications, name, None)
+    if app is None or not callable(app):
+        raise ConfigError(f"backbone: tf.keras.applications has no {name!r}")
+    if cfg.channels == 1:  # applications want RGB: repeat the gray channel
+        x = layers.Concatenate()([x, x, x])
+    base = app(
+        include_top=False,
+        weights=cfg.weights_file,
+        input_shape=(cfg.input_size, cfg.input_size, 3),
+        pooling="avg",
+    )
+    return base(x)
+
+
+def build_encoder(cfg: TrainConfig) -> Any:
+    """A tfsim SimilarityModel: pixels -> L2-normalised ``embedding_size`` vector."""
+    import tensorflow as tf
+    import tensorflow_similarity as tfsim
+
+    inputs = tf.keras.Input((cfg.input_size, cfg.input_size, cfg.channels), name="pixels")
+    x = tf.keras.layers.Rescaling(1.0 / 255.0)(inputs)  # the one and only scaling
+    if cfg.augment:
+        x = tf.keras.layers.RandomFlip("horizontal", seed=cfg.seed)(x)
+        x = tf.keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=cfg.seed)(x)
+    outputs = tfsim.layers.MetricEmbedding(cfg.embedding_size, name="embedding")(_backbone(cfg, x))
+    return tfsim.models.SimilarityModel(
+        inputs, outputs, name=f"encoder_{cfg.backbone.replace(':', '_')}"
+    )
+
+
+def train_encoder(
+    cfg: TrainConfig,
+    train: ImageSet,
+    *,
+    wrap_optimizer: Callable[[Any], Any] | None = None,
+    callbacks: Sequence[Any] = (),
+    learning_rate_scale: float = 1.0,
+    verbose: int = 0,
+) -> tuple[Any, dict[str, list[float]]]:
+    """Train an encoder on ``train`` with class-balanced batches; returns (model, history).
+
+    ``wrap_optimizer`` wraps the optimizer the model is COMPILED with (Horovod's
+    DistributedOptimizer), so gradients really are averaged across ranks.
+    """
+    import tensorflow as tf
+    import tensorflow_similarity as tfsim
+
+    classes = np.unique(train.y)
+    if len(train) == 0:
+        raise EmptyDataError("no training items")
+    if len(classes) < 2:
+        raise EmptyDataError(f"metric learning needs >= 2 categories, got {len(classes)}")
+    tf.keras.utils.set_random_seed(cfg.seed)
+    model = build_encoder(cfg)
+    sampler = tfsim.samplers.MultiShotMemorySampler(
+        train.x,
+        train.y,
+        classes_per_batch=min(cfg.classes_per_batch, len(classes)),
+        examples_per_class_per_batch=cfg.examples_per_class,
+        steps_per_epoch=cfg.steps_per_epoch,
+    )
+    optimizer = tf.keras.optimizers.Adam(cfg.learning_rate * learning_rate_scale)
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(optimizer)
+    model.compile(optimizer=optimizer, loss=tfsim.losses.MultiSimilarityLoss(distance="cosine"))
+    history = model.fit(sampler, epochs=cfg.epochs, callbacks=list(callbacks), verbose=verbose)
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def embed(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """L2-normalised float32 embeddings of uint8 pixels (inference mode: no augmentation)."""
+    out = model.predict(x, batch_size=batch_size, verbose=0)
+    out = np.asarray(out, dtype=np.float32)
+    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+
+
+def as_plain_keras(model: Any) -> Any:
+    """The encoder as a plain Functional model (no tfsim index state) for saving/serving."""
+    import tensorflow as tf
+
+    return tf.keras.Model(model.input, model.output, name=model.name)

@@ -1,0 +1,173 @@
+"""One training run end to end: data at a recorded catalogue version -> train (in-process or
+Horovod on Spark) -> evaluate -> MLflow (params, lineage, metrics, artifacts, model) ->
+register as ``lookalike-encoder`` with alias ``challenger``."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from lookalike.catalog.table import open_table
+from lookalike.config import Settings, get_settings
+from lookalike.model.config import DataRef, TrainConfig
+from lookalike.model.data import ImageSet, load_split
+from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass
+class TrainResult:
+    run_id: str
+    model_version: str | None
+    catalog_version: int
+    metrics: dict[str, Any]
+    baseline: dict[str, Any]
+    unseen: dict[str, Any] = field(default_factory=dict)
+    train_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_embeddings(
+    embed_fn: Any, index: ImageSet, queries: ImageSet
+) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Metrics of queries (test) searched in index (train), with both embeddings."""
+    q, i = embed_fn(queries.x), embed_fn(index.x)
+    names = index.category_names | queries.category_names
+    return retrieval_metrics(q, queries.y, i, index.y, category_names=names), q, i
+
+
+def _flat(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+    out = {f"{prefix}{k}": float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    for name, v in metrics.get("per_category_precision_at_1", {}).items():
+        safe = "".join(ch if ch.isalnum() else "_" for ch in name)
+        out[f"{prefix}p_at_1_{safe}"] = float(v)
+    return out
+
+
+def _artifacts(
+    out: Path,
+    model_embed: np.ndarray,
+    index_embed: np.ndarray,
+    queries: ImageSet,
+    index: ImageSet,
+    history: dict[str, list[float]],
+) -> None:
+    from lookalike.model import plots
+
+    names = index.category_names | queries.category_names
+    rng = np.random.default_rng(0)
+    pick = rng.choice(len(queries), size=min(8, len(queries)), replace=False)
+    sims = model_embed[pick] @ index_embed.T
+    top = np.argsort(-sims, axis=1)[:, : min(6, len(index))]
+    plots.neighbour_grid(
+        out / "neighbours.png", queries.x[pick], queries.y[pick], index.x[top], index.y[top], names
+    )
+    sample = rng.choice(len(queries), size=min(3000, len(queries)), replace=False)
+    plots.projection(out / "projection.png", model_embed[sample], queries.y[sample], names)
+    if history:
+        plots.loss_curve(out / "loss.png", history)
+
+
+def run_training(
+    cfg: TrainConfig,
+    *,
+    settings: Settings | None = None,
+    catalog_version: int | None = None,
+    num_proc: int | None = None,
+    spark: SparkSession | None = None,
+    register_model: bool = True,
+    run_name: str | None = None,
+    eval_limit: int | None = None,
+) -> TrainResult:
+    """Train, evaluate and log one encoder. ``num_proc`` set = Horovod on Spark."""
+    import mlflow
+
+    from lookalike.model import tracking
+    from lookalike.model.encoder import build_encoder, embed, train_encoder
+
+    settings = settings or get_settings()
+    table = settings.catalog_path
+    version = open_table(table).version() if catalog_version is None else catalog_version
+    ref = DataRef(
+        str(table), version, {"split": "train", "exclude_categories": list(cfg.exclude_categories)}
+    )
+    size = dict(input_size=cfg.input_size, channels=cfg.channels)
+    train = load_split(
+        table,
+        version,
+        "train",
+        limit=cfg.train_limit,
+        exclude_categories=cfg.exclude_categories,
+        **size,
+    )
+    test = load_split(
+        table, version, "test", limit=eval_limit, exclude_categories=cfg.exclude_categories, **size
+    )
+
+    tracking.setup_mlflow(settings)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params(cfg.to_params() | {"num_proc": num_proc or 0, "train_items": len(train)})
+        tracking.log_dataset(ref)
+        t0 = time.monotonic()
+        if num_proc:
+            from lookalike.model.distributed import horovod_train
+
+            weights, history = horovod_train(
+                spark, cfg, ref, num_proc, settings.tracking_uri, run.info.run_id
+            )
+            model = build_encoder(cfg)
+            model.set_weights(weights)
+        else:
+            model, history = train_encoder(cfg, train, callbacks=[tracking.epoch_logger()])
+        train_seconds = round(time.monotonic() - t0, 1)
+        mlflow.log_metric("train_seconds", train_seconds)
+
+        metrics, q_emb, i_emb = evaluate_embeddings(lambda x: embed(model, x), train, test)
+        baseline, _, _ = evaluate_embeddings(raw_pixel_embeddings, train, test)
+        mlflow.log_metrics(_flat("", metrics) | _flat("baseline_raw_pixels_", baseline))
+        mlflow.log_dict(metrics, "evaluation/metrics.json")
+
+        unseen: dict[str, Any] = {}
+        if cfg.exclude_categories:
+            only = list(cfg.exclude_categories)
+            u_index = load_split(
+                table, version, "train", only_categories=only, limit=eval_limit, **size
+            )
+            u_test = load_split(
+                table, version, "test", only_categories=only, limit=eval_limit, **size
+            )
+            unseen = {
+                "model": evaluate_embeddings(lambda x: embed(model, x), u_index, u_test)[0],
+                "raw_pixels": evaluate_embeddings(raw_pixel_embeddings, u_index, u_test)[0],
+            }
+            mlflow.log_metrics(
+                _flat("unseen_", unseen["model"])
+                | _flat("unseen_baseline_raw_pixels_", unseen["raw_pixels"])
+            )
+            mlflow.log_dict(unseen, "evaluation/unseen.json")
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _artifacts(Path(tmp), q_emb, i_emb, test, train, history)
+            mlflow.log_artifacts(tmp, "evaluation")
+
+        model_version = None
+        if register_model:
+            info = tracking.log_encoder(model, cfg, train.x[:2])
+            model_version = tracking.register(
+                info.model_uri,
+                settings.encoder_model_name,
+                tags={"catalog.version": str(version), "run_id": run.info.run_id},
+            )
+            mlflow.set_tag("registered_version", model_version)
+    return TrainResult(
+        run.info.run_id, model_version, version, metrics, baseline, unseen, train_seconds
+    )

@@ -1,0 +1,141 @@
+"""MLflow: experiment set-up, per-epoch metrics, the encoder as a pyfunc model, registry.
+
+The registered model ``lookalike-encoder`` holds pyfunc versions that map uint8 pixels
+``(n, size, size, channels)`` to L2-normalised embeddings; a new version gets the alias
+``challenger``; promotion (a later step) moves ``champion``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.config import Settings
+from lookalike.model.config import DataRef, TrainConfig
+
+CHALLENGER = "challenger"
+
+
+def setup_mlflow(settings: Settings, experiment: str | None = None) -> str:
+    """Point MLflow at the deployment's tracking store; returns the experiment id."""
+    import mlflow
+
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    name = experiment or settings.encoder_experiment
+    found = mlflow.get_experiment_by_name(name)
+    if found is None:
+        artifacts = (settings.mlflow_dir / "artifacts").as_uri()
+        exp_id = mlflow.create_experiment(name, artifact_location=artifacts)
+    else:
+        exp_id = found.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
+def log_dataset(ref: DataRef, context: str = "training") -> None:
+    """The catalogue table and its Delta version, as the run's dataset input (lineage)."""
+    import mlflow
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = DeltaDatasetSource(path=ref.table_path, delta_table_version=ref.version)
+    dataset = MetaDataset(source=source, name=f"catalog@v{ref.version}", digest=f"v{ref.version}")
+    mlflow.log_input(dataset, context=context, tags={k: str(v) for k, v in ref.extra.items()})
+    mlflow.set_tags({"catalog.path": ref.table_path, "catalog.version": str(ref.version)})
+
+
+def epoch_logger() -> Any:
+    """Keras callback: every epoch's logs as MLflow metrics (step = epoch)."""
+    import mlflow
+    import tensorflow as tf
+
+    class _EpochLogger(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            mlflow.log_metrics(
+                {f"train_{k}": float(v) for k, v in (logs or {}).items()}, step=epoch
+            )
+
+    return _EpochLogger()
+
+
+try:  # mlflow is in the lock, but keep this module importable for light unit tests
+    from mlflow.pyfunc import PythonModel as _PythonModel
+except ImportError:  # pragma: no cover
+    _PythonModel = object  # type: ignore[assignment,misc]
+
+
+class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
+    """pyfunc: uint8 pixels (n, size, size, channels) -> float32 embeddings (n, dim)."""
+
+    def load_context(self, context: Any) -> None:
+        import tensorflow as tf
+
+        import lookalike  # noqa: F401  (legacy Keras switch)
+
+        self.config = json.loads(Path(context.artifacts["config"]).read_text())
+        self.model = tf.keras.models.load_model(context.artifacts["encoder"], compile=False)
+
+    # No type hints: MLflow would read them as a (list-based) input schema.
+    def predict(self, context, model_input, params=None):
+        from lookalike.model.encoder import embed
+
+        if isinstance(model_input, dict):  # named tensor input ({"pixels": array})
+            model_input = next(iter(model_input.values()))
+        x = np.asarray(model_input, dtype=np.uint8)
+        if x.ndim == 3:
+            x = x[..., None]
+        return embed(self.model, x)
+
+
+def log_encoder(model: Any, cfg: TrainConfig, example: np.ndarray) -> Any:
+    """Log the trained encoder as a pyfunc model with signature and input example."""
+    import mlflow
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    from lookalike.model.encoder import as_plain_keras
+
+    with tempfile.TemporaryDirectory() as tmp:
+        encoder_path = Path(tmp) / "encoder.keras"
+        as_plain_keras(model).save(encoder_path)
+        config_path = Path(tmp) / "train_config.json"
+        config_path.write_text(json.dumps(cfg.as_dict(), indent=2))
+        shape = (-1, cfg.input_size, cfg.input_size, cfg.channels)
+        signature = ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype(np.uint8), shape, name="pixels")]),
+            outputs=Schema(
+                [TensorSpec(np.dtype(np.float32), (-1, cfg.embedding_size), name="embedding")]
+            ),
+        )
+        return mlflow.pyfunc.log_model(
+            name="encoder",
+            python_model=EncoderModel(),
+            artifacts={"encoder": str(encoder_path), "config": str(config_path)},
+            signature=signature,
+            input_example=example.astype(np.uint8),
+            metadata={
+                "embedding_size": cfg.embedding_size,
+                "input_size": cfg.input_size,
+                "channels": cfg.channels,
+                "backbone": cfg.backbone,
+            },
+            pip_requirements=[],  # the deployment's own environment (requirements.lock)
+        )
+
+
+def register(
+    model_uri: str, name: str, alias: str = CHALLENGER, tags: dict[str, str] | None = None
+) -> str:
+    """Register a logged model and point ``alias`` at the new version; returns the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    version = mlflow.register_model(model_uri, name, tags=tags).version
+    MlflowClient().set_registered_model_alias(name, alias, version)
+    return str(version)

@@ -1,0 +1,159 @@
+"""Hyperparameter search with Hyperopt on Spark (SparkTrials), behind one function.
+
+The objective is validation mAP@R: train on the fit slice of the TRAIN split, query the
+validation slice against it. The test split is never looked at while tuning. Each trial is
+a nested MLflow run under the search's parent run, which gets the best parameters.
+Hyperopt is in maintenance mode; only this module knows it exists.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lookalike.config import Settings, get_settings
+from lookalike.model.config import DataRef, TrainConfig
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: What the search varies (the rest comes from the base configuration).
+SEARCH_SPACE_DOC = {
+    "learning_rate": "log-uniform 3e-4 .. 3e-3",
+    "embedding_size": "64 | 128 | 256",
+    "examples_per_class": "10 | 20 | 32",
+    "epochs": "base-1 .. base+2 (at least 1)",
+    "width": "16 | 32 | 48",
+}
+
+
+def search_space(base: TrainConfig) -> dict[str, Any]:
+    from hyperopt import hp
+
+    return {
+        "learning_rate": hp.loguniform("learning_rate", math.log(3e-4), math.log(3e-3)),
+        "embedding_size": hp.choice("embedding_size", [64, 128, 256]),
+        "examples_per_class": hp.choice("examples_per_class", [10, 20, 32]),
+        "epochs": hp.choice("epochs", sorted({max(1, base.epochs + d) for d in (-1, 0, 1, 2)})),
+        "width": hp.choice("width", [16, 32, 48]),
+    }
+
+
+def trial_score(cfg: TrainConfig, ref: DataRef, validation_fraction: float = 0.1) -> dict[str, Any]:
+    """Train on the fit slice of train, score mAP@R of validation queries against it."""
+    from lookalike.model.data import load_split, validation_split
+    from lookalike.model.encoder import embed, train_encoder
+    from lookalike.model.evaluate import retrieval_metrics
+
+    items = load_split(
+        Path(ref.table_path),
+        ref.version,
+        "train",
+        input_size=cfg.input_size,
+        channels=cfg.channels,
+        limit=cfg.train_limit,
+        exclude_categories=cfg.exclude_categories,
+    )
+    fit, val = validation_split(items, validation_fraction)
+    model, history = train_encoder(cfg, fit)
+    metrics = retrieval_metrics(embed(model, val.x), val.y, embed(model, fit.x), fit.y)
+    return {"metrics": metrics, "history": history}
+
+
+def run_tuning(
+    base: TrainConfig,
+    *,
+    trials: int,
+    parallelism: int | None = None,
+    settings: Settings | None = None,
+    spark: SparkSession | None = None,
+    catalog_version: int | None = None,
+) -> dict[str, Any]:
+    """Search ``trials`` configurations on Spark; returns the best parameters and score."""
+    import mlflow
+    import numpy as np
+    from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
+    from mlflow import MlflowClient
+
+    from lookalike.catalog.table import open_table
+    from lookalike.model import tracking
+
+    settings = settings or get_settings()
+    if trials < 1:
+        raise ValueError(f"trials: must be >= 1, got {trials}")
+    if spark is None:
+        from lookalike.spark import spark_session
+
+        spark = spark_session("lookalike-tune", settings)
+    parallelism = parallelism or settings.tune_parallelism
+    version = (
+        open_table(settings.catalog_path).version() if catalog_version is None else catalog_version
+    )
+    ref = DataRef(str(settings.catalog_path), version, {"split": "train", "purpose": "tuning"})
+    experiment_id = tracking.setup_mlflow(settings)
+    tracking_uri = settings.tracking_uri
+    space = search_space(base)
+
+    with mlflow.start_run(run_name="tune") as parent:
+        mlflow.log_params(
+            {"trials": trials, "parallelism": parallelism}
+            | {f"base_{k}": v for k, v in base.to_params().items()}
+        )
+        mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
+        tracking.log_dataset(ref, context="tuning")
+        parent_id = parent.info.run_id
+
+        def objective(params: dict[str, Any]) -> dict[str, Any]:
+            import lookalike  # noqa: F401  (runs on an executor: legacy Keras switch first)
+
+            cfg = base.replace(**params)
+            client = MlflowClient(tracking_uri)
+            run = client.create_run(
+                experiment_id, tags={"mlflow.parentRunId": parent_id, "mlflow.runName": "trial"}
+            )
+            for k, v in cfg.to_params().items():
+                client.log_param(run.info.run_id, k, v)
+            try:
+                result = trial_score(cfg, ref)
+            except Exception as e:
+                client.set_terminated(run.info.run_id, "FAILED")
+                return {"status": "fail", "error": str(e)}
+            m = result["metrics"]
+            client.log_metric(run.info.run_id, "val_map_at_r", m["map_at_r"])
+            client.log_metric(run.info.run_id, "val_precision_at_1", m["precision_at_1"])
+            client.set_terminated(run.info.run_id)
+            return {
+                "loss": -m["map_at_r"],
+                "status": STATUS_OK,
+                "val_precision_at_1": m["precision_at_1"],
+            }
+
+        spark_trials = SparkTrials(parallelism=parallelism, spark_session=spark)
+        best = fmin(
+            objective,
+            space,
+            algo=tpe.suggest,
+            max_evals=trials,
+            trials=spark_trials,
+            rstate=np.random.default_rng(base.seed),
+            show_progressbar=False,
+        )
+        ok = [t for t in spark_trials.trials if t["result"].get("status") == STATUS_OK]
+        if not ok:
+            raise RuntimeError(
+                f"all {trials} tuning trials failed; see the nested runs of {parent_id}"
+            )
+        best_params = space_eval(space, best)
+        best_score = -min(t["result"]["loss"] for t in ok)
+        mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
+        mlflow.log_metric("best_val_map_at_r", best_score)
+        mlflow.log_metric("trials_ok", len(ok))
+    return {
+        "parent_run_id": parent_id,
+        "best_params": best_params,
+        "best_val_map_at_r": best_score,
+        "trials": trials,
+        "trials_ok": len(ok),
+        "catalog_version": version,
+    }

@@ -1,0 +1,129 @@
+"""The similarity encoder on a small Fashion-MNIST slice: training, evaluation, MLflow."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lookalike.model.config import TrainConfig
+from lookalike.model.data import EmptyDataError, load_split, validation_split
+
+TINY = {
+    "backbone": "seed_cnn",
+    "epochs": 2,
+    "steps_per_epoch": 25,
+    "examples_per_class": 8,
+    "augment": False,
+}
+
+
+def test_load_split_is_deterministic_sharded_and_filtered(small_catalog):
+    table = small_catalog.catalog_path
+    full = load_split(table, 1, "train", input_size=28, channels=1)
+    assert full.x.shape == (600, 28, 28, 1) and full.x.dtype == np.uint8
+    a = load_split(table, 1, "train", input_size=28, channels=1, shard=(0, 2))
+    b = load_split(table, 1, "train", input_size=28, channels=1, shard=(1, 2))
+    assert len(a) + len(b) == 600 and not set(a.item_ids) & set(b.item_ids)
+    rgb = load_split(table, 1, "test", input_size=32, channels=3, limit=5, exclude_categories=[9])
+    assert rgb.x.shape == (5, 32, 32, 3) and 9 not in rgb.y
+    fit, val = validation_split(full)
+    assert len(val) > 20 and not set(fit.item_ids) & set(val.item_ids)
+
+
+def test_empty_split_is_a_clear_error(small_catalog):
+    with pytest.raises(
+        EmptyDataError, match="no 'train' items at catalogue version 1 outside categories"
+    ):
+        load_split(
+            small_catalog.catalog_path,
+            1,
+            "train",
+            input_size=28,
+            channels=1,
+            exclude_categories=range(10),
+        )
+
+
+def test_training_beats_the_untrained_model(small_catalog):
+    from lookalike.model.encoder import build_encoder, embed, train_encoder
+    from lookalike.model.evaluate import retrieval_metrics
+
+    cfg = TrainConfig.from_dict(TINY | {"epochs": 3, "steps_per_epoch": 40})
+    table = small_catalog.catalog_path
+    train = load_split(table, 1, "train", input_size=28, channels=1)
+    test = load_split(table, 1, "test", input_size=28, channels=1)
+
+    def p_at_1(model) -> float:
+        return retrieval_metrics(embed(model, test.x), test.y, embed(model, train.x), train.y)[
+            "precision_at_1"
+        ]
+
+    untrained = p_at_1(build_encoder(cfg))
+    model, history = train_encoder(cfg, train)
+    trained = p_at_1(model)
+    assert history["loss"][-1] < history["loss"][0]
+    assert trained > untrained + 0.03, (untrained, trained)
+
+
+def test_training_run_is_tracked_and_registered(small_catalog):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from lookalike.model.pipeline import run_training
+
+    cfg = TrainConfig.from_dict(TINY | {"exclude_categories": [7, 8, 9]})
+    result = run_training(cfg, settings=small_catalog, eval_limit=300)
+    client = MlflowClient(small_catalog.tracking_uri)
+    run = client.get_run(result.run_id)
+    assert run.data.params["backbone"] == "seed_cnn"
+    assert {
+        "precision_at_1",
+        "map_at_r",
+        "recall_at_5",
+        "baseline_raw_pixels_precision_at_1",
+        "unseen_precision_at_1",
+        "unseen_baseline_raw_pixels_map_at_r",
+        "train_seconds",
+    } <= set(run.data.metrics)
+    assert len(client.get_metric_history(result.run_id, "train_loss")) == 2  # one per epoch
+    assert run.data.tags["catalog.version"] == "1"
+    inputs = run.inputs.dataset_inputs
+    assert inputs and json.loads(inputs[0].dataset.source)["delta_table_version"] == 1
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "evaluation")}
+    assert {
+        "evaluation/neighbours.png",
+        "evaluation/projection.png",
+        "evaluation/loss.png",
+    } <= artifacts
+    assert set(result.unseen["model"]["per_category_precision_at_1"]) == {
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    }
+
+    mv = client.get_model_version_by_alias("lookalike-encoder", "challenger")
+    assert str(mv.version) == result.model_version and mv.run_id == result.run_id
+
+    mlflow.set_tracking_uri(small_catalog.tracking_uri)
+    model = mlflow.pyfunc.load_model("models:/lookalike-encoder@challenger")
+    assert model.metadata.signature.inputs.inputs[0].type == np.dtype(np.uint8)
+    emb = model.predict(np.zeros((3, 28, 28, 1), dtype=np.uint8))
+    assert emb.shape == (3, 64 * 2) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+
+
+def test_cli_refuses_a_bad_configuration(tmp_path):
+    env = os.environ | {"LOOKALIKE_HOME": str(tmp_path)}
+    for args, message in [
+        (["train", "--set", "backbone=resnet9000"], "backbone: unknown backbone"),
+        (["train", "--set", "epochs"], "--set: expected KEY=VALUE"),
+        (["tune", "--trials", "0"], "--trials: must be >= 1"),
+    ]:
+        out = subprocess.run(
+            [sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 2 and message in out.stderr, out.stderr

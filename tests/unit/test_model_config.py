@@ -1,0 +1,32 @@
+"""Training configuration: bad values are refused with the field's name."""
+
+import pytest
+
+from lookalike.model.config import ConfigError, TrainConfig
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [
+        ({"backbone": "resnet9000"}, "backbone"),
+        ({"channels": 2}, "channels"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"epochs": "three"}, "epochs"),
+        ({"examples_per_class": 1}, "examples_per_class"),
+        ({"backbone": "keras:MobileNetV2", "input_size": 28}, "input_size"),
+        ({"batch": 64}, "batch"),
+    ],
+)
+def test_bad_values_name_the_field(values, field):
+    with pytest.raises(ConfigError, match=rf"^{field}: "):
+        TrainConfig.from_dict(values)
+
+
+def test_round_trip_through_params_and_dict():
+    cfg = TrainConfig.from_dict(
+        {"backbone": "seed_cnn", "exclude_categories": [7, 8, 9], "epochs": "3"}
+    )
+    assert cfg.exclude_categories == (7, 8, 9) and cfg.epochs == 3
+    assert TrainConfig.from_dict(cfg.as_dict()) == cfg
+    assert cfg.to_params()["exclude_categories"] == "[7, 8, 9]"
+    assert cfg.batch_size == 200
