@@ -1,0 +1,78 @@
+"""Hyperopt on Spark (SparkTrials) and Horovod on Spark, on a tiny slice. Slow: each Spark
+task imports TensorFlow."""
+
+from __future__ import annotations
+
+import pytest
+
+from lookalike.model.config import DataRef, TrainConfig
+
+TINY = {
+    "backbone": "seed_cnn",
+    "epochs": 1,
+    "steps_per_epoch": 6,
+    "examples_per_class": 4,
+    "augment": False,
+    "train_limit": 300,
+    "embedding_size": 16,
+}
+
+
+@pytest.mark.slow
+def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog):
+    from lookalike.model.distributed import horovod_run
+
+    cfg = TrainConfig.from_dict(TINY | {"steps_per_epoch": 8})
+    ref = DataRef(str(small_catalog.catalog_path), 1)
+    results = sorted(horovod_run(spark, cfg, ref, num_proc=2), key=lambda r: r["rank"])
+    assert [r["rank"] for r in results] == [0, 1] and results[0]["size"] == 2
+    assert results[0]["shard_items"] == results[1]["shard_items"] == 150  # disjoint halves
+    assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-9)
+    assert results[0]["weights"] is not None and results[1]["weights"] is None
+
+
+@pytest.mark.slow
+def test_horovod_training_run_is_logged_by_rank_0(spark, small_catalog):
+    from mlflow import MlflowClient
+
+    from lookalike.model.pipeline import run_training
+
+    result = run_training(
+        TrainConfig.from_dict(TINY),
+        settings=small_catalog,
+        num_proc=1,
+        spark=spark,
+        register_model=False,
+        eval_limit=100,
+    )
+    client = MlflowClient(small_catalog.tracking_uri)
+    assert client.get_run(result.run_id).data.params["num_proc"] == "1"
+    assert len(client.get_metric_history(result.run_id, "train_loss")) == 1  # logged by rank 0
+    assert 0.0 < result.metrics["precision_at_1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_hyperopt_two_trials_on_spark(spark, small_catalog):
+    from mlflow import MlflowClient
+
+    from lookalike.model.tune import run_tuning
+
+    out = run_tuning(
+        TrainConfig.from_dict(TINY), trials=2, parallelism=2, settings=small_catalog, spark=spark
+    )
+    assert out["trials_ok"] == 2 and 0.0 < out["best_val_map_at_r"] <= 1.0
+    assert set(out["best_params"]) == {
+        "learning_rate",
+        "embedding_size",
+        "examples_per_class",
+        "epochs",
+        "width",
+    }
+    client = MlflowClient(small_catalog.tracking_uri)
+    parent = client.get_run(out["parent_run_id"])
+    assert parent.data.metrics["best_val_map_at_r"] == pytest.approx(out["best_val_map_at_r"])
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'",
+    )
+    assert len(children) == 2 and all("val_map_at_r" in c.data.metrics for c in children)
