@@ -5,7 +5,7 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format bench-ingest clean
+.PHONY: setup demo test test-fast lint format bench-ingest bench-quality clean
 
 setup:
 	@bash scripts/setup.sh
@@ -30,6 +30,9 @@ format: setup
 
 bench-ingest: setup
 	python bench/ingest.py
+
+bench-quality: setup
+	python bench/quality.py
 
 clean:
 	rm -rf .lookalike

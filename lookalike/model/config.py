@@ -26,6 +26,7 @@ class TrainConfig:
     dropout: float = 0.3
     augment: bool = True  # random horizontal flip + small shifts while training
     learning_rate: float = 1e-3
+    lr_schedule: str = "cosine"  # constant | cosine (decays to 5% over the whole run)
     epochs: int = 10
     steps_per_epoch: int = 300
     classes_per_batch: int = 10
@@ -51,6 +52,9 @@ class TrainConfig:
         need(self.width >= 1, "width", "must be >= 1")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         need(0.0 < self.learning_rate < 1.0, "learning_rate", "must be in (0, 1)")
+        need(
+            self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"
+        )
         need(self.epochs >= 1, "epochs", "must be >= 1")
         need(self.steps_per_epoch >= 1, "steps_per_epoch", "must be >= 1")
         need(self.classes_per_batch >= 2, "classes_per_batch", "must be >= 2")

@@ -101,7 +101,12 @@ def train_encoder(
         examples_per_class_per_batch=cfg.examples_per_class,
         steps_per_epoch=cfg.steps_per_epoch,
     )
-    optimizer = tf.keras.optimizers.Adam(cfg.learning_rate * learning_rate_scale)
+    lr: Any = cfg.learning_rate * learning_rate_scale
+    if cfg.lr_schedule == "cosine":
+        lr = tf.keras.optimizers.schedules.CosineDecay(
+            lr, cfg.epochs * cfg.steps_per_epoch, alpha=0.05
+        )
+    optimizer = tf.keras.optimizers.Adam(lr)
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
     model.compile(optimizer=optimizer, loss=tfsim.losses.MultiSimilarityLoss(distance="cosine"))

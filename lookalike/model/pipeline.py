@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,7 @@ def run_training(
     register_model: bool = True,
     run_name: str | None = None,
     eval_limit: int | None = None,
+    callbacks: Sequence[Any] = (),
 ) -> TrainResult:
     """Train, evaluate and log one encoder. ``num_proc`` set = Horovod on Spark."""
     import mlflow
@@ -127,7 +129,9 @@ def run_training(
             model = build_encoder(cfg)
             model.set_weights(weights)
         else:
-            model, history = train_encoder(cfg, train, callbacks=[tracking.epoch_logger()])
+            model, history = train_encoder(
+                cfg, train, callbacks=[tracking.epoch_logger(), *callbacks]
+            )
         train_seconds = round(time.monotonic() - t0, 1)
         mlflow.log_metric("train_seconds", train_seconds)
 
