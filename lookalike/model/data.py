@@ -11,6 +11,7 @@ import numpy as np
 from lookalike.catalog.sources import hashed_split
 from lookalike.catalog.table import open_table
 from lookalike.images import to_model_input
+from lookalike.model.config import DataRef, TrainConfig
 
 
 class EmptyDataError(ValueError):
@@ -85,6 +86,22 @@ def load_split(
         x=x,
         y=np.asarray([c[1] for c in chosen], dtype=np.int32),
         category_names={cat: name for _, cat, name in chosen},
+    )
+
+
+def load_training_items(
+    cfg: TrainConfig, ref: DataRef, shard: tuple[int, int] = (0, 1)
+) -> ImageSet:
+    """The train-split items a configuration trains on (its limit, its held-out categories)."""
+    return load_split(
+        Path(ref.table_path),
+        ref.version,
+        "train",
+        input_size=cfg.input_size,
+        channels=cfg.channels,
+        limit=cfg.train_limit,
+        exclude_categories=cfg.exclude_categories,
+        shard=shard,
     )
 
 

@@ -26,8 +26,6 @@ def rank_main(
     cfg: TrainConfig, ref: DataRef, tracking_uri: str | None, run_id: str | None
 ) -> dict[str, Any]:
     """What one Horovod rank runs (inside a Spark task)."""
-    from pathlib import Path
-
     import horovod.tensorflow.keras as hvd
     import horovod.tensorflow.keras.callbacks as hvd_callbacks
     import tensorflow as tf
@@ -36,21 +34,12 @@ def rank_main(
 
     # Horovod 0.28's Keras callbacks import Keras 3's backend; tfsim trains on tf-keras.
     hvd_callbacks.K = tf.keras.backend
-    from lookalike.model.data import load_split
+    from lookalike.model.data import load_training_items
     from lookalike.model.encoder import train_encoder
 
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
-    shard = load_split(
-        Path(ref.table_path),
-        ref.version,
-        "train",
-        input_size=cfg.input_size,
-        channels=cfg.channels,
-        limit=cfg.train_limit,
-        exclude_categories=cfg.exclude_categories,
-        shard=(rank, size),
-    )
+    shard = load_training_items(cfg, ref, shard=(rank, size))
     callbacks: list[Any] = [
         hvd.callbacks.BroadcastGlobalVariablesCallback(0),
         hvd.callbacks.MetricAverageCallback(),

@@ -16,7 +16,7 @@ import numpy as np
 from lookalike.catalog.table import open_table
 from lookalike.config import Settings, get_settings
 from lookalike.model.config import DataRef, TrainConfig
-from lookalike.model.data import ImageSet, load_split
+from lookalike.model.data import ImageSet, load_split, load_training_items
 from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 if TYPE_CHECKING:
@@ -103,14 +103,7 @@ def run_training(
         str(table), version, {"split": "train", "exclude_categories": list(cfg.exclude_categories)}
     )
     size = dict(input_size=cfg.input_size, channels=cfg.channels)
-    train = load_split(
-        table,
-        version,
-        "train",
-        limit=cfg.train_limit,
-        exclude_categories=cfg.exclude_categories,
-        **size,
-    )
+    train = load_training_items(cfg, ref)  # also the evaluation's index
     test = load_split(
         table, version, "test", limit=eval_limit, exclude_categories=cfg.exclude_categories, **size
     )

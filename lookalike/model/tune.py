@@ -9,7 +9,6 @@ Hyperopt is in maintenance mode; only this module knows it exists.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings, get_settings
@@ -42,19 +41,11 @@ def search_space(base: TrainConfig) -> dict[str, Any]:
 
 def trial_score(cfg: TrainConfig, ref: DataRef, validation_fraction: float = 0.1) -> dict[str, Any]:
     """Train on the fit slice of train, score mAP@R of validation queries against it."""
-    from lookalike.model.data import load_split, validation_split
+    from lookalike.model.data import load_training_items, validation_split
     from lookalike.model.encoder import embed, train_encoder
     from lookalike.model.evaluate import retrieval_metrics
 
-    items = load_split(
-        Path(ref.table_path),
-        ref.version,
-        "train",
-        input_size=cfg.input_size,
-        channels=cfg.channels,
-        limit=cfg.train_limit,
-        exclude_categories=cfg.exclude_categories,
-    )
+    items = load_training_items(cfg, ref)
     fit, val = validation_split(items, validation_fraction)
     model, history = train_encoder(cfg, fit)
     metrics = retrieval_metrics(embed(model, val.x), val.y, embed(model, fit.x), fit.y)
