@@ -112,7 +112,9 @@ def main() -> None:
     train_seconds = round(result.train_seconds - curve.eval_seconds, 1)
     out = {
         "benchmark": "quality",
-        "command": "python bench/quality.py" + "".join(f" --set {s}" for s in args.set),
+        "command": "python bench/quality.py"
+        + "".join(f" --set {s}" for s in args.set)
+        + (" --skip-unseen" if args.skip_unseen else ""),
         "config": cfg.as_dict(),
         "catalog_version": version,
         "precision_at_1": result.metrics["precision_at_1"],

@@ -76,3 +76,41 @@ def test_hyperopt_two_trials_on_spark(spark, small_catalog):
         filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'",
     )
     assert len(children) == 2 and all("val_map_at_r" in c.data.metrics for c in children)
+
+
+@pytest.mark.slow
+def test_train_job_through_spark_submit_with_horovod(small_catalog, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.conftest import REPO
+
+    bin_dir = Path(sys.executable).parent
+    out = tmp_path / "train.json"
+    env = os.environ | {
+        "LOOKALIKE_HOME": str(small_catalog.home),
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+    }
+    sets = [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
+    args = [
+        str(bin_dir / "spark-submit"),
+        "--master",
+        "local[2]",
+        str(REPO / "spark_jobs" / "train.py"),
+        "--horovod",
+        "2",
+        "--eval-limit",
+        "100",
+        "--summary-file",
+        str(out),
+    ]
+    for s in sets:
+        args += ["--set", s]
+    proc = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    result = json.loads(out.read_text())
+    assert result["model_version"] and result["catalog_version"] == 1
+    assert 0.0 < result["metrics"]["precision_at_1"] <= 1.0

@@ -127,3 +127,39 @@ def test_cli_refuses_a_bad_configuration(tmp_path):
             [sys.executable, "-m", "lookalike.cli", *args], env=env, capture_output=True, text=True
         )
         assert out.returncode == 2 and message in out.stderr, out.stderr
+
+
+def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, settings, photo_folder):
+    from lookalike.catalog.ingest import ingest_folder
+    from lookalike.model.encoder import embed, train_encoder
+
+    ingest_folder(spark, photo_folder, settings=settings)
+    photos = load_split(settings.catalog_path, 1, "train", input_size=32, channels=3)
+    assert photos.x.shape[1:] == (32, 32, 3) and len(set(photos.y)) == 3
+    cfg = TrainConfig.from_dict(
+        {
+            "backbone": "keras:MobileNetV2",
+            "input_size": 32,
+            "channels": 3,
+            "epochs": 1,
+            "steps_per_epoch": 2,
+            "classes_per_batch": 3,
+            "examples_per_class": 4,
+            "embedding_size": 32,
+        }
+    )
+    model, history = train_encoder(cfg, photos)
+    assert np.isfinite(history["loss"]).all()
+    assert embed(model, photos.x[:5]).shape == (5, 32)
+
+
+def test_evaluating_the_registered_version_reproduces_the_run(small_catalog):
+    from lookalike.model.pipeline import run_training
+    from lookalike.model.registry_eval import evaluate_registered
+
+    result = run_training(TrainConfig.from_dict(TINY), settings=small_catalog)
+    out = evaluate_registered(small_catalog, result.model_version)
+    assert out["version"] == result.model_version and out["catalog_version"] == 1
+    # Same evaluation function and catalogue version, the model reloaded from the registry.
+    for key in ("precision_at_1", "map_at_r", "recall_at_10"):
+        assert out["metrics"][key] == pytest.approx(result.metrics[key], abs=0.005), key
