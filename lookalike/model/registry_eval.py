@@ -51,7 +51,7 @@ def evaluate_registered(
     )
     return {
         "model": settings.encoder_model_name,
-        "version": mv.version,
+        "version": str(mv.version),
         "catalog_version": version,
         "metrics": metrics,
     }
