@@ -84,9 +84,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             discontinued=discontinued,
         )
     _print_ingest(summary.to_dict(), args.json)
-    if args.summary_file:
-        args.summary_file.parent.mkdir(parents=True, exist_ok=True)
-        args.summary_file.write_text(json.dumps(summary.to_dict(), indent=2))
+    _write_summary(summary.to_dict(), args.summary_file)
     return 0
 
 
@@ -203,12 +201,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _emit(result: dict[str, Any], summary_file: Path | None) -> None:
-    text = json.dumps(result, indent=2, default=str)
-    print(text)
+def _write_summary(result: dict[str, Any], summary_file: Path | None) -> None:
+    """``--summary-file``: the JSON result in a file (spark-submit mixes logs into stdout)."""
     if summary_file:
         summary_file.parent.mkdir(parents=True, exist_ok=True)
-        summary_file.write_text(text)
+        summary_file.write_text(json.dumps(result, indent=2, default=str))
+
+
+def _emit(result: dict[str, Any], summary_file: Path | None) -> None:
+    print(json.dumps(result, indent=2, default=str))
+    _write_summary(result, summary_file)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -24,7 +24,6 @@ from lookalike.catalog import sources
 from lookalike.catalog.table import (
     CHANGE_SCHEMA,
     append_rejects,
-    existing_categories,
     merge_changes,
     open_table,
     snapshot_files,
@@ -152,15 +151,15 @@ def run_ingest(
         summary.rejected = counts.get(False, 0)
         log(f"read {summary.rows_read} rows, {summary.rejected} rejected", t0)
 
+        summary.version_before = table_version(table)
+        snap = _snapshot(spark, table)
         good = staged.where(F.col("reason").isNull())
         names = [r[0] for r in good.select("category_name").distinct().collect()]
-        mapping = assign_categories(existing_categories(table), names, preferred_categories)
+        existing = dict(snap.select("category_name", "category").distinct().collect())
+        mapping = assign_categories(existing, names, preferred_categories)
         categories = spark.createDataFrame(
             list(mapping.items()), "category_name string, category int"
         )
-
-        summary.version_before = table_version(table)
-        snap = _snapshot(spark, table)
         t = snap.select([F.col(c).alias(f"t_{c}") for c in snap.columns])
         changed = (
             F.col("t_item_id").isNull()
@@ -211,9 +210,8 @@ def run_ingest(
         else:
             log("no changes: nothing to commit", t0)
         summary.version_after = table_version(table)
-        summary.unchanged = (
-            summary.rows_read - summary.rejected - summary.inserted - summary.updated
-        )
+        changed_ids = spark.read.parquet(str(work / "changes")).select("item_id")
+        summary.unchanged = good.join(changed_ids, "item_id", "left_anti").count()
 
         if summary.rejected:
             rejects = staged.where(F.col("reason").isNotNull())

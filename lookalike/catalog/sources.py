@@ -206,9 +206,10 @@ def folder_batch(
 ) -> pa.RecordBatch:
     """Read, validate and normalise the files of one batch of the folder's plan.
 
-    Plan columns: ``path`` (file path or URI, null when a metadata row names no existing
+    Plan columns: ``path`` (local file path, null when a metadata row names no existing
     file), ``item_id``, ``category_name``, ``split``, ``reason`` (metadata problems found
-    earlier); missing values are derived from the path.
+    earlier), optionally ``metadata_path``; missing values are derived from the path (the
+    first sub-folder below ``root`` is the category).
     """
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     rows = []

@@ -182,18 +182,6 @@ def append_rejects(path: Path, rejects_dir: Path, run_id: str) -> int:
     return n
 
 
-def existing_categories(path: Path) -> dict[str, int]:
-    """category_name -> category of the current catalogue (small: one entry per category)."""
-    if not DeltaTable.is_deltatable(str(path)):
-        return {}
-    dataset = DeltaTable(str(path)).to_pyarrow_dataset()
-    mapping: dict[str, int] = {}
-    for batch in dataset.to_batches(columns=["category_name", "category"]):
-        for name, cat in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
-            mapping.setdefault(name, cat)
-    return mapping
-
-
 def catalog_stats(path: Path) -> dict[str, Any]:
     """Delta version, row count, counts per category (and split), split and source."""
     dt = open_table(path)

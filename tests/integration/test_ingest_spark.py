@@ -90,6 +90,7 @@ def test_discontinued_items_are_deleted(spark, settings):
     gone = ["fm-train-00003", "fm-test-00007", "fm-does-not-exist"]
     summary = ingest_fashion_mnist(spark, settings=settings, limit=20, discontinued=gone)
     assert summary.deleted == 2 and summary.inserted == 0
+    assert summary.unchanged == 38  # 40 read, 2 of them discontinued
     assert catalog_changes(settings.catalog_path, 1).deletes == gone[:2][::-1]
 
 

@@ -1,0 +1,1 @@
+"""Nearest-neighbour index over catalogue embeddings (ScaNN), versioned on disk."""

@@ -1,0 +1,165 @@
+"""ScaNN searchers keyed by item id, their recall check, and index versions on disk.
+
+An index version is a directory: ``searcher/`` (ScaNN's serialized files) and
+``manifest.json`` (index version, encoder name+version, dimension, item count, catalogue
+Delta version = the change-feed watermark, build parameters, measured recall, and a SHA-256
+of every file). Loading verifies every checksum first: a damaged version is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MANIFEST = "manifest.json"
+SEARCHER_DIR = "searcher"
+BRUTE_FORCE_BELOW = 2_000
+
+
+class IndexVersionError(RuntimeError):
+    """An index version is missing, damaged or inconsistent; the message says which."""
+
+
+class RecallTooLow(RuntimeError):
+    """A searcher's measured recall is below the publishing threshold."""
+
+
+@dataclass(frozen=True)
+class IndexParams:
+    """ScaNN build parameters; ``num_leaves == 0`` means exact (brute-force) scoring."""
+
+    num_leaves: int
+    num_leaves_to_search: int
+    reorder: int
+    ah_dims: int = 2
+    ah_threshold: float = 0.2
+
+    @classmethod
+    def for_size(cls, n: int) -> IndexParams:
+        """Partitioning that grows with the catalogue (about sqrt(n) leaves)."""
+        if n < BRUTE_FORCE_BELOW:
+            return cls(num_leaves=0, num_leaves_to_search=0, reorder=0)
+        leaves = int(min(2000, max(50, round(math.sqrt(n)))))
+        return cls(num_leaves=leaves, num_leaves_to_search=max(10, leaves // 8), reorder=250)
+
+
+def build_searcher(vectors: np.ndarray, ids: list[str], params: IndexParams, k: int = 10) -> Any:
+    """A dot-product ScaNN searcher over L2-normalised ``vectors`` with ``ids`` as docids."""
+    from scann import scann_ops_pybind
+
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if len(vectors) != len(ids) or len(vectors) == 0:
+        raise ValueError(
+            f"need as many ids as vectors (> 0), got {len(ids)} ids, {len(vectors)} vectors"
+        )
+    builder = scann_ops_pybind.builder(vectors, k, "dot_product")
+    if params.num_leaves == 0:
+        return builder.score_brute_force().build(docids=list(ids))
+    return (
+        builder.tree(
+            num_leaves=min(params.num_leaves, len(vectors)),
+            num_leaves_to_search=min(params.num_leaves_to_search, params.num_leaves),
+            training_sample_size=min(len(vectors), 250_000),
+        )
+        .score_ah(params.ah_dims, anisotropic_quantization_threshold=params.ah_threshold)
+        .reorder(params.reorder)
+        .build(docids=list(ids))
+    )
+
+
+def exact_neighbours(
+    vectors: np.ndarray, ids: list[str], queries: np.ndarray, k: int
+) -> list[list[str]]:
+    sims = queries @ vectors.T
+    top = np.argsort(-sims, axis=1)[:, :k]
+    return [[ids[j] for j in row] for row in top]
+
+
+def measure_recall(
+    searcher: Any,
+    vectors: np.ndarray,
+    ids: list[str],
+    *,
+    k: int = 10,
+    sample: int = 500,
+    seed: int = 0,
+) -> float:
+    """recall@k of the searcher against exact search, for a sample of the indexed items."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
+    queries = vectors[pick]
+    truth = exact_neighbours(vectors, ids, queries, k)
+    found, _ = searcher.search_batched(queries, final_num_neighbors=k)
+    hits = sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True))
+    return hits / (len(pick) * min(k, len(ids)))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_version(directory: Path, searcher: Any, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Serialize a searcher and its manifest into ``directory`` atomically (temp dir + rename)."""
+    directory = Path(directory)
+    if directory.exists():
+        raise IndexVersionError(f"index version already exists: {directory}")
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / SEARCHER_DIR).mkdir(parents=True)
+    searcher.serialize(str(tmp / SEARCHER_DIR), relative_path=True)
+    files = sorted(p for p in (tmp / SEARCHER_DIR).rglob("*") if p.is_file())
+    full = dict(manifest) | {
+        "files": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+        "size": int(searcher.size()),
+    }
+    (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True))
+    os.replace(tmp, directory)
+    return full
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise IndexVersionError(f"not an index version (no {MANIFEST}): {directory}")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise IndexVersionError(f"damaged manifest {path}: {e}") from None
+
+
+def verify_version(directory: Path) -> dict[str, Any]:
+    """Check every file against the manifest's checksums; returns the manifest."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    for rel, digest in manifest.get("files", {}).items():
+        path = directory / rel
+        if not path.is_file():
+            raise IndexVersionError(f"index version {directory}: missing file {rel}")
+        if _sha256(path) != digest:
+            raise IndexVersionError(f"index version {directory}: checksum mismatch for {rel}")
+    return manifest
+
+
+def load_version(directory: Path) -> tuple[Any, dict[str, Any]]:
+    """(searcher, manifest) of a verified index version."""
+    from scann import scann_ops_pybind
+
+    manifest = verify_version(directory)
+    searcher = scann_ops_pybind.load_searcher(str(Path(directory) / SEARCHER_DIR))
+    if int(searcher.size()) != manifest["size"]:
+        raise IndexVersionError(
+            f"index version {directory}: {searcher.size()} items, manifest says {manifest['size']}"
+        )
+    return searcher, manifest
