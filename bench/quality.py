@@ -43,25 +43,17 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from lookalike.model.config import TrainConfig
+    from lookalike.model.config import TrainConfig, parse_overrides
     from lookalike.model.data import load_split
     from lookalike.model.encoder import embed
     from lookalike.model.evaluate import retrieval_metrics
     from lookalike.model.pipeline import run_training
 
-    overrides = {}
-    for item in args.set:
-        k, _, v = item.partition("=")
-        try:
-            overrides[k] = json.loads(v)
-        except json.JSONDecodeError:
-            overrides[k] = v
-    cfg = TrainConfig.from_dict(overrides)
+    cfg = TrainConfig.from_dict(parse_overrides(args.set))
 
-    version = None
-    from lookalike.catalog.table import table_version
+    from lookalike.catalog.table import resolve_version
 
-    version = table_version(settings.catalog_path)
+    version = resolve_version(settings.catalog_path)
     probe_q = load_split(
         settings.catalog_path,
         version,

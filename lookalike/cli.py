@@ -124,7 +124,7 @@ def cmd_catalog_rejects(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> Any:
-    from lookalike.model.config import ConfigError, TrainConfig
+    from lookalike.model.config import ConfigError, TrainConfig, parse_overrides
 
     values: dict[str, Any] = {}
     if args.config:
@@ -134,14 +134,10 @@ def _train_config(args: argparse.Namespace) -> Any:
             values = json.loads(args.config.read_text())
         except json.JSONDecodeError as e:
             raise UsageError(f"--config: not valid JSON: {e}") from None
-    for item in args.set or []:
-        key, sep, raw = item.partition("=")
-        if not sep:
-            raise UsageError(f"--set: expected KEY=VALUE, got {item!r}")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            values[key.strip()] = raw
+    try:
+        values |= parse_overrides(args.set or [])
+    except ConfigError as e:
+        raise UsageError(str(e)) from None
     try:
         return TrainConfig.from_dict(values)
     except (ConfigError, TypeError) as e:

@@ -76,6 +76,11 @@ def table_version(path: Path) -> int | None:
     return DeltaTable(str(path)).version() if DeltaTable.is_deltatable(str(path)) else None
 
 
+def resolve_version(path: Path, version: int | None = None) -> int:
+    """``version`` if given, else the current version (a clear error when there is no table)."""
+    return open_table(path).version() if version is None else version
+
+
 def open_table(path: Path, version: int | None = None) -> DeltaTable:
     if not DeltaTable.is_deltatable(str(path)):
         raise CatalogError(f"no catalogue table at {path}: run `lookalike ingest ...` first")

@@ -16,6 +16,20 @@ class ConfigError(ValueError):
     """A configuration value is wrong; the message names the field."""
 
 
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (``--set``) as a dict; VALUE is JSON when it parses, else text."""
+    values: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set: expected KEY=VALUE, got {item!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            values[key.strip()] = raw
+    return values
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     backbone: str = "convnet"  # seed_cnn | convnet | keras:<tf.keras.applications name>

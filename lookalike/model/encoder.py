@@ -116,9 +116,9 @@ def train_encoder(
 
 def embed(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """L2-normalised float32 embeddings of uint8 pixels (inference mode: no augmentation)."""
-    out = model.predict(x, batch_size=batch_size, verbose=0)
-    out = np.asarray(out, dtype=np.float32)
-    return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    from lookalike.model.evaluate import l2_normalise
+
+    return l2_normalise(model.predict(x, batch_size=batch_size, verbose=0))
 
 
 def as_plain_keras(model: Any) -> Any:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.catalog.table import open_table
+from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings, get_settings
 from lookalike.model.config import DataRef, TrainConfig
 from lookalike.model.data import ImageSet, load_split, load_training_items
@@ -98,7 +98,7 @@ def run_training(
 
     settings = settings or get_settings()
     table = settings.catalog_path
-    version = open_table(table).version() if catalog_version is None else catalog_version
+    version = resolve_version(table, catalog_version)
     ref = DataRef(
         str(table), version, {"split": "train", "exclude_categories": list(cfg.exclude_categories)}
     )

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from lookalike.catalog.table import open_table
+from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings
 from lookalike.model.data import load_split
 from lookalike.model.evaluate import retrieval_metrics
 
 
-def resolve_version(name: str, model: str) -> Any:
+def resolve_model_version(name: str, model: str) -> Any:
     """A model version from an alias (``challenger``) or a version number (``3``)."""
     from mlflow import MlflowClient
 
@@ -32,12 +32,12 @@ def evaluate_registered(
     from lookalike.model import tracking
 
     tracking.setup_mlflow(settings)
-    mv = resolve_version(settings.encoder_model_name, model)
+    mv = resolve_model_version(settings.encoder_model_name, model)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.encoder_model_name}/{mv.version}")
     meta = pyfunc.metadata.metadata or {}
     size, channels = int(meta["input_size"]), int(meta["channels"])
     table = settings.catalog_path
-    version = open_table(table).version() if catalog_version is None else catalog_version
+    version = resolve_version(table, catalog_version)
     index = load_split(table, version, "train", input_size=size, channels=channels)
     queries = load_split(
         table, version, "test", input_size=size, channels=channels, limit=eval_limit

@@ -67,7 +67,7 @@ def run_tuning(
     from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
     from mlflow import MlflowClient
 
-    from lookalike.catalog.table import open_table
+    from lookalike.catalog.table import resolve_version
     from lookalike.model import tracking
 
     settings = settings or get_settings()
@@ -78,9 +78,7 @@ def run_tuning(
 
         spark = spark_session("lookalike-tune", settings)
     parallelism = parallelism or settings.tune_parallelism
-    version = (
-        open_table(settings.catalog_path).version() if catalog_version is None else catalog_version
-    )
+    version = resolve_version(settings.catalog_path, catalog_version)
     ref = DataRef(str(settings.catalog_path), version, {"split": "train", "purpose": "tuning"})
     experiment_id = tracking.setup_mlflow(settings)
     tracking_uri = settings.tracking_uri
