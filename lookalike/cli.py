@@ -197,6 +197,125 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from lookalike.index.embeddings import embed_catalog
+    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.spark import spark_session
+
+    settings = get_settings()
+    encoder = fetch_encoder(settings, args.encoder)
+    spark = spark_session("lookalike-embed", settings)
+    summary = embed_catalog(spark, settings, encoder, args.catalog_version)
+    _emit(summary.to_dict(), args.summary_file)
+    return 0
+
+
+def _publish(index_path: str | None, publish: bool) -> dict[str, Any] | None:
+    if not (publish and index_path):
+        return None
+    from lookalike.bundle.registry import publish_bundle
+
+    return publish_bundle(get_settings(), Path(index_path)).to_dict()
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from lookalike.index.builder import build_full, prune_versions
+    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.spark import spark_session
+
+    settings = get_settings()
+    encoder = fetch_encoder(settings, args.encoder)
+    spark = spark_session("lookalike-index-build", settings)
+    result = build_full(settings, encoder, spark=spark, catalog_version=args.catalog_version)
+    out = result.to_dict() | {"bundle": _publish(result.path, not args.no_publish)}
+    out["pruned"] = prune_versions(settings)
+    _emit(out, args.summary_file)
+    return 0
+
+
+def cmd_index_update(args: argparse.Namespace) -> int:
+    from lookalike.index.builder import find_version, prune_versions, update_index
+    from lookalike.model.encoder_store import fetch_encoder
+
+    settings = get_settings()
+    base = find_version(settings, args.base)
+    encoder = fetch_encoder(settings, args.encoder) if args.encoder else None
+    result = update_index(settings, base=base, encoder=encoder)
+    out = result.to_dict() | {"bundle": _publish(result.path, not args.no_publish)}
+    out["pruned"] = prune_versions(settings)
+    _emit(out, args.summary_file)
+    return 0
+
+
+def cmd_index_list(args: argparse.Namespace) -> int:
+    from lookalike.index.builder import list_versions
+    from lookalike.index.scann_index import read_manifest
+
+    rows = []
+    for path in list_versions(get_settings()):
+        m = read_manifest(path)
+        rows.append(
+            {
+                k: m.get(k)
+                for k in ("index_version", "kind", "size", "catalog_version", "recall_at_10")
+            }
+            | {"encoder": f"{m['encoder']['name']}/{m['encoder']['version']}"}
+        )
+    print(json.dumps(rows, indent=2))
+    return 0
+
+
+def cmd_index_verify(args: argparse.Namespace) -> int:
+    from lookalike.index.builder import find_version
+    from lookalike.index.scann_index import verify_version
+
+    path = find_version(get_settings(), args.version)
+    manifest = verify_version(path)
+    print(f"{path.name}: {len(manifest.get('files', {}))} files match their checksums")
+    return 0
+
+
+def cmd_bundle_show(args: argparse.Namespace) -> int:
+    from lookalike.bundle.registry import describe
+
+    print(json.dumps(describe(get_settings()), indent=2, default=str))
+    return 0
+
+
+def cmd_bundle_publish(args: argparse.Namespace) -> int:
+    from lookalike.index.builder import find_version
+
+    path = find_version(get_settings(), args.index)
+    _emit(_publish(str(path), True) or {}, args.summary_file)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from lookalike.model.promotion import promote
+    from lookalike.spark import spark_session
+
+    if args.margin is not None and args.margin < 0:
+        raise UsageError(f"--margin: must be >= 0, got {args.margin}")
+    settings = get_settings()
+    spark = spark_session("lookalike-promote", settings)
+    result = promote(
+        settings,
+        challenger=args.challenger,
+        margin=args.margin,
+        catalog_version=args.catalog_version,
+        spark=spark,
+    )
+    _emit(result.to_dict(), args.summary_file)
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from lookalike.bundle.registry import rollback
+
+    _emit(rollback(get_settings()), None)
+    return 0
+
+
 def _write_summary(result: dict[str, Any], summary_file: Path | None) -> None:
     """``--summary-file``: the JSON result in a file (spark-submit mixes logs into stdout)."""
     if summary_file:
@@ -277,7 +396,76 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--eval-limit", type=int)
     ev.add_argument("--summary-file", type=Path, metavar="FILE")
     ev.set_defaults(func=cmd_evaluate)
+
+    out_opts = argparse.ArgumentParser(add_help=False)
+    out_opts.add_argument("--summary-file", type=Path, metavar="FILE")
+    emb = sub.add_parser("embed", parents=[out_opts], help="embed the catalogue (Spark)")
+    emb.add_argument("--encoder", default="champion", help="alias or version (default champion)")
+    emb.add_argument("--catalog-version", type=int)
+    emb.set_defaults(func=cmd_embed)
+
+    index = sub.add_parser("index", help="ScaNN index versions")
+    isub = index.add_subparsers(dest="index_command", required=True)
+    ib = isub.add_parser(
+        "build", parents=[out_opts], help="full build: embed, index, check, publish"
+    )
+    ib.add_argument("--encoder", default="champion", help="alias or version (default champion)")
+    ib.add_argument("--catalog-version", type=int)
+    ib.add_argument("--no-publish", action="store_true", help="build only; production stays")
+    ib.set_defaults(func=cmd_index_build)
+    iu = isub.add_parser(
+        "update", parents=[out_opts], help="apply catalogue changes since the last version"
+    )
+    iu.add_argument("--base", help="index version to start from (default: the latest)")
+    iu.add_argument("--encoder", help="must be the base's encoder version (default: it is)")
+    iu.add_argument("--no-publish", action="store_true", help="build only; production stays")
+    iu.set_defaults(func=cmd_index_update)
+    isub.add_parser("list", help="index versions on disk").set_defaults(func=cmd_index_list)
+    iv = isub.add_parser("verify", help="check an index version's files against its manifest")
+    iv.add_argument("version", nargs="?", help="default: the latest")
+    iv.set_defaults(func=cmd_index_verify)
+
+    bundle = sub.add_parser("bundle", help="the lookalike-recommender bundle in MLflow")
+    bsub = bundle.add_subparsers(dest="bundle_command", required=True)
+    bsub.add_parser("show", help="the production bundle").set_defaults(func=cmd_bundle_show)
+    bp = bsub.add_parser("publish", parents=[out_opts], help="publish an index version")
+    bp.add_argument("--index", help="index version (default: the latest)")
+    bp.set_defaults(func=cmd_bundle_publish)
+
+    pr = sub.add_parser(
+        "promote", parents=[out_opts], help="gate challenger vs champion; index; production"
+    )
+    pr.add_argument("--challenger", default="challenger", help="alias or version")
+    pr.add_argument("--margin", type=float, help="default: LOOKALIKE_PROMOTE_MARGIN")
+    pr.add_argument("--catalog-version", type=int)
+    pr.set_defaults(func=cmd_promote)
+    sub.add_parser(
+        "rollback", help="move production back to the previous bundle version"
+    ).set_defaults(func=cmd_rollback)
     return p
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    """Failures reported as one line (exit 1), not a traceback: the message says it all."""
+    from lookalike.bundle.recommender import BundleCheckError
+    from lookalike.bundle.registry import BundleError
+    from lookalike.catalog.table import CatalogError
+    from lookalike.index.builder import IndexBuildError
+    from lookalike.index.scann_index import IndexVersionError, RecallTooLow
+    from lookalike.model.encoder_store import EncoderNotFound
+    from lookalike.model.promotion import PromotionError
+
+    return (
+        CatalogError,
+        FileNotFoundError,
+        IndexBuildError,
+        IndexVersionError,
+        RecallTooLow,
+        EncoderNotFound,
+        BundleError,
+        BundleCheckError,
+        PromotionError,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -288,9 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         parser.error(str(e))
     except Exception as e:
-        from lookalike.catalog.table import CatalogError
-
-        if isinstance(e, CatalogError | FileNotFoundError):
+        if isinstance(e, _known_errors()):
             print(f"lookalike: error: {e}", file=sys.stderr)
             return 1
         raise

@@ -41,6 +41,21 @@ class Settings(BaseSettings):
     encoder_model_name: str = "lookalike-encoder"
     tune_parallelism: int = Field(default=2, ge=1, description="Hyperopt SparkTrials parallelism")
 
+    # Index, bundle and promotion.
+    recommender_model_name: str = "lookalike-recommender"
+    index_min_recall: float = Field(
+        default=0.98, gt=0.0, le=1.0, description="recall@10 vs exact search to publish"
+    )
+    index_rebalance_share: float = Field(
+        default=0.2, gt=0.0, description="rebalance once this share changed since the last"
+    )
+    index_keep_versions: int = Field(default=10, ge=2, description="index versions kept on disk")
+    promote_metric: str = "precision_at_1"
+    promote_margin: float = Field(
+        default=0.0, ge=0.0, description="challenger must beat champion by more than this"
+    )
+    promote_eval_limit: int | None = Field(default=None, description="test queries (None: all)")
+
     @field_validator("home", "fashion_mnist_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
@@ -65,6 +80,20 @@ class Settings(BaseSettings):
     @property
     def tracking_uri(self) -> str:
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
+
+    @property
+    def embeddings_path(self) -> Path:
+        return self.lake_dir / "embeddings"
+
+    @property
+    def index_dir(self) -> Path:
+        """Index versions, one directory each (``v000001``...)."""
+        return self.home / "indexes"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Local copies of registered models, shared by the driver and local executors."""
+        return self.home / "cache"
 
     @property
     def staging_dir(self) -> Path:

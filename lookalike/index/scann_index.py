@@ -1,9 +1,11 @@
 """ScaNN searchers keyed by item id, their recall check, and index versions on disk.
 
-An index version is a directory: ``searcher/`` (ScaNN's serialized files) and
-``manifest.json`` (index version, encoder name+version, dimension, item count, catalogue
-Delta version = the change-feed watermark, build parameters, measured recall, and a SHA-256
-of every file). Loading verifies every checksum first: a damaged version is refused.
+An index version is a directory: ``searcher/`` (ScaNN's serialized files), ``vectors.npy``
+and ``items.parquet`` (the indexed vectors and item metadata, row-aligned: what an incremental
+update starts from and what the service answers with), and ``manifest.json`` (index version,
+encoder name+version, dimension, item count, catalogue Delta version = the change-feed
+watermark, build parameters, measured recall, and a SHA-256 of every file). Loading verifies
+every checksum first: a damaged version is refused.
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
 SEARCHER_DIR = "searcher"
+VECTORS = "vectors.npy"
+ITEMS = "items.parquet"
 BRUTE_FORCE_BELOW = 2_000
 
 
@@ -110,16 +116,30 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_version(directory: Path, searcher: Any, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Serialize a searcher and its manifest into ``directory`` atomically (temp dir + rename)."""
+def write_version(
+    directory: Path,
+    searcher: Any,
+    manifest: dict[str, Any],
+    *,
+    vectors: np.ndarray | None = None,
+    items: pa.Table | None = None,
+) -> dict[str, Any]:
+    """Serialize a searcher (+ its vectors and item rows) and the manifest into ``directory``
+    atomically: everything is written into a temp dir that is renamed into place last."""
     directory = Path(directory)
     if directory.exists():
         raise IndexVersionError(f"index version already exists: {directory}")
+    if items is not None and vectors is not None and items.num_rows != len(vectors):
+        raise ValueError(f"{items.num_rows} item rows for {len(vectors)} vectors")
     tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / SEARCHER_DIR).mkdir(parents=True)
     searcher.serialize(str(tmp / SEARCHER_DIR), relative_path=True)
-    files = sorted(p for p in (tmp / SEARCHER_DIR).rglob("*") if p.is_file())
+    if vectors is not None:
+        np.save(tmp / VECTORS, np.ascontiguousarray(vectors, dtype=np.float32))
+    if items is not None:
+        pq.write_table(items, tmp / ITEMS)
+    files = sorted(p for p in tmp.rglob("*") if p.is_file())
     full = dict(manifest) | {
         "files": {str(p.relative_to(tmp)): _sha256(p) for p in files},
         "size": int(searcher.size()),
@@ -163,3 +183,17 @@ def load_version(directory: Path) -> tuple[Any, dict[str, Any]]:
             f"index version {directory}: {searcher.size()} items, manifest says {manifest['size']}"
         )
     return searcher, manifest
+
+
+def load_rows(directory: Path) -> tuple[np.ndarray, pa.Table]:
+    """(vectors, item rows) of an index version, row-aligned (call after verify/load)."""
+    directory = Path(directory)
+    if not (directory / VECTORS).is_file() or not (directory / ITEMS).is_file():
+        raise IndexVersionError(f"index version {directory}: no {VECTORS}/{ITEMS}")
+    vectors = np.load(directory / VECTORS)
+    items = pq.read_table(directory / ITEMS)
+    if items.num_rows != len(vectors):
+        raise IndexVersionError(
+            f"index version {directory}: {items.num_rows} items but {len(vectors)} vectors"
+        )
+    return vectors, items

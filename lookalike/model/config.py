@@ -38,7 +38,8 @@ class TrainConfig:
     embedding_size: int = 128
     width: int = 32  # filters of the first conv block (backbone width)
     dropout: float = 0.3
-    augment: bool = True  # random horizontal flip + small shifts while training
+    augment: bool = True  # random horizontal flip while training (+ shifts when shift > 0)
+    shift: float = 0.0  # random translation as a fraction of the size (0 = none)
     learning_rate: float = 2e-3
     lr_schedule: str = "cosine"  # constant | cosine (decays to 5% over the whole run)
     epochs: int = 9  # ~20 min on 2 CPU cores at 300 steps x 200 images
@@ -65,6 +66,7 @@ class TrainConfig:
         need(self.embedding_size >= 2, "embedding_size", "must be >= 2")
         need(self.width >= 1, "width", "must be >= 1")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
+        need(0.0 <= self.shift < 0.5, "shift", "must be in [0, 0.5)")
         need(0.0 < self.learning_rate < 1.0, "learning_rate", "must be in (0, 1)")
         need(
             self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"

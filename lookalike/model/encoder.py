@@ -63,7 +63,10 @@ def build_encoder(cfg: TrainConfig) -> Any:
     x = tf.keras.layers.Rescaling(1.0 / 255.0)(inputs)  # the one and only scaling
     if cfg.augment:
         x = tf.keras.layers.RandomFlip("horizontal", seed=cfg.seed)(x)
-        x = tf.keras.layers.RandomTranslation(0.08, 0.08, fill_mode="constant", seed=cfg.seed)(x)
+        if cfg.shift > 0:
+            x = tf.keras.layers.RandomTranslation(
+                cfg.shift, cfg.shift, fill_mode="constant", seed=cfg.seed
+            )(x)
     outputs = tfsim.layers.MetricEmbedding(cfg.embedding_size, name="embedding")(_backbone(cfg, x))
     return tfsim.models.SimilarityModel(
         inputs, outputs, name=f"encoder_{cfg.backbone.replace(':', '_')}"
@@ -109,7 +112,11 @@ def train_encoder(
     optimizer = tf.keras.optimizers.Adam(lr)
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
-    model.compile(optimizer=optimizer, loss=tfsim.losses.MultiSimilarityLoss(distance="cosine"))
+    model.compile(
+        optimizer=optimizer,
+        loss=tfsim.losses.MultiSimilarityLoss(distance="cosine"),
+        jit_compile=False,  # XLA measured ~20% slower per step on 2 CPU cores
+    )
     history = model.fit(sampler, epochs=cfg.epochs, callbacks=list(callbacks), verbose=verbose)
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 

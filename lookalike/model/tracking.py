@@ -74,9 +74,9 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
     """pyfunc: uint8 pixels (n, size, size, channels) -> float32 embeddings (n, dim)."""
 
     def load_context(self, context: Any) -> None:
+        import lookalike  # noqa: F401  (legacy Keras switch, before TensorFlow loads)
         import tensorflow as tf
-
-        import lookalike  # noqa: F401  (legacy Keras switch)
+        import tensorflow_similarity  # noqa: F401  (registers MetricEmbedding for loading)
 
         self.config = json.loads(Path(context.artifacts["config"]).read_text())
         self.model = tf.keras.models.load_model(context.artifacts["encoder"], compile=False)

@@ -1,0 +1,287 @@
+"""The ``lookalike-recommender`` registered model: publishing bundles, the ``production``
+alias, and rolling it back.
+
+A bundle version = encoder version + index version (+ its item rows) in one pyfunc. It is
+loaded and self-checked BEFORE it is logged, and ``production`` moves only after that; each
+version remembers the version ``production`` pointed to before it, which is what
+``rollback`` returns to.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lookalike.bundle.recommender import Recommender
+from lookalike.config import Settings
+from lookalike.index import scann_index as sx
+
+PRODUCTION = "production"
+PREVIOUS_TAG = "lookalike.previous_production"
+INDEX_TAG = "lookalike.index_version"
+EXPERIMENT = "lookalike-recommender"
+DEFAULT_K = 10
+
+
+class BundleError(RuntimeError):
+    """A bundle cannot be published, found or rolled back; the message says why."""
+
+
+try:  # mlflow is in the lock, but keep this module importable for light unit tests
+    from mlflow.pyfunc import PythonModel as _PythonModel
+except ImportError:  # pragma: no cover
+    _PythonModel = object  # type: ignore[assignment,misc]
+
+
+OUTPUT_COLUMNS = [
+    "query",
+    "rank",
+    "item_id",
+    "category",
+    "category_name",
+    "score",
+    "encoder_version",
+    "index_version",
+    "catalog_version",
+]
+
+
+class RecommenderModel(_PythonModel):  # type: ignore[misc,valid-type]
+    """pyfunc: rows with ``item_id`` (a catalogue item) or ``image`` (base64 PNG/JPEG) ->
+    the k most similar items per row, with categories, scores and the versions used."""
+
+    def load_context(self, context: Any) -> None:
+        import lookalike  # noqa: F401  (legacy Keras switch before TensorFlow loads)
+
+        self.rec = Recommender.load(context.artifacts["encoder"], context.artifacts["index"])
+
+    # No type hints: MLflow would read them as an input schema.
+    def predict(self, context, model_input, params=None):
+        import pandas as pd
+
+        params = params or {}
+        k = int(params.get("k", DEFAULT_K))
+        exclude_self = bool(params.get("exclude_self", True))
+        category = params.get("category")
+        category = None if category is None or int(category) < 0 else int(category)
+        frame = pd.DataFrame(model_input)
+        rows = []
+        versions = self.rec.versions()
+        for q, rec in enumerate(frame.to_dict("records")):
+            item_id, image = rec.get("item_id"), rec.get("image")
+            if isinstance(item_id, str) and item_id:
+                hits = self.rec.similar_to_items(
+                    [item_id], k, exclude_self=exclude_self, category=category
+                )[0]
+            elif isinstance(image, str) and image:
+                hits = self.rec.similar_to_images([base64.b64decode(image)], k, category=category)[
+                    0
+                ]
+            else:
+                raise ValueError(f"row {q}: give an item_id or an image (base64 PNG/JPEG)")
+            for rank, h in enumerate(hits, start=1):
+                rows.append(
+                    {
+                        "query": q,
+                        "rank": rank,
+                        "item_id": h.item_id,
+                        "category": h.category,
+                        "category_name": h.category_name,
+                        "score": h.score,
+                        "encoder_version": versions["encoder_version"],
+                        "index_version": versions["index_version"],
+                        "catalog_version": versions["catalog_version"],
+                    }
+                )
+        return pd.DataFrame(rows, columns=OUTPUT_COLUMNS)
+
+
+def _signature() -> Any:
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
+
+    return ModelSignature(
+        inputs=Schema(
+            [
+                ColSpec("string", "item_id", required=False),
+                ColSpec("string", "image", required=False),
+            ]
+        ),
+        outputs=Schema(
+            [
+                ColSpec("long", "query"),
+                ColSpec("long", "rank"),
+                ColSpec("string", "item_id"),
+                ColSpec("long", "category"),
+                ColSpec("string", "category_name"),
+                ColSpec("double", "score"),
+                ColSpec("string", "encoder_version"),
+                ColSpec("string", "index_version"),
+                ColSpec("long", "catalog_version"),
+            ]
+        ),
+        params=ParamSchema(
+            [
+                ParamSpec("k", "long", DEFAULT_K),
+                ParamSpec("exclude_self", "boolean", True),
+                ParamSpec("category", "long", -1),
+            ]
+        ),
+    )
+
+
+@dataclass
+class PublishResult:
+    bundle_version: str
+    index_version: str
+    encoder: str
+    previous_production: str | None
+    production: bool
+    reused: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    from lookalike.model import tracking
+
+    tracking.setup_mlflow(settings, EXPERIMENT)
+    return MlflowClient()
+
+
+def production_version(settings: Settings) -> Any | None:
+    """The model version ``production`` points to, or None."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(settings)
+    try:
+        return client.get_model_version_by_alias(settings.recommender_model_name, PRODUCTION)
+    except MlflowException:
+        return None
+
+
+def _existing_bundle(settings: Settings, client: Any, index_version: str) -> Any | None:
+    """A bundle version already published for this index version (rerun after a failure)."""
+    from mlflow.exceptions import MlflowException
+
+    name = settings.recommender_model_name
+    try:
+        versions = client.search_model_versions(f"name = '{name}'")
+    except MlflowException:
+        return None
+    for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        if (mv.tags or {}).get(INDEX_TAG) == index_version:
+            return mv
+    return None
+
+
+def publish_bundle(
+    settings: Settings, index_dir: Path, *, set_production: bool = True
+) -> PublishResult:
+    """Log + register encoder and index as one bundle version; move ``production`` to it."""
+    import mlflow
+
+    from lookalike.model.encoder_store import fetch_encoder
+
+    manifest = sx.verify_version(index_dir)
+    enc = manifest["encoder"]
+    encoder = fetch_encoder(settings, str(enc["version"]))
+    Recommender.load(encoder.local_dir, index_dir)  # refuse a broken bundle before logging it
+    client = _client(settings)
+    name = settings.recommender_model_name
+    current = production_version(settings)
+    found = _existing_bundle(settings, client, manifest["index_version"])
+    if found is not None:
+        version, reused = str(found.version), True
+    else:
+        reused = False
+        with mlflow.start_run(run_name=f"bundle-{manifest['index_version']}") as run:
+            mlflow.log_params(
+                {
+                    "index_version": manifest["index_version"],
+                    "encoder": f"{enc['name']}/{enc['version']}",
+                    "catalog_version": manifest["catalog_version"],
+                    "index_kind": manifest.get("kind", "full"),
+                    "size": manifest["size"],
+                }
+            )
+            mlflow.log_metric("index_recall_at_10", float(manifest["recall_at_10"]))
+            mlflow.log_dict(manifest, "index_manifest.json")
+            import pandas as pd
+
+            example = pd.DataFrame({"item_id": [_first_item(index_dir)], "image": [None]})
+            mlflow.pyfunc.log_model(
+                name="recommender",
+                python_model=RecommenderModel(),
+                artifacts={"encoder": encoder.local_dir, "index": str(index_dir)},
+                signature=_signature(),
+                input_example=example,
+                metadata={
+                    "index_version": manifest["index_version"],
+                    "encoder_name": enc["name"],
+                    "encoder_version": str(enc["version"]),
+                    "catalog_version": int(manifest["catalog_version"]),
+                    "embedding_size": int(manifest["dimension"]),
+                },
+                pip_requirements=[],  # the deployment's own environment (requirements.lock)
+            )
+            uri = f"runs:/{run.info.run_id}/recommender"
+        tags = {
+            INDEX_TAG: manifest["index_version"],
+            "lookalike.encoder": f"{enc['name']}/{enc['version']}",
+            "lookalike.catalog_version": str(manifest["catalog_version"]),
+        }
+        version = str(mlflow.register_model(uri, name, tags=tags).version)
+    previous = str(current.version) if current is not None else None
+    moved = False
+    if set_production and previous != version:
+        if previous is not None:
+            client.set_model_version_tag(name, version, PREVIOUS_TAG, previous)
+        client.set_registered_model_alias(name, PRODUCTION, version)
+        moved = True
+    return PublishResult(
+        bundle_version=version,
+        index_version=manifest["index_version"],
+        encoder=f"{enc['name']}/{enc['version']}",
+        previous_production=previous,
+        production=moved or previous == version,
+        reused=reused,
+    )
+
+
+def _first_item(index_dir: Path) -> str:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(Path(index_dir) / sx.ITEMS, columns=["item_id"]).column(0)[0].as_py()
+
+
+def rollback(settings: Settings) -> dict[str, Any]:
+    """Move ``production`` back to the version it pointed to before the current one."""
+    client = _client(settings)
+    name = settings.recommender_model_name
+    current = production_version(settings)
+    if current is None:
+        raise BundleError(f"{name!r} has no {PRODUCTION!r} version to roll back from")
+    previous = (current.tags or {}).get(PREVIOUS_TAG)
+    if not previous:
+        raise BundleError(
+            f"{name} version {current.version} has no previous production version to return to"
+        )
+    client.set_registered_model_alias(name, PRODUCTION, previous)
+    return {"from": str(current.version), "to": str(previous)}
+
+
+def describe(settings: Settings) -> dict[str, Any]:
+    """Production bundle: version, its tags (index, encoder, catalogue)."""
+    mv = production_version(settings)
+    if mv is None:
+        return {"production": None}
+    return {"production": str(mv.version), "tags": dict(mv.tags or {})} | {
+        "source": mv.source,
+        "created": mv.creation_timestamp,
+    }

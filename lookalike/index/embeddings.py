@@ -1,0 +1,314 @@
+"""The ``embeddings`` Delta table: one row per (encoder name, encoder version, item).
+
+``embed_catalog`` (Spark) embeds the catalogue with one encoder version on executors, the model
+loaded once per Python worker, and only for items whose image changed since that version last
+embedded them (``content_hash``), so a rerun costs a diff and commits nothing. Incremental
+re-indexing stages its own rows (driver-side) and uses the same one-commit ``merge_embeddings``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable
+
+from lookalike.catalog.table import TS, ensure_table, open_table, resolve_version, snapshot_files
+from lookalike.config import Settings
+from lookalike.model.encoder_store import EncoderRef, embed_images, load_predict
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+EMBEDDINGS_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("encoder_name", pa.string(), nullable=False),
+        pa.field("encoder_version", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("embedding", pa.list_(pa.float32()), nullable=False),
+        pa.field("catalog_version", pa.int64(), nullable=False),
+        pa.field("embedded_at", TS, nullable=False),
+    ]
+)
+
+#: Staged MERGE source: delete rows carry only the key columns.
+STAGED_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("encoder_name", pa.string(), nullable=False),
+        pa.field("encoder_version", pa.string(), nullable=False),
+        pa.field("content_hash", pa.string()),
+        pa.field("embedding", pa.list_(pa.float32())),
+        pa.field("catalog_version", pa.int64()),
+        pa.field("_op", pa.string(), nullable=False),
+    ]
+)
+
+EMBED_OUT_DDL = "item_id string, content_hash string, embedding array<float>"
+
+
+@dataclass
+class EmbedSummary:
+    encoder: str
+    catalog_version: int
+    embedded: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    table_version: int | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def embed_batch(batch: pa.RecordBatch, encoder: EncoderRef) -> pa.RecordBatch:
+    """Executor side: ``item_id, content_hash, image`` -> ``item_id, content_hash, embedding``."""
+    out_schema = pa.schema(
+        [
+            ("item_id", pa.string()),
+            ("content_hash", pa.string()),
+            ("embedding", pa.list_(pa.float32())),
+        ]
+    )
+    if batch.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=out_schema)
+    vectors = embed_images(
+        load_predict(encoder.local_dir),
+        batch.column("image").to_pylist(),
+        input_size=encoder.input_size,
+        channels=encoder.channels,
+    )
+    flat = pa.array(vectors.reshape(-1), pa.float32())
+    offsets = pa.array(np.arange(0, vectors.size + 1, vectors.shape[1], dtype=np.int32))
+    return pa.RecordBatch.from_arrays(
+        [
+            batch.column("item_id").cast(pa.string()),
+            batch.column("content_hash").cast(pa.string()),
+            pa.ListArray.from_arrays(offsets, flat),
+        ],
+        schema=out_schema,
+    )
+
+
+def staged_rows(
+    encoder: EncoderRef,
+    catalog_version: int,
+    *,
+    upserts: tuple[list[str], list[str], np.ndarray] | None = None,
+    deletes: list[str] = (),  # type: ignore[assignment]
+) -> pa.Table:
+    """MERGE source rows built on the driver: (ids, content hashes, vectors) and deleted ids."""
+    ids, hashes, vectors = upserts or ([], [], np.zeros((0, encoder.embedding_size), np.float32))
+    n, m = len(ids), len(deletes)
+    d = encoder.embedding_size
+    flat = pa.array(np.asarray(vectors, np.float32).reshape(-1), pa.float32())
+    emb = pa.ListArray.from_arrays(pa.array(np.arange(0, n * d + 1, d, dtype=np.int32)), flat)
+    up = pa.table(
+        {
+            "item_id": pa.array(ids, pa.string()),
+            "encoder_name": pa.array([encoder.name] * n, pa.string()),
+            "encoder_version": pa.array([encoder.version] * n, pa.string()),
+            "content_hash": pa.array(hashes, pa.string()),
+            "embedding": emb,
+            "catalog_version": pa.array([catalog_version] * n, pa.int64()),
+            "_op": pa.array(["upsert"] * n, pa.string()),
+        },
+        schema=STAGED_SCHEMA,
+    )
+    gone = pa.table(
+        {
+            "item_id": pa.array(list(deletes), pa.string()),
+            "encoder_name": pa.array([encoder.name] * m, pa.string()),
+            "encoder_version": pa.array([encoder.version] * m, pa.string()),
+            "content_hash": pa.nulls(m, pa.string()),
+            "embedding": pa.nulls(m, pa.list_(pa.float32())),
+            "catalog_version": pa.nulls(m, pa.int64()),
+            "_op": pa.array(["delete"] * m, pa.string()),
+        },
+        schema=STAGED_SCHEMA,
+    )
+    return pa.concat_tables([up, gone])
+
+
+def merge_embeddings(
+    path: Path, staged: Path | pa.Table, *, commit_metadata: dict[str, str]
+) -> dict[str, Any]:
+    """Apply staged rows (STAGED_SCHEMA, Parquet dir or table) in ONE commit; none if no-op."""
+    dt = ensure_table(path, EMBEDDINGS_SCHEMA)
+    now = datetime.now(UTC)
+    out_schema = STAGED_SCHEMA.append(pa.field("run_at", TS, nullable=False))
+    if isinstance(staged, pa.Table):
+        source: Iterator[pa.RecordBatch] = iter(staged.to_batches(max_chunksize=2048))
+    else:
+        source = pads.dataset(str(staged), format="parquet").to_batches(batch_size=2048)
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for b in source:
+            cols = [b.column(f.name).cast(f.type) for f in STAGED_SCHEMA]
+            cols.append(pa.array([now] * b.num_rows, TS))
+            yield pa.RecordBatch.from_arrays(cols, schema=out_schema)
+
+    reader = pa.RecordBatchReader.from_batches(out_schema, batches())
+    key = (
+        "t.item_id = s.item_id AND t.encoder_name = s.encoder_name "
+        "AND t.encoder_version = s.encoder_version"
+    )
+    values = {
+        "content_hash": "s.content_hash",
+        "embedding": "s.embedding",
+        "catalog_version": "s.catalog_version",
+        "embedded_at": "s.run_at",
+    }
+    return (
+        dt.merge(
+            reader,
+            predicate=key,
+            source_alias="s",
+            target_alias="t",
+            streamed_exec=True,
+            commit_properties=CommitProperties(custom_metadata=commit_metadata),
+        )
+        .when_matched_delete(predicate="s._op = 'delete'")
+        .when_matched_update(
+            updates=values, predicate="s._op = 'upsert' AND t.content_hash <> s.content_hash"
+        )
+        .when_not_matched_insert(
+            updates={
+                "item_id": "s.item_id",
+                "encoder_name": "s.encoder_name",
+                "encoder_version": "s.encoder_version",
+            }
+            | values,
+            predicate="s._op = 'upsert'",
+        )
+        .execute()
+    )
+
+
+def read_embeddings(
+    path: Path, encoder_name: str, encoder_version: str, version: int | None = None
+) -> tuple[list[str], np.ndarray, list[str]]:
+    """(item ids sorted, float32 vectors, content hashes) of one encoder version."""
+    if not DeltaTable.is_deltatable(str(path)):
+        return [], np.zeros((0, 0), np.float32), []
+    dataset = DeltaTable(str(path), version=version).to_pyarrow_dataset()
+    parts = []
+    cols = ["item_id", "encoder_name", "encoder_version", "content_hash", "embedding"]
+    for b in dataset.to_batches(columns=cols):
+        # delta-rs writes string_view: cast before comparing (no dataset filter pushdown)
+        mask = pc.and_(
+            pc.equal(b.column(1).cast(pa.string()), encoder_name),
+            pc.equal(b.column(2).cast(pa.string()), encoder_version),
+        )
+        kept = pa.Table.from_batches([b]).filter(mask)
+        if kept.num_rows:
+            parts.append(
+                pa.table(
+                    {
+                        "item_id": kept.column(0).cast(pa.string()),
+                        "content_hash": kept.column(3).cast(pa.string()),
+                        "embedding": kept.column(4).cast(pa.list_(pa.float32())),
+                    }
+                )
+            )
+    if not parts:
+        return [], np.zeros((0, 0), np.float32), []
+    table = pa.concat_tables(parts).sort_by("item_id")
+    emb = table.column("embedding").combine_chunks()
+    d = len(emb[0]) if len(emb) else 0
+    vectors = np.asarray(emb.flatten(), dtype=np.float32).reshape(-1, d)
+    return table.column("item_id").to_pylist(), vectors, table.column("content_hash").to_pylist()
+
+
+def embed_catalog(
+    spark: SparkSession,
+    settings: Settings,
+    encoder: EncoderRef,
+    catalog_version: int | None = None,
+) -> EmbedSummary:
+    """Bring the encoder's rows of ``embeddings`` in line with the catalogue at a version."""
+    from pyspark.sql import functions as F
+
+    t0 = time.monotonic()
+    version = resolve_version(settings.catalog_path, catalog_version)
+    summary = EmbedSummary(encoder=f"{encoder.name}/{encoder.version}", catalog_version=version)
+    run_id = f"embed-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    work = settings.staging_dir / run_id
+    try:
+        catalog = spark.read.parquet(*snapshot_files(open_table(settings.catalog_path, version)))
+        catalog = catalog.select("item_id", "content_hash", "image")
+        ensure_table(settings.embeddings_path, EMBEDDINGS_SCHEMA)
+        files = snapshot_files(open_table(settings.embeddings_path))
+        if files:
+            existing = (
+                spark.read.parquet(*files)
+                .where(
+                    (F.col("encoder_name") == encoder.name)
+                    & (F.col("encoder_version") == encoder.version)
+                )
+                .select("item_id", "content_hash")
+            )
+        else:
+            existing = spark.createDataFrame([], "item_id string, content_hash string")
+        todo = catalog.join(existing, ["item_id", "content_hash"], "left_anti")
+        parallelism = max(2, spark.sparkContext.defaultParallelism * 2)
+        enc = encoder
+
+        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+            for b in batches:
+                yield embed_batch(b, enc)
+
+        upserts = (
+            todo.repartition(parallelism)
+            .mapInArrow(run, EMBED_OUT_DDL)
+            .select(
+                "item_id",
+                F.lit(encoder.name).alias("encoder_name"),
+                F.lit(encoder.version).alias("encoder_version"),
+                "content_hash",
+                "embedding",
+                F.lit(version).cast("long").alias("catalog_version"),
+                F.lit("upsert").alias("_op"),
+            )
+        )
+        deletes = existing.join(catalog, "item_id", "left_anti").select(
+            "item_id",
+            F.lit(encoder.name).alias("encoder_name"),
+            F.lit(encoder.version).alias("encoder_version"),
+            F.lit(None).cast("string").alias("content_hash"),
+            F.lit(None).cast("array<float>").alias("embedding"),
+            F.lit(None).cast("long").alias("catalog_version"),
+            F.lit("delete").alias("_op"),
+        )
+        upserts.unionByName(deletes).write.mode("error").parquet(str(work / "staged"))
+        staged = spark.read.parquet(str(work / "staged"))
+        counts = dict(staged.groupBy("_op").count().collect())
+        summary.embedded = int(counts.get("upsert", 0))
+        summary.deleted = int(counts.get("delete", 0))
+        summary.unchanged = existing.count() - summary.deleted
+        if summary.embedded or summary.deleted:
+            merge_embeddings(
+                settings.embeddings_path,
+                work / "staged",
+                commit_metadata={
+                    "lookalike.run_id": run_id,
+                    "lookalike.encoder": summary.encoder,
+                    "lookalike.catalog_version": str(version),
+                },
+            )
+        summary.table_version = DeltaTable(str(settings.embeddings_path)).version()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary.seconds = round(time.monotonic() - t0, 2)
+    return summary

@@ -1,0 +1,123 @@
+"""A registered encoder version as a local, loaded-once embedding function.
+
+The driver resolves an alias (``champion``) or a number to ONE version and copies it into
+``LOOKALIKE_HOME/cache/encoders`` once; executors and the bundle load that copy. Every
+consumer (catalogue embedding, incremental re-index, the served bundle) therefore embeds with
+exactly the recorded version, and the same image bytes give the same vector everywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.config import Settings
+from lookalike.images import to_model_input
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+class EncoderNotFound(LookupError):
+    """No encoder version answers to the alias or number asked for."""
+
+
+@dataclass(frozen=True)
+class EncoderRef:
+    name: str
+    version: str
+    input_size: int
+    channels: int
+    embedding_size: int
+    local_dir: str  # the pyfunc model directory (MLmodel + artifacts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _metadata(local_dir: Path) -> dict[str, Any]:
+    from mlflow.models import Model
+
+    return Model.load(str(local_dir)).metadata or {}
+
+
+def fetch_encoder(settings: Settings, model: str = "champion") -> EncoderRef:
+    """Resolve ``model`` (alias or version number) and make sure a local copy exists."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lookalike.model import tracking
+    from lookalike.model.registry_eval import resolve_model_version
+
+    tracking.setup_mlflow(settings)
+    name = settings.encoder_model_name
+    try:
+        mv = resolve_model_version(name, str(model))
+    except MlflowException as e:
+        raise EncoderNotFound(f"encoder {name!r} has no version or alias {model!r}") from e
+    version = str(mv.version)
+    dest = settings.cache_dir / "encoders" / f"{name}-v{version}"
+    if not (dest / "MLmodel").is_file():
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        uri = MlflowClient().get_model_version_download_uri(name, version)
+        import mlflow
+
+        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
+        # download_artifacts puts the model either in tmp or one level down
+        root = tmp if (tmp / "MLmodel").is_file() else next(p.parent for p in tmp.rglob("MLmodel"))
+        if dest.exists():  # another process won the race: keep theirs
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(root, dest)
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = _metadata(dest)
+    return EncoderRef(
+        name=name,
+        version=version,
+        input_size=int(meta["input_size"]),
+        channels=int(meta["channels"]),
+        embedding_size=int(meta["embedding_size"]),
+        local_dir=str(dest),
+    )
+
+
+_LOADED: dict[str, Predict] = {}
+_LOCK = threading.Lock()
+
+
+def load_predict(local_dir: str) -> Predict:
+    """The encoder's embedding function, loaded once per process (per Spark Python worker)."""
+    with _LOCK:
+        if local_dir not in _LOADED:
+            import mlflow
+
+            _LOADED[local_dir] = mlflow.pyfunc.load_model(local_dir).predict
+        return _LOADED[local_dir]
+
+
+def embed_images(
+    predict: Predict,
+    images: Sequence[bytes | np.ndarray],
+    *,
+    input_size: int,
+    channels: int,
+    batch_size: int = 512,
+) -> np.ndarray:
+    """float32 (n, d) L2-normalised embeddings of encoded images (PNG/JPEG bytes) or arrays,
+    preprocessed exactly as in training (``to_model_input``)."""
+    out: list[np.ndarray] = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        x = np.stack([to_model_input(img, input_size, channels) for img in chunk])
+        out.append(np.asarray(predict(x), dtype=np.float32))
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(out)

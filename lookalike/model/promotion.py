@@ -1,0 +1,189 @@
+"""The promotion gate: encoder ``challenger`` vs ``champion``, then index, bundle, production.
+
+Both versions are evaluated by the same function (``evaluate_registered``) on the same
+catalogue version. The challenger wins when there is no champion or when it beats the
+champion's metric by more than the margin. A winner first gets its full index built and its
+bundle published; only then do ``champion`` (encoder) and ``production`` (bundle) move, so a
+failed index never replaces a working one. Every decision is an MLflow run with both sets
+of metrics.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lookalike.catalog.table import resolve_version
+from lookalike.config import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION_TAG = "lookalike.previous_champion"
+EXPERIMENT = "lookalike-promotion"
+
+
+class PromotionError(RuntimeError):
+    """The gate cannot run (no challenger, unknown metric...); the message says why."""
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reason: str
+    metric: str
+    challenger_version: str
+    champion_version: str | None
+    challenger_value: float
+    champion_value: float | None
+    margin: float
+
+
+@dataclass
+class PromotionResult:
+    decision: Decision
+    catalog_version: int
+    challenger_metrics: dict[str, Any]
+    champion_metrics: dict[str, Any] | None
+    run_id: str
+    index: dict[str, Any] | None = None
+    bundle: dict[str, Any] | None = None
+    moved: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def decide(
+    metric: str,
+    challenger: tuple[str, dict[str, Any]],
+    champion: tuple[str, dict[str, Any]] | None,
+    margin: float,
+) -> Decision:
+    """Pure gate: promote when there is no champion or challenger > champion + margin."""
+    c_ver, c_metrics = challenger
+    if metric not in c_metrics:
+        raise PromotionError(f"promote_metric: {metric!r} is not an evaluation metric")
+    c_val = float(c_metrics[metric])
+    if champion is None:
+        return Decision(True, "no champion yet", metric, c_ver, None, c_val, None, margin)
+    p_ver, p_metrics = champion
+    p_val = float(p_metrics[metric])
+    if c_ver == p_ver:
+        return Decision(
+            False, "challenger is already the champion", metric, c_ver, p_ver, c_val, p_val, margin
+        )
+    if c_val > p_val + margin:
+        reason = f"{metric} {c_val:.4f} > champion {p_val:.4f} + margin {margin}"
+        return Decision(True, reason, metric, c_ver, p_ver, c_val, p_val, margin)
+    reason = f"{metric} {c_val:.4f} does not beat champion {p_val:.4f} + margin {margin}"
+    return Decision(False, reason, metric, c_ver, p_ver, c_val, p_val, margin)
+
+
+def _log(msg: str) -> None:
+    print(f"[promote] {msg}", file=sys.stderr, flush=True)
+
+
+def promote(
+    settings: Settings,
+    *,
+    challenger: str = CHALLENGER,
+    margin: float | None = None,
+    catalog_version: int | None = None,
+    spark: SparkSession | None = None,
+) -> PromotionResult:
+    """Run the gate; on a win build the full index, publish the bundle, then move aliases."""
+    import mlflow
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from lookalike.bundle.registry import publish_bundle
+    from lookalike.index.builder import build_full
+    from lookalike.model import tracking
+    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.model.registry_eval import evaluate_registered, resolve_model_version
+
+    margin = settings.promote_margin if margin is None else margin
+    version = resolve_version(settings.catalog_path, catalog_version)
+    tracking.setup_mlflow(settings)
+    name = settings.encoder_model_name
+    try:
+        chal_mv = resolve_model_version(name, challenger)
+    except MlflowException as e:
+        raise PromotionError(f"encoder {name!r} has no version or alias {challenger!r}") from e
+    try:
+        champ_mv = resolve_model_version(name, CHAMPION)
+    except MlflowException:
+        champ_mv = None
+
+    def evaluate(v: str) -> dict[str, Any]:
+        _log(f"evaluating {name}/{v} on catalogue v{version}")
+        return evaluate_registered(
+            settings, v, catalog_version=version, eval_limit=settings.promote_eval_limit
+        )["metrics"]
+
+    chal = (str(chal_mv.version), evaluate(str(chal_mv.version)))
+    champ = None
+    if champ_mv is not None and str(champ_mv.version) != chal[0]:
+        champ = (str(champ_mv.version), evaluate(str(champ_mv.version)))
+    elif champ_mv is not None:
+        champ = chal
+    decision = decide(settings.promote_metric, chal, champ, margin)
+    _log(("PROMOTE: " if decision.promote else "keep champion: ") + decision.reason)
+
+    tracking.setup_mlflow(settings, EXPERIMENT)
+    with mlflow.start_run(run_name=f"gate-{name}-v{chal[0]}") as run:
+        mlflow.log_params(
+            {
+                "encoder": name,
+                "challenger_version": chal[0],
+                "champion_version": champ[0] if champ else "none",
+                "metric": decision.metric,
+                "margin": margin,
+                "catalog_version": version,
+            }
+        )
+
+        def numbers(prefix: str, metrics: dict[str, Any]) -> dict[str, float]:
+            return {f"{prefix}_{k}": float(v) for k, v in metrics.items() if isinstance(v, float)}
+
+        mlflow.log_metrics(numbers("challenger", chal[1]))
+        if champ is not None:
+            mlflow.log_metrics(numbers("champion", champ[1]))
+        verdict = "promote" if decision.promote else "keep"
+        mlflow.set_tags({"decision": verdict, "reason": decision.reason})
+        result = PromotionResult(
+            decision=decision,
+            catalog_version=version,
+            challenger_metrics=chal[1],
+            champion_metrics=champ[1] if champ else None,
+            run_id=run.info.run_id,
+        )
+    if not decision.promote:
+        return result
+    # The bundle is logged in its own run: the gate run is closed, and tagged with the outcome.
+    client = MlflowClient()
+    encoder = fetch_encoder(settings, chal[0])
+    try:
+        index = build_full(settings, encoder, spark=spark, catalog_version=version)
+        assert index.path is not None
+        bundle = publish_bundle(settings, Path(index.path))
+    except Exception as e:
+        client.set_tag(result.run_id, "decision", "promote-failed")
+        client.set_tag(result.run_id, "failure", str(e)[:500])
+        _log(f"index/bundle for {name}/{chal[0]} failed, nothing moved: {e}")
+        raise
+    result.index, result.bundle = index.to_dict(), bundle.to_dict()
+    if champ_mv is not None:
+        previous = str(champ_mv.version)
+        client.set_model_version_tag(name, chal[0], PREVIOUS_CHAMPION_TAG, previous)
+    client.set_registered_model_alias(name, CHAMPION, chal[0])
+    result.moved = {"champion": chal[0], "production": bundle.bundle_version}
+    client.set_tag(result.run_id, "index_version", index.index_version or "")
+    client.set_tag(result.run_id, "bundle_version", bundle.bundle_version)
+    _log(f"champion -> {name}/{chal[0]}, production -> bundle v{bundle.bundle_version}")
+    return result
