@@ -74,7 +74,6 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
     """pyfunc: uint8 pixels (n, size, size, channels) -> float32 embeddings (n, dim)."""
 
     def load_context(self, context: Any) -> None:
-        import lookalike  # noqa: F401  (legacy Keras switch, before TensorFlow loads)
         import tensorflow as tf
         import tensorflow_similarity  # noqa: F401  (registers MetricEmbedding for loading)
 

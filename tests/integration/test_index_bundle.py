@@ -156,7 +156,11 @@ print(json.dumps(out.to_dict("records")))
 """
     env = os.environ | {"LOOKALIKE_HOME": str(settings.home)}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=REPO, capture_output=True, text=True,
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -185,7 +189,7 @@ def test_corrupt_index_version_is_refused(world, spark, tmp_path):
     data = bytearray(vectors.read_bytes())
     data[-1] ^= 0xFF
     vectors.write_bytes(bytes(data))
-    with pytest.raises(IndexVersionError, match="checksum mismatch for vectors.npy"):
+    with pytest.raises(IndexVersionError, match=r"checksum mismatch for vectors\.npy"):
         publish_bundle(settings, broken)
 
 

@@ -73,3 +73,17 @@ def test_version_round_trip_keeps_updates_and_refuses_damage(tmp_path):
         load_version(tmp_path / "v1")
     with pytest.raises(IndexVersionError, match=r"no manifest\.json"):
         load_version(tmp_path)
+
+
+def test_upsert_and_delete_on_a_partitioned_index_match_brute_force():
+    x, ids = clustered(5_000)
+    searcher = build_searcher(x, ids, IndexParams.for_size(len(x)))
+    rng = np.random.default_rng(1)
+    moved = (x[:50] + 0.5 * rng.normal(size=(50, x.shape[1]))).astype(np.float32)
+    moved /= np.linalg.norm(moved, axis=1, keepdims=True)
+    searcher.delete(ids[50:100])
+    searcher.upsert(ids[:50], moved)
+    now_x, now_ids = np.concatenate([moved, x[100:]]), ids[:50] + ids[100:]
+    found, _ = searcher.search_batched(now_x[:200], final_num_neighbors=10)
+    assert not {i for f in found for i in f} & set(ids[50:100])
+    assert measure_recall(searcher, now_x, now_ids, k=10, sample=300) >= 0.95
