@@ -316,6 +316,20 @@ def cmd_rollback(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from serving.main import create_app
+
+    settings = get_settings()
+    host = args.host or settings.serve_host
+    port = args.port or settings.serve_port
+    if not 0 < port < 65536:
+        raise UsageError(f"--port: must be 1..65535, got {port}")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=args.log_level)
+    return 0
+
+
 def _write_summary(result: dict[str, Any], summary_file: Path | None) -> None:
     """``--summary-file``: the JSON result in a file (spark-submit mixes logs into stdout)."""
     if summary_file:
@@ -442,6 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "rollback", help="move production back to the previous bundle version"
     ).set_defaults(func=cmd_rollback)
+    sv = sub.add_parser("serve", help="run the recommendation service (uvicorn)")
+    sv.add_argument("--host", help="default: LOOKALIKE_SERVE_HOST (127.0.0.1)")
+    sv.add_argument("--port", type=int, help="default: LOOKALIKE_SERVE_PORT (8000)")
+    sv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sv.set_defaults(func=cmd_serve)
     return p
 
 

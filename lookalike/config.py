@@ -56,6 +56,14 @@ class Settings(BaseSettings):
     )
     promote_eval_limit: int | None = Field(default=None, description="test queries (None: all)")
 
+    # The recommendation service.
+    serve_host: str = Field(default="127.0.0.1", description="Bind address (loopback default).")
+    serve_port: int = Field(default=8000, ge=1, le=65535)
+    serve_alias: str = Field(default="production", description="Bundle alias the service follows")
+    serve_poll_seconds: float = Field(default=10.0, gt=0, description="Alias polling interval.")
+    serve_admin_token: str | None = Field(default=None, description="Bearer token for /v1/admin")
+    serve_max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+
     @field_validator("home", "fashion_mnist_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:

@@ -1,0 +1,73 @@
+"""The recommendation service: ``create_app(settings)`` wires state, routes and metrics.
+
+lookalike serve            # uvicorn on LOOKALIKE_SERVE_HOST:PORT (127.0.0.1:8000)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from lookalike.config import Settings, get_settings
+from serving.metrics import Metrics
+from serving.routes import items, page, similar, system
+from serving.state import ServiceState
+
+
+def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastAPI:
+    """A service instance. ``watch=False`` loads once at start-up and never polls (tests)."""
+    import mlflow
+
+    settings = settings or get_settings()
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    mlflow.set_registry_uri(settings.tracking_uri)
+    state = ServiceState(settings=settings, metrics=Metrics())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if watch:
+            state.start_watcher()  # first load happens on the watcher thread
+        else:
+            state.reload()
+        yield
+        state.stop_watcher()
+
+    app = FastAPI(
+        title="lookalike",
+        summary="Visually similar products from the production bundle.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next) -> Response:
+        t0 = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        state.metrics.latency.labels(path, request.method).observe(time.perf_counter() - t0)
+        state.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # 422 with a readable message naming the field, plus FastAPI's usual details.
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        return JSONResponse(
+            status_code=422,
+            content=jsonable_encoder(
+                {"detail": f"{where}: {first.get('msg', 'invalid')}", "errors": exc.errors()}
+            ),
+        )
+
+    for module in (system, items, similar, page):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,34 @@
+"""Prometheus metrics of one service instance (its own registry, so tests can run several)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "lookalike_requests", "HTTP requests", ["route", "method", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "lookalike_request_seconds",
+            "Request latency",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.reloads = Counter("lookalike_reloads", "Bundle versions swapped in", registry=r)
+        self.reload_failures = Counter(
+            "lookalike_reload_failures", "Bundle versions refused (kept the old one)", registry=r
+        )
+        self.poll_errors = Counter(
+            "lookalike_registry_poll_errors", "Alias polls that could not reach MLflow", registry=r
+        )
+        self.index_size = Gauge("lookalike_index_items", "Items in the live index", registry=r)
+        self.live_version = Gauge(
+            "lookalike_live_bundle_version", "Live bundle version (registry number)", registry=r
+        )

@@ -1,0 +1,106 @@
+"""Catalogue items: browse, look up, image, and "similar to this item"."""
+
+from __future__ import annotations
+
+import random
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
+
+from lookalike.bundle.recommender import Hit
+from serving.deps import get_live
+from serving.schemas import MAX_K, Item, ItemList, Problem, ScoredItem, SimilarResponse
+from serving.state import Live
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+LiveDep = Annotated[Live, Depends(get_live)]
+NOT_READY = {503: {"model": Problem, "description": "no bundle loaded yet"}}
+UNKNOWN = {404: {"model": Problem, "description": "unknown item"}}
+
+
+def image_url(item_id: str) -> str:
+    return f"/v1/items/{item_id}/image"
+
+
+def scored(hits: list[Hit]) -> list[ScoredItem]:
+    return [
+        ScoredItem(
+            item_id=h.item_id,
+            category=h.category,
+            category_name=h.category_name,
+            score=h.score,
+            image_url=image_url(h.item_id),
+        )
+        for h in hits
+    ]
+
+
+def _known(live: Live, item_id: str) -> Hit:
+    try:
+        return live.rec.item(item_id)
+    except KeyError:
+        raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
+
+
+@router.get("", response_model=ItemList, responses=NOT_READY)
+def browse(
+    live: LiveDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="how many items")] = 24,
+    seed: Annotated[int | None, Query(description="same seed, same sample")] = None,
+) -> ItemList:
+    """A random sample of the indexed catalogue (the web page's product grid)."""
+    ids = live.rec.item_ids
+    picked = random.Random(seed).sample(range(len(ids)), min(limit, len(ids)))
+    items = []
+    for j in picked:
+        h = live.rec.item(ids[j])
+        items.append(
+            Item(
+                item_id=h.item_id,
+                category=h.category,
+                category_name=h.category_name,
+                image_url=image_url(h.item_id),
+            )
+        )
+    return ItemList(items=items, total=len(ids), versions=live.versions())
+
+
+@router.get("/{item_id}", response_model=Item, responses=NOT_READY | UNKNOWN)
+def get_item(item_id: str, live: LiveDep) -> Item:
+    h = _known(live, item_id)
+    return Item(
+        item_id=h.item_id,
+        category=h.category,
+        category_name=h.category_name,
+        image_url=image_url(h.item_id),
+    )
+
+
+@router.get(
+    "/{item_id}/image",
+    response_class=Response,
+    responses=NOT_READY | UNKNOWN | {200: {"content": {"image/png": {}}}},
+)
+def get_image(item_id: str, live: LiveDep) -> Response:
+    _known(live, item_id)
+    png = live.images.get(item_id)
+    if png is None:
+        raise HTTPException(status_code=404, detail=f"no image stored for {item_id!r}")
+    return Response(content=png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+@router.get("/{item_id}/similar", response_model=SimilarResponse, responses=NOT_READY | UNKNOWN)
+async def similar_to_item(
+    item_id: str,
+    live: LiveDep,
+    k: Annotated[int, Query(ge=1, le=MAX_K, description="how many results")] = 10,
+    category: Annotated[
+        int | None, Query(ge=0, description="only items of this category id")
+    ] = None,
+    exclude_self: Annotated[bool, Query(description="leave the item itself out")] = True,
+) -> SimilarResponse:
+    """The k catalogue items most similar to this one (ScaNN; a category filter searches
+    exactly inside that category)."""
+    _known(live, item_id)
+    hits = live.rec.similar_to_items([item_id], k, exclude_self=exclude_self, category=category)[0]
+    return SimilarResponse(query=item_id, k=k, items=scored(hits), versions=live.versions())

@@ -1,0 +1,50 @@
+"""'Similar to this photo': an uploaded PNG/JPEG, preprocessed exactly as the encoder expects."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+
+from lookalike.images import ImageRejected
+from serving.deps import get_live
+from serving.routes.items import NOT_READY, scored
+from serving.schemas import MAX_K, Problem, SimilarResponse
+from serving.state import Live
+
+router = APIRouter(prefix="/v1", tags=["similar"])
+ACCEPTED = {"image/png", "image/jpeg", "image/jpg"}
+
+
+@router.post(
+    "/similar",
+    response_model=SimilarResponse,
+    responses=NOT_READY
+    | {
+        400: {"model": Problem, "description": "not a usable image (corrupt, bomb, too small)"},
+        413: {"model": Problem, "description": "upload larger than the limit"},
+        415: {"model": Problem, "description": "not image/png or image/jpeg"},
+    },
+)
+def similar_to_photo(
+    request: Request,
+    live: Annotated[Live, Depends(get_live)],
+    photo: Annotated[UploadFile, File(description="product photo, PNG or JPEG, any size")],
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    category: Annotated[int | None, Query(ge=0)] = None,
+) -> SimilarResponse:
+    limit = request.app.state.service.settings.serve_max_upload_bytes
+    ctype = (photo.content_type or "").split(";")[0].strip().lower()
+    if ctype not in ACCEPTED:
+        got = ctype or "missing"
+        raise HTTPException(
+            status_code=415, detail=f"content type {got!r}: send image/png or image/jpeg"
+        )
+    data = photo.file.read(limit + 1)
+    if len(data) > limit:
+        raise HTTPException(status_code=413, detail=f"upload larger than {limit} bytes")
+    try:
+        hits = live.rec.similar_to_images([data], k, category=category)[0]
+    except ImageRejected as e:
+        raise HTTPException(status_code=400, detail=f"photo: {e}") from None
+    return SimilarResponse(query="upload", k=k, items=scored(hits), versions=live.versions())

@@ -1,0 +1,82 @@
+"""Liveness, readiness, versions, Prometheus metrics and the admin reload."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from serving.deps import get_live, get_state
+from serving.schemas import Health, Problem, Ready, ReloadResult, Versions
+from serving.state import Live, NotReady, ServiceState
+
+router = APIRouter(tags=["system"])
+StateDep = Annotated[ServiceState, Depends(get_state)]
+
+
+@router.get("/healthz", response_model=Health)
+def healthz() -> Health:
+    """The process is alive (says nothing about bundles)."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+def readyz(state: StateDep) -> Ready | JSONResponse:
+    """Ready when a bundle is loaded; otherwise 503 and why."""
+    try:
+        live = state.current()
+    except NotReady as e:
+        return JSONResponse(status_code=503, content=Ready(ready=False, reason=str(e)).model_dump())
+    return Ready(ready=True, versions=Versions(**live.versions()))
+
+
+@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+def metrics(state: StateDep) -> Response:
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get(
+    "/v1/version",
+    response_model=Versions,
+    responses={503: {"model": Problem, "description": "no bundle loaded yet"}},
+)
+def version(live: Annotated[Live, Depends(get_live)]) -> Versions:
+    """Bundle, encoder, index and catalogue versions being served, and when they were loaded."""
+    return Versions(**live.versions())
+
+
+@router.post(
+    "/v1/admin/reload",
+    response_model=ReloadResult,
+    tags=["admin"],
+    responses={
+        401: {"model": Problem, "description": "no bearer token"},
+        403: {"model": Problem, "description": "wrong token, or admin disabled"},
+    },
+)
+def reload(state: StateDep, authorization: Annotated[str | None, Header()] = None) -> ReloadResult:
+    """Follow the alias now (also retries a version that failed before). Bearer token."""
+    expected = state.settings.serve_admin_token
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise HTTPException(
+            status_code=401,
+            detail="admin: send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    given = authorization.split(" ", 1)[1].strip()
+    if not expected:
+        raise HTTPException(status_code=403, detail="admin: no token configured on this service")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise HTTPException(status_code=403, detail="admin: wrong token")
+    outcome = state.reload(force=True)
+    live = state.live
+    return ReloadResult(
+        action=outcome.action,
+        version=outcome.version,
+        reason=outcome.reason,
+        seconds=outcome.seconds,
+        live_version=live.bundle_version if live else None,
+    )

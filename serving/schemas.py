@@ -1,0 +1,62 @@
+"""Response bodies of the service (request parameters are declared on the routes)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+MAX_K = 100
+
+
+class Versions(BaseModel):
+    bundle_version: str = Field(description="lookalike-recommender registry version")
+    encoder: str = Field(description="encoder name/version")
+    encoder_version: str
+    index_version: str
+    catalog_version: int = Field(description="catalogue Delta version the index reflects")
+    loaded_at: str = Field(description="when this bundle was swapped in (UTC, ISO 8601)")
+
+
+class Item(BaseModel):
+    item_id: str
+    category: int
+    category_name: str
+    image_url: str
+
+
+class ScoredItem(Item):
+    score: float = Field(description="cosine similarity to the query (1 = identical)")
+
+
+class SimilarResponse(BaseModel):
+    query: str = Field(description="the item id asked about, or 'upload'")
+    k: int
+    items: list[ScoredItem]
+    versions: Versions
+
+
+class ItemList(BaseModel):
+    items: list[Item]
+    total: int
+    versions: Versions
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Ready(BaseModel):
+    ready: bool
+    reason: str | None = None
+    versions: Versions | None = None
+
+
+class ReloadResult(BaseModel):
+    action: str = Field(description="swapped | unchanged | failed | no-version | unreachable")
+    version: str | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+    live_version: str | None = None

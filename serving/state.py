@@ -1,0 +1,180 @@
+"""What the service is serving, and how it changes: the live bundle and the alias watcher.
+
+``ServiceState.live`` is one immutable ``Live`` object; a reload builds a complete new one off
+the request path (download, checksum verification, self-check, catalogue images) and then
+swaps the reference in one assignment. A request takes ``live`` once at its start, so requests
+in flight finish on the version they started with. A version that fails to load is never
+swapped in: the old one keeps serving, the failure is counted and remembered with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from lookalike.bundle.recommender import Recommender
+from lookalike.config import Settings
+from serving.metrics import Metrics
+
+log = logging.getLogger("lookalike.serving")
+
+
+class NotReady(RuntimeError):
+    """No bundle is loaded; the message says why."""
+
+
+@dataclass(frozen=True)
+class Live:
+    rec: Recommender
+    bundle_version: str
+    loaded_at: datetime
+    images: dict[str, bytes]  # item id -> PNG, the catalogue at the bundle's version
+
+    def versions(self) -> dict[str, Any]:
+        return self.rec.versions() | {
+            "bundle_version": self.bundle_version,
+            "loaded_at": self.loaded_at.isoformat(),
+        }
+
+
+@dataclass
+class ReloadOutcome:
+    action: str  # swapped | unchanged | failed | no-version | unreachable
+    version: str | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+
+
+def catalogue_images(settings: Settings, version: int, wanted: set[str]) -> dict[str, bytes]:
+    """PNG bytes of the bundle's items, from the catalogue table at the bundle's version."""
+    from deltalake import DeltaTable
+
+    path = settings.catalog_path
+    if not DeltaTable.is_deltatable(str(path)):
+        return {}
+    table = DeltaTable(str(path), version=version).to_pyarrow_table(columns=["item_id", "image"])
+    ids = table.column("item_id").to_pylist()
+    pngs = table.column("image").to_pylist()
+    return {i: b for i, b in zip(ids, pngs, strict=True) if i in wanted}
+
+
+def load_live(settings: Settings, version: str) -> Live:
+    """Download bundle ``version`` (once), load it through its pyfunc (which verifies checksums
+    and self-checks), and read the item images it refers to."""
+    import mlflow
+
+    name = settings.recommender_model_name
+    dest = settings.cache_dir / "bundles" / f"{name}-v{version}"
+    if not (dest / "MLmodel").is_file():
+        tmp = dest.with_name(f".{dest.name}.tmp-{threading.get_ident()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp))
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    model = mlflow.pyfunc.load_model(str(dest))
+    rec: Recommender = model.unwrap_python_model().rec
+    rec.bundle_version = version
+    images = catalogue_images(settings, int(rec.manifest["catalog_version"]), set(rec.item_ids))
+    return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC), images=images)
+
+
+@dataclass
+class ServiceState:
+    settings: Settings
+    metrics: Metrics
+    live: Live | None = None
+    last_error: str | None = None
+    failed: dict[str, str] = field(default_factory=dict)  # version -> why it was refused
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def current(self) -> Live:
+        live = self.live
+        if live is None:
+            raise NotReady(
+                self.last_error
+                or f"no {self.settings.serve_alias!r} version of "
+                f"{self.settings.recommender_model_name!r} loaded yet"
+            )
+        return live
+
+    def _alias_version(self) -> str | None:
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            client = MlflowClient(self.settings.tracking_uri, self.settings.tracking_uri)
+            mv = client.get_model_version_by_alias(
+                self.settings.recommender_model_name, self.settings.serve_alias
+            )
+        except MlflowException as e:
+            if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code) or "not found" in str(e).lower():
+                return None
+            raise
+        return str(mv.version)
+
+    def reload(self, *, force: bool = False) -> ReloadOutcome:
+        """Follow the alias once. ``force`` retries a version that failed before."""
+        t0 = time.monotonic()
+        with self._lock:
+            try:
+                version = self._alias_version()
+            except Exception as e:  # MLflow unreachable: keep serving what we have
+                self.metrics.poll_errors.inc()
+                log.warning("cannot read alias %s: %s", self.settings.serve_alias, e)
+                return ReloadOutcome("unreachable", reason=str(e)[:300])
+            if version is None:
+                if self.live is None:
+                    self.last_error = (
+                        f"no {self.settings.serve_alias!r} version of "
+                        f"{self.settings.recommender_model_name!r} in the registry yet"
+                    )
+                return ReloadOutcome("no-version")
+            if self.live is not None and self.live.bundle_version == version:
+                return ReloadOutcome("unchanged", version)
+            if version in self.failed and not force:
+                return ReloadOutcome("failed", version, self.failed[version])
+            try:
+                live = load_live(self.settings, version)
+            except Exception as e:
+                reason = f"{type(e).__name__}: {e}"[:500]
+                self.failed[version] = reason
+                self.metrics.reload_failures.inc()
+                if self.live is None:
+                    self.last_error = f"bundle version {version} failed to load: {reason}"
+                log.error("bundle version %s refused, keeping the old one: %s", version, reason)
+                return ReloadOutcome("failed", version, reason, round(time.monotonic() - t0, 2))
+            self.live = live  # the swap: one reference assignment
+            self.last_error = None
+            self.metrics.reloads.inc()
+            self.metrics.index_size.set(len(live.rec))
+            self.metrics.live_version.set(float(version))
+            log.info("now serving bundle version %s (%s)", version, live.rec.versions())
+            return ReloadOutcome("swapped", version, seconds=round(time.monotonic() - t0, 2))
+
+    # ------------------------------------------------------------------ watcher
+
+    def start_watcher(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._watch, name="bundle-watcher", daemon=True)
+        self._thread.start()
+
+    def stop_watcher(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.reload()
+            except Exception:  # never let the watcher die
+                log.exception("bundle watcher iteration failed")
+            self._stop.wait(self.settings.serve_poll_seconds)

@@ -1,0 +1,287 @@
+"""The recommendation service as a real HTTP server on loopback, against a real MLflow
+registry with real bundle versions: routes, bad input, auth, hot swap, refused versions."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.model.config import TrainConfig
+
+TOKEN = "test-admin-token"
+TINY = {
+    "backbone": "seed_cnn",
+    "epochs": 1,
+    "steps_per_epoch": 20,
+    "examples_per_class": 8,
+    "augment": False,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """uvicorn in a thread on 127.0.0.1; stops by itself at teardown."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> Server:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.fixture(scope="module")
+def home(spark, tmp_path_factory):
+    """Catalogue (300 + 300), one encoder, bundle version 1 in production."""
+    from lookalike.catalog.ingest import ingest_fashion_mnist
+    from lookalike.config import Settings
+    from lookalike.model.pipeline import run_training
+    from lookalike.model.promotion import promote
+
+    settings = Settings(
+        home=tmp_path_factory.mktemp("service-home"),
+        spark_shuffle_partitions=4,
+        serve_poll_seconds=0.5,
+        serve_admin_token=TOKEN,
+        serve_max_upload_bytes=64 * 1024,
+    )
+    ingest_fashion_mnist(spark, settings=settings, limit=300)
+    v1 = run_training(TrainConfig.from_dict(TINY), settings=settings, eval_limit=200)
+    promote(settings, challenger=v1.model_version, spark=spark)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def server(home) -> Iterator[Server]:
+    from serving.main import create_app
+
+    with Server(create_app(home)) as s:
+        wait_for(lambda: httpx.get(f"{s.url}/readyz").status_code == 200)
+        yield s
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_routes_answer_with_versions(server):
+    c = httpx.Client(base_url=server.url)
+    ready = c.get("/readyz").json()
+    assert ready["ready"] and ready["versions"]["bundle_version"] == "1"
+    version = c.get("/v1/version").json()
+    assert version["index_version"] == "v000001" and version["loaded_at"]
+    items = c.get("/v1/items", params={"limit": 5, "seed": 1}).json()
+    assert len(items["items"]) == 5 and items["total"] == 600
+    item_id = items["items"][0]["item_id"]
+    assert c.get(f"/v1/items/{item_id}").json()["item_id"] == item_id
+    image = c.get(f"/v1/items/{item_id}/image")
+    assert image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
+    sim = c.get(f"/v1/items/{item_id}/similar", params={"k": 7}).json()
+    assert len(sim["items"]) == 7 and item_id not in {i["item_id"] for i in sim["items"]}
+    assert sim["versions"]["bundle_version"] == "1"
+    scores = [i["score"] for i in sim["items"]]
+    assert scores == sorted(scores, reverse=True)
+    cat = c.get(f"/v1/items/{item_id}/similar", params={"k": 5, "category": 3}).json()
+    assert {i["category"] for i in cat["items"]} == {3}
+    # a photo of a catalogue item finds that item first
+    up = c.post("/v1/similar", files={"photo": ("x.png", image.content, "image/png")})
+    assert up.status_code == 200, up.text
+    assert up.json()["items"][0]["score"] > 0.999
+    rgb = np.full((300, 200, 3), 255, np.uint8)
+    rgb[50:250, 40:160] = (200, 30, 30)
+    jpeg = io.BytesIO()
+    Image.fromarray(rgb).save(jpeg, format="JPEG")
+    big = c.post(
+        "/v1/similar", files={"photo": ("p.jpg", jpeg.getvalue(), "image/jpeg")}, params={"k": 3}
+    )
+    assert big.status_code == 200 and len(big.json()["items"]) == 3
+    page = c.get("/")
+    assert page.status_code == 200 and "lookalike" in page.text
+    metrics = c.get("/metrics").text
+    assert 'lookalike_requests_total{method="GET",route="/v1/items/{item_id}/similar"' in metrics
+    assert "lookalike_index_items 600.0" in metrics
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "message"),
+    [
+        ("get", "/v1/items/nope/similar", {}, 404, "unknown item 'nope'"),
+        ("get", "/v1/items/nope", {}, 404, "unknown item"),
+        ("get", "/v1/items/nope/image", {}, 404, "unknown item"),
+        ("get", "/v1/items/fm-test-00001/similar", {"params": {"k": 0}}, 422, "k:"),
+        ("get", "/v1/items/fm-test-00001/similar", {"params": {"k": 101}}, 422, "k:"),
+        ("get", "/v1/items/fm-test-00001/similar", {"params": {"k": "x"}}, 422, "k:"),
+        (
+            "post",
+            "/v1/similar",
+            {"files": {"photo": ("a.txt", b"hello", "text/plain")}},
+            415,
+            "send image/png or image/jpeg",
+        ),
+        (
+            "post",
+            "/v1/similar",
+            {"files": {"photo": ("a.png", b"not a png", "image/png")}},
+            400,
+            "photo: not an image",
+        ),
+        (
+            "post",
+            "/v1/similar",
+            {"files": {"photo": ("a.png", b"", "image/png")}},
+            400,
+            "photo: empty file",
+        ),
+        ("post", "/v1/similar", {}, 422, "photo"),
+    ],
+)
+def test_bad_input_gets_a_4xx_with_a_message(server, method, path, kwargs, status, message):
+    r = getattr(httpx, method)(server.url + path, **kwargs)
+    assert r.status_code == status, r.text
+    assert message in r.json()["detail"]
+
+
+def test_oversized_and_bomb_uploads_are_refused(server):
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400), dtype=np.uint8)
+    big = png_bytes(noise)
+    assert len(big) > 64 * 1024
+    r = httpx.post(f"{server.url}/v1/similar", files={"photo": ("b.png", big, "image/png")})
+    assert r.status_code == 413 and "larger than" in r.json()["detail"]
+    # a tiny file that claims 40,000 x 40,000 pixels: refused before decoding
+    from tests.unit.test_images import _png_declaring
+
+    bomb = _png_declaring(40_000, 40_000)
+    r = httpx.post(f"{server.url}/v1/similar", files={"photo": ("x.png", bomb, "image/png")})
+    assert r.status_code == 400 and "decompression bomb" in r.json()["detail"], r.text
+
+
+def test_admin_reload_needs_the_bearer_token(server):
+    url = f"{server.url}/v1/admin/reload"
+    assert httpx.post(url).status_code == 401
+    assert httpx.post(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
+    ok = httpx.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and ok.json()["live_version"] == "1"
+
+
+def test_not_ready_without_a_production_bundle(tmp_path):
+    from lookalike.config import Settings
+    from serving.main import create_app
+
+    empty = Settings(home=tmp_path / "empty", serve_poll_seconds=0.5)
+    with Server(create_app(empty)) as s:
+        ready = wait_for(lambda: httpx.get(f"{s.url}/readyz"))
+        assert ready.status_code == 503 and "lookalike-recommender" in ready.json()["reason"]
+        r = httpx.get(f"{s.url}/v1/items/x/similar")
+        assert r.status_code == 503 and r.json()["detail"].startswith("not ready")
+        assert httpx.get(f"{s.url}/healthz").status_code == 200
+
+
+def _corrupt_bundle_artifacts(settings, version: str) -> None:
+    from mlflow import MlflowClient
+
+    src = MlflowClient(settings.tracking_uri).get_model_version_download_uri(
+        settings.recommender_model_name, version
+    )
+    root = Path(src.removeprefix("file://"))
+    hits = list(root.rglob("vectors.npy"))
+    assert hits, f"no vectors.npy under {root}"
+    for f in hits:
+        data = bytearray(f.read_bytes())
+        data[-1] ^= 0xFF
+        f.write_bytes(bytes(data))
+
+
+@pytest.mark.slow
+def test_hot_swap_follows_the_alias_and_refuses_broken_versions(server, home, spark, tmp_path):
+    from mlflow import MlflowClient
+
+    from lookalike.bundle.registry import PRODUCTION, publish_bundle
+    from lookalike.catalog.ingest import ingest_folder
+    from lookalike.index.builder import update_index
+
+    c = httpx.Client(base_url=server.url)
+    photo = c.get("/v1/items/fm-test-00003/image").content
+    (tmp_path / "drop" / "Bag").mkdir(parents=True)
+    (tmp_path / "drop" / "Bag" / "brand new.png").write_bytes(photo)
+    ingest_folder(spark, tmp_path / "drop", settings=home, discontinued=["fm-train-00004"])
+    assert c.get("/v1/items/Bag-brand-new").status_code == 404  # not yet: still version 1
+    update = update_index(home)
+    published = publish_bundle(home, Path(update.path))
+    assert published.production
+
+    live = wait_for(
+        lambda: c.get("/v1/version").json()["bundle_version"] == published.bundle_version
+    )
+    assert live
+    assert c.get("/v1/items/Bag-brand-new").status_code == 200
+    sim = c.get("/v1/items/fm-test-00003/similar", params={"k": 3}).json()
+    assert "Bag-brand-new" in {i["item_id"] for i in sim["items"]}  # new product recommendable
+    assert c.get("/v1/items/fm-train-00004/similar").status_code == 404  # deleted: gone
+    assert sim["versions"]["bundle_version"] == published.bundle_version
+
+    # a version that fails its checks is not swapped in; the old one keeps serving
+    shutil.copytree(update.path, tmp_path / "copy")
+    client = MlflowClient(home.tracking_uri, home.tracking_uri)
+    broken = publish_bundle(home, Path(update.path), set_production=False)
+    assert broken.reused  # same index version: re-registering gives the same version back
+    from lookalike.index.builder import build_full
+    from lookalike.model.encoder_store import fetch_encoder
+
+    rebuilt = build_full(home, fetch_encoder(home, "champion"), spark=spark)
+    bad = publish_bundle(home, Path(rebuilt.path), set_production=False)
+    _corrupt_bundle_artifacts(home, bad.bundle_version)
+    client.set_registered_model_alias(home.recommender_model_name, PRODUCTION, bad.bundle_version)
+    wait_for(lambda: "lookalike_reload_failures_total 1.0" in c.get("/metrics").text)
+    assert c.get("/v1/version").json()["bundle_version"] == published.bundle_version
+    assert c.get("/readyz").status_code == 200
+    forced = c.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).json()
+    assert forced["action"] == "failed" and "checksum mismatch" in forced["reason"]
+    assert forced["live_version"] == published.bundle_version
+    # put production back so later tests see a healthy registry
+    client.set_registered_model_alias(
+        home.recommender_model_name, PRODUCTION, published.bundle_version
+    )
