@@ -4,6 +4,7 @@ registry with real bundle versions: routes, bad input, auth, hot swap, refused v
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import socket
 import threading
@@ -285,3 +286,45 @@ def test_hot_swap_follows_the_alias_and_refuses_broken_versions(server, home, sp
     client.set_registered_model_alias(
         home.recommender_model_name, PRODUCTION, published.bundle_version
     )
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_no_server_errors(server, tmp_path):
+    """Property-based requests generated from the service's own OpenAPI schema (bounded)."""
+    import subprocess
+    import sys
+
+    st = Path(sys.executable).parent / "schemathesis"
+    done = subprocess.run(
+        [
+            str(st),
+            "run",
+            f"{server.url}/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--phases",
+            "coverage,fuzzing,stateful",
+            "--max-examples",
+            "20",
+            "--max-time",
+            "90",
+            "--seed",
+            "1",
+            "--workers",
+            "1",
+            "--request-timeout",
+            "20",
+            "--exclude-path",
+            "/v1/admin/reload",
+            "--report",
+            "junit",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
+    assert summary and summary[1] == summary[2] and int(summary[1]) >= 100, done.stdout[-3000:]
