@@ -21,6 +21,8 @@ command -v java >/dev/null 2>&1 || need+=(openjdk-17-jre-headless)
 command -v cmake >/dev/null 2>&1 || need+=(cmake)
 command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v "$PY" >/dev/null 2>&1 || need+=(python3 python3-venv python3-dev)
+# the web page's browser test drives Debian's chromium (Playwright downloads nothing)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
   sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo

@@ -328,3 +328,64 @@ def test_schemathesis_finds_no_server_errors(server, tmp_path):
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     summary = re.search(r"(\d+) generated, (\d+) passed", done.stdout)
     assert summary and summary[1] == summary[2] and int(summary[1]) >= 100, done.stdout[-3000:]
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by scripts/setup.sh")
+def test_web_page_in_a_real_browser(server, tmp_path):
+    """Browse, click a product, see its similar products, upload a photo; keep a screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.conftest import REPO
+
+    artifacts = REPO / "tests" / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    photo = tmp_path / "query.png"
+    photo.write_bytes(httpx.get(f"{server.url}/v1/items/fm-test-00007/image").content)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1100, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + "/", timeout=30_000)
+            page.wait_for_selector("#products .card", timeout=30_000)
+            assert page.locator("#products .card").count() == 24
+            assert "bundle v" in page.inner_text("#versions")
+            # every product image actually loaded (naturalWidth > 0)
+            page.wait_for_function(
+                "[...document.querySelectorAll('#products img')].every(i => i.complete)"
+            )
+            broken = page.evaluate(
+                "[...document.querySelectorAll('#products img')]"
+                ".filter(i => !i.naturalWidth).length"
+            )
+            assert broken == 0
+            first = page.locator("#products .card").first
+            clicked = first.get_attribute("data-item-id")
+            first.click()
+            page.wait_for_selector("#similar .card", timeout=30_000)
+            assert page.locator("#similar .card").count() == 12
+            assert page.inner_text("#query-label") == clicked
+            shown = [
+                page.locator("#similar .card").nth(i).get_attribute("data-item-id")
+                for i in range(12)
+            ]
+            api = httpx.get(f"{server.url}/v1/items/{clicked}/similar", params={"k": 12}).json()
+            assert shown == [i["item_id"] for i in api["items"]]
+            page.set_input_files("#photo", str(photo))
+            page.click("#upload button[type=submit]")
+            page.wait_for_function(
+                "document.querySelector('#query-label').textContent === 'your photo'"
+            )
+            page.wait_for_selector("#similar .card")
+            page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
+            assert not errors, errors
+        finally:
+            browser.close()
+    assert (artifacts / "web-page.png").stat().st_size > 10_000
