@@ -15,6 +15,7 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"examples_per_class": 1}, "examples_per_class"),
         ({"backbone": "keras:MobileNetV2", "input_size": 28}, "input_size"),
         ({"batch": 64}, "batch"),
+        ({"shift": 0.7}, "shift"),
     ],
 )
 def test_bad_values_name_the_field(values, field):

@@ -1,0 +1,60 @@
+"""Embedding rows built on executors and on the driver (fake encoder, no Spark, no MLflow)."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pyarrow as pa
+from PIL import Image
+
+from lookalike.index import embeddings as emb
+from lookalike.model import encoder_store
+from lookalike.model.encoder_store import EncoderRef
+
+ENC = EncoderRef("enc", "3", input_size=8, channels=1, embedding_size=4, local_dir="/fake/enc")
+
+
+def fake_predict(x: np.ndarray) -> np.ndarray:
+    """Mean brightness in dimension 0: deterministic, shape-checking."""
+    assert x.shape[1:] == (8, 8, 1) and x.dtype == np.uint8
+    out = np.zeros((len(x), 4), np.float32)
+    out[:, 0] = 1.0
+    out[:, 1] = x.reshape(len(x), -1).mean(axis=1) / 255.0
+    return out
+
+
+def png(value: int, size: int = 28) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((size, size), value, np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_executor_batch_embeds_each_image_once(monkeypatch):
+    monkeypatch.setitem(encoder_store._LOADED, ENC.local_dir, fake_predict)
+    batch = pa.RecordBatch.from_pydict(
+        {"item_id": ["a", "b"], "content_hash": ["ha", "hb"], "image": [png(0), png(255)]}
+    )
+    out = emb.embed_batch(batch, ENC)
+    assert out.column("item_id").to_pylist() == ["a", "b"]
+    vectors = np.asarray(out.column("embedding").to_pylist(), np.float32)
+    assert vectors.shape == (2, 4) and vectors[0, 1] == 0.0 and vectors[1, 1] == 1.0
+    empty = emb.embed_batch(batch.slice(0, 0), ENC)
+    assert empty.num_rows == 0 and empty.schema.field("embedding").type == pa.list_(pa.float32())
+
+
+def test_driver_rows_carry_upserts_and_deletes():
+    vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
+    rows = emb.staged_rows(ENC, 7, upserts=(["a", "b"], ["ha", "hb"], vectors), deletes=["z"])
+    assert rows.schema == emb.STAGED_SCHEMA
+    assert rows.column("_op").to_pylist() == ["upsert", "upsert", "delete"]
+    assert rows.column("encoder_version").to_pylist() == ["3", "3", "3"]
+    assert rows.column("embedding").to_pylist()[1] == [4.0, 5.0, 6.0, 7.0]
+    assert rows.column("catalog_version").to_pylist() == [7, 7, None]
+
+
+def test_embed_images_letterboxes_any_size_the_same_way():
+    out = encoder_store.embed_images(
+        fake_predict, [png(255, 28), png(255, 100)], input_size=8, channels=1, batch_size=1
+    )
+    assert out.shape == (2, 4) and np.allclose(out[0], out[1])
