@@ -5,14 +5,16 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint format bench-ingest bench-quality clean
+.PHONY: setup demo serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	lookalike ingest fashion-mnist
-	lookalike catalog stats
+	@bash scripts/demo.sh
+
+serve: setup
+	lookalike serve
 
 test: setup lint
 	pytest $(PYTEST_ARGS)
@@ -33,6 +35,12 @@ bench-ingest: setup
 
 bench-quality: setup
 	python bench/quality.py
+
+bench-index: setup
+	python bench/index.py
+
+bench-serving: setup
+	python bench/serving.py
 
 clean:
 	rm -rf .lookalike

@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +52,26 @@ def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 
 def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
+    """Strict recall@k: the share of the exact top-k ids returned."""
     k = truth.shape[1]
-    return sum(
+    hits = sum(
         len(set(f[:k].tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)
-    ) / (len(truth) * k)
+    )
+    return hits / (len(truth) * k)
+
+
+def recall_with_ties(
+    found: list[np.ndarray], truth: np.ndarray, vectors: np.ndarray, queries: np.ndarray
+) -> float:
+    """ann-benchmarks' recall: a returned item counts when its exact distance is within 1e-3 of
+    the k-th exact distance, so near-ties at the boundary are not counted as misses."""
+    k = truth.shape[1]
+    hits = 0
+    for f, t, q in zip(found, truth, queries, strict=True):
+        kth = float(vectors[t[-1]] @ q)
+        sims = vectors[np.asarray(f[:k], dtype=np.int64)] @ q
+        hits += min(k, int(np.sum(sims >= kth - 1e-3)))
+    return hits / (len(truth) * k)
 
 
 def timed_queries(fn: Any, queries: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -66,7 +83,7 @@ def timed_queries(fn: Any, queries: np.ndarray) -> tuple[list[np.ndarray], float
 
 
 def compare_searchers(
-    vectors: np.ndarray, queries: np.ndarray, k: int = 10, *, hnsw_efs=(10, 20, 40, 80, 160)
+    vectors: np.ndarray, queries: np.ndarray, k: int = 10, *, hnsw_efs=(10, 15, 20, 30, 40, 80)
 ) -> dict[str, Any]:
     """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data."""
     import hnswlib
@@ -82,8 +99,15 @@ def compare_searchers(
         top = np.argpartition(-sims, k)[:k]
         return top[np.argsort(-sims[top])]
 
+    def row(found: list[np.ndarray], qps: float, **what: Any) -> dict[str, Any]:
+        return what | {
+            "recall_at_10": recall(found, truth),
+            "recall_at_10_ties": recall_with_ties(found, truth, vectors, queries),
+            "qps": qps,
+        }
+
     found, qps = timed_queries(exact, queries)
-    rows.append({"method": "exact-numpy", "recall_at_10": recall(found, truth), "qps": qps})
+    rows.append(row(found, qps, method="exact-numpy"))
 
     params = IndexParams.for_size(len(vectors))
     t = time.perf_counter()
@@ -101,8 +125,8 @@ def compare_searchers(
     scann_build = time.perf_counter() - t
     scann.set_num_threads(1)
     leaves = params.num_leaves
-    for frac in (1 / 32, 1 / 16, 1 / 8, 1 / 4):
-        for reorder in (50, 100, 250):
+    for frac in (1 / 32, 1 / 16, 1 / 8):
+        for reorder in (100, 250, 500):
             search_leaves = max(2, int(leaves * frac))
 
             def fn(q, _l=search_leaves, _r=reorder):
@@ -110,13 +134,7 @@ def compare_searchers(
 
             found, qps = timed_queries(fn, queries)
             rows.append(
-                {
-                    "method": "scann",
-                    "leaves_to_search": search_leaves,
-                    "reorder": reorder,
-                    "recall_at_10": recall(found, truth),
-                    "qps": qps,
-                }
+                row(found, qps, method="scann", leaves_to_search=search_leaves, reorder=reorder)
             )
     t = time.perf_counter()
     hnsw = hnswlib.Index(space="ip", dim=vectors.shape[1])
@@ -148,17 +166,22 @@ def compare_searchers(
         "n": len(vectors),
         "dim": int(vectors.shape[1]),
         "queries": len(queries),
-        "scann_params": {"num_leaves": leaves, "ah_dims": params.ah_dims},
+        "scann_params": asdict(params),
         "build_seconds": {"scann": round(scann_build, 2), "hnswlib": round(hnsw_build, 2)},
         "rows": rows,
         "summary": summarise(rows),
+        "summary_with_ties": summarise(rows, key="recall_at_10_ties"),
     }
 
 
-def summarise(rows: list[dict[str, Any]], want: float = 0.99) -> dict[str, Any]:
+def summarise(
+    rows: list[dict[str, Any]], want: float = 0.99, key: str = "recall_at_10"
+) -> dict[str, Any]:
+    """Fastest ScaNN setting with ``key`` >= want; its speed-up over exact search and over
+    hnswlib's fastest setting with at least the same recall."""
     exact = next(r for r in rows if r["method"] == "exact-numpy")
-    scann_ok = [r for r in rows if r["method"] == "scann" and r["recall_at_10"] >= want]
-    out: dict[str, Any] = {"recall_target": want, "exact_qps": exact["qps"]}
+    scann_ok = [r for r in rows if r["method"] == "scann" and r[key] >= want]
+    out: dict[str, Any] = {"recall": key, "recall_target": want, "exact_qps": exact["qps"]}
     if not scann_ok:
         out["scann"] = None
         return out
@@ -166,9 +189,7 @@ def summarise(rows: list[dict[str, Any]], want: float = 0.99) -> dict[str, Any]:
     out["scann"] = best
     out["scann_vs_exact"] = round(best["qps"] / exact["qps"], 1)
     # hnswlib at equal (or higher) recall: its fastest setting reaching ScaNN's recall
-    hnsw_ok = [
-        r for r in rows if r["method"] == "hnswlib" and r["recall_at_10"] >= best["recall_at_10"]
-    ]
+    hnsw_ok = [r for r in rows if r["method"] == "hnswlib" and r[key] >= best[key]]
     if hnsw_ok:
         h = max(hnsw_ok, key=lambda r: r["qps"])
         out["hnswlib_at_equal_recall"] = h
@@ -240,35 +261,60 @@ def one_percent_change(settings: Any, fraction: float, seed: int = 0) -> dict[st
 
 
 def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
-    """Full re-index (every item embedded again) vs incremental after 1% changed."""
+    """Full re-index (every item embedded again) vs incremental after 1% changed, twice:
+    in this process with the encoder already loaded (what a long-lived worker pays), and as
+    fresh `lookalike index ...` processes (what a scheduled task pays: Python, TF, Spark start).
+    """
     from deltalake import DeltaTable
 
     from lookalike.index.builder import build_full, update_index
-    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.model.encoder_store import fetch_encoder, load_predict
 
     encoder = fetch_encoder(settings, "champion")
-    # A full re-index re-embeds everything: drop this encoder's rows first (bench home only).
-    DeltaTable(str(settings.embeddings_path)).delete(
-        f"encoder_name = '{encoder.name}' AND encoder_version = '{encoder.version}'"
-    )
+    lookalike = str(Path(sys.executable).parent / "lookalike")
+
+    def forget_embeddings() -> None:
+        # A full re-index re-embeds everything: drop this encoder's rows (bench home only).
+        DeltaTable(str(settings.embeddings_path)).delete(
+            f"encoder_name = '{encoder.name}' AND encoder_version = '{encoder.version}'"
+        )
+
+    def cli(*args: str) -> float:
+        t = time.perf_counter()
+        subprocess.run([lookalike, *args, "--no-publish"], check=True, capture_output=True)
+        return time.perf_counter() - t
+
+    load_predict(encoder.local_dir)  # warm: the in-process runs below reuse it
+    forget_embeddings()
     t = time.perf_counter()
     full = build_full(settings, encoder, spark=spark)
-    full_seconds = time.perf_counter() - t
-    changed = one_percent_change(settings, 0.01)
+    full_s = time.perf_counter() - t
+    changed = one_percent_change(settings, 0.01, seed=0)
     t = time.perf_counter()
     inc = update_index(settings, encoder=encoder)
-    inc_seconds = time.perf_counter() - t
+    inc_s = time.perf_counter() - t
+
+    forget_embeddings()
+    full_cli = cli("index", "build", "--encoder", encoder.version)
+    one_percent_change(settings, 0.01, seed=1)
+    inc_cli = cli("index", "update")
     return {
         "catalog_items": full.size,
-        "full": {"seconds": round(full_seconds, 2), "timings": full.timings},
-        "incremental_1pct": {
-            "seconds": round(inc_seconds, 2),
-            "timings": inc.timings,
+        "in_process": {
+            "full_seconds": round(full_s, 2),
+            "full_timings": full.timings,
+            "incremental_seconds": round(inc_s, 2),
+            "incremental_timings": inc.timings,
+            "incremental_share_of_full": round(inc_s / full_s, 4),
             "changes": changed,
-            "recall_at_10": inc.recall_at_10,
+            "recall_at_10_after_update": inc.recall_at_10,
             "rebalanced": inc.rebalanced,
         },
-        "incremental_share_of_full": round(inc_seconds / full_seconds, 4),
+        "fresh_processes": {
+            "full_seconds": round(full_cli, 2),
+            "incremental_seconds": round(inc_cli, 2),
+            "incremental_share_of_full": round(inc_cli / full_cli, 4),
+        },
         "target_share": 0.05,
     }
 
@@ -311,7 +357,7 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
     after = rss_mib()
     s.set_num_threads(1)
     rows = []
-    for frac in (1 / 64, 1 / 32, 1 / 16, 1 / 8):
+    for frac in (1 / 64, 1 / 32, 1 / 16):
         for reorder in (100, 250):
             leaves = max(2, int(params.num_leaves * frac))
             found, qps = timed_queries(
@@ -380,8 +426,12 @@ def main() -> None:
     out["targets"] = {
         "recall_0_99_at_30x_exact": bool(s.get("scann") and s["scann_vs_exact"] >= 30),
         "scann_1_2x_hnswlib": bool(s.get("scann_vs_hnswlib", 0) >= 1.2),
-        "incremental_within_5pct": bool(
-            out.get("reindex") and out["reindex"]["incremental_share_of_full"] <= 0.05
+        "incremental_within_5pct_in_process": bool(
+            out.get("reindex") and out["reindex"]["in_process"]["incremental_share_of_full"] <= 0.05
+        ),
+        "incremental_within_5pct_fresh_processes": bool(
+            out.get("reindex")
+            and out["reindex"]["fresh_processes"]["incremental_share_of_full"] <= 0.05
         ),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
