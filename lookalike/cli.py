@@ -149,8 +149,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lookalike.model.pipeline import run_training
 
     cfg = _train_config(args)
-    if args.horovod is not None and args.horovod < 1:
-        raise UsageError(f"--horovod: must be >= 1, got {args.horovod}")
+    if args.horovod is not None and args.horovod < 0:
+        raise UsageError(f"--horovod: must be >= 0, got {args.horovod}")
     spark = None
     if args.horovod:
         from lookalike.spark import spark_session
@@ -161,7 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             cfg,
             settings=get_settings(),
             catalog_version=args.catalog_version,
-            num_proc=args.horovod,
+            num_proc=args.horovod or None,
             spark=spark,
             register_model=not args.no_register,
             eval_limit=args.eval_limit,
@@ -396,7 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_opts.add_argument("--catalog-version", type=int, help="default: the latest version")
     model_opts.add_argument("--summary-file", type=Path, metavar="FILE")
     train = sub.add_parser("train", parents=[model_opts], help="train + evaluate + register")
-    train.add_argument("--horovod", type=int, metavar="N", help="data-parallel on N Spark tasks")
+    train.add_argument(
+        "--horovod", type=int, metavar="N", help="data-parallel on N Spark tasks (0: in-process)"
+    )
     train.add_argument("--eval-limit", type=int, help="evaluate on the first N test items")
     train.add_argument("--no-register", action="store_true", help="log, but do not register")
     train.set_defaults(func=cmd_train)

@@ -64,6 +64,13 @@ class Settings(BaseSettings):
     serve_admin_token: str | None = Field(default=None, description="Bearer token for /v1/admin")
     serve_max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
 
+    # Orchestration (Airflow).
+    refresh_schedule: str = Field(default="0 2 * * *", description="catalogue refresh cron")
+    train_schedule: str = Field(default="0 4 * * 0", description="train-and-promote cron")
+    serve_url: str | None = Field(
+        default=None, description="service the refresh DAG confirms (unset: skip the check)"
+    )
+
     @field_validator("home", "fashion_mnist_dir")
     @classmethod
     def _absolute(cls, v: Path) -> Path:
@@ -102,6 +109,11 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Local copies of registered models, shared by the driver and local executors."""
         return self.home / "cache"
+
+    @property
+    def landing_dir(self) -> Path:
+        """Where the retailer's product photos land (one sub-folder per category)."""
+        return self.home / "landing"
 
     @property
     def staging_dir(self) -> Path:

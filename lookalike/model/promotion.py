@@ -57,6 +57,11 @@ class PromotionResult:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PromotionResult:
+        """Back from ``to_dict`` (an Airflow XCom between the gate and the promote task)."""
+        return cls(**(d | {"decision": Decision(**d["decision"])}))
+
 
 def decide(
     metric: str,
@@ -88,23 +93,19 @@ def _log(msg: str) -> None:
     print(f"[promote] {msg}", file=sys.stderr, flush=True)
 
 
-def promote(
+def evaluate_gate(
     settings: Settings,
     *,
     challenger: str = CHALLENGER,
     margin: float | None = None,
     catalog_version: int | None = None,
-    spark: SparkSession | None = None,
 ) -> PromotionResult:
-    """Run the gate; on a win build the full index, publish the bundle, then move aliases."""
+    """Evaluate challenger and champion the same way, decide, record the decision in MLflow.
+    Moves nothing (``finalize`` does, after the index passed)."""
     import mlflow
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from lookalike.bundle.registry import publish_bundle
-    from lookalike.index.builder import build_full
     from lookalike.model import tracking
-    from lookalike.model.encoder_store import fetch_encoder
     from lookalike.model.registry_eval import evaluate_registered, resolve_model_version
 
     margin = settings.promote_margin if margin is None else margin
@@ -156,34 +157,78 @@ def promote(
             mlflow.log_metrics(numbers("champion", champ[1]))
         verdict = "promote" if decision.promote else "keep"
         mlflow.set_tags({"decision": verdict, "reason": decision.reason})
-        result = PromotionResult(
-            decision=decision,
-            catalog_version=version,
-            challenger_metrics=chal[1],
-            champion_metrics=champ[1] if champ else None,
-            run_id=run.info.run_id,
+    return PromotionResult(
+        decision=decision,
+        catalog_version=version,
+        challenger_metrics=chal[1],
+        champion_metrics=champ[1] if champ else None,
+        run_id=run.info.run_id,
+    )
+
+
+def finalize(settings: Settings, gate: PromotionResult, index_path: Path) -> PromotionResult:
+    """After the winner's full index passed its recall check: publish the bundle (moves
+    ``production``), then move ``champion``. A failure leaves both aliases where they were."""
+    from mlflow import MlflowClient
+
+    from lookalike.bundle.registry import publish_bundle
+    from lookalike.index.scann_index import read_manifest
+
+    name = settings.encoder_model_name
+    chal = gate.decision.challenger_version
+    manifest = read_manifest(index_path)
+    if str(manifest["encoder"]["version"]) != chal:
+        raise PromotionError(
+            f"index {index_path.name} holds encoder {manifest['encoder']['version']}, "
+            f"the gate promoted {chal}"
         )
-    if not decision.promote:
-        return result
-    # The bundle is logged in its own run: the gate run is closed, and tagged with the outcome.
     client = MlflowClient()
-    encoder = fetch_encoder(settings, chal[0])
     try:
-        index = build_full(settings, encoder, spark=spark, catalog_version=version)
-        assert index.path is not None
-        bundle = publish_bundle(settings, Path(index.path))
+        bundle = publish_bundle(settings, index_path)
     except Exception as e:
-        client.set_tag(result.run_id, "decision", "promote-failed")
-        client.set_tag(result.run_id, "failure", str(e)[:500])
-        _log(f"index/bundle for {name}/{chal[0]} failed, nothing moved: {e}")
+        client.set_tag(gate.run_id, "decision", "promote-failed")
+        client.set_tag(gate.run_id, "failure", str(e)[:500])
+        _log(f"bundle for {name}/{chal} failed, nothing moved: {e}")
         raise
-    result.index, result.bundle = index.to_dict(), bundle.to_dict()
-    if champ_mv is not None:
-        previous = str(champ_mv.version)
-        client.set_model_version_tag(name, chal[0], PREVIOUS_CHAMPION_TAG, previous)
-    client.set_registered_model_alias(name, CHAMPION, chal[0])
-    result.moved = {"champion": chal[0], "production": bundle.bundle_version}
-    client.set_tag(result.run_id, "index_version", index.index_version or "")
-    client.set_tag(result.run_id, "bundle_version", bundle.bundle_version)
-    _log(f"champion -> {name}/{chal[0]}, production -> bundle v{bundle.bundle_version}")
-    return result
+    gate.bundle = bundle.to_dict()
+    champion = gate.decision.champion_version
+    if champion is not None and champion != chal:
+        client.set_model_version_tag(name, chal, PREVIOUS_CHAMPION_TAG, champion)
+    client.set_registered_model_alias(name, CHAMPION, chal)
+    gate.moved = {"champion": chal, "production": bundle.bundle_version}
+    client.set_tag(gate.run_id, "index_version", manifest["index_version"])
+    client.set_tag(gate.run_id, "bundle_version", bundle.bundle_version)
+    _log(f"champion -> {name}/{chal}, production -> bundle v{bundle.bundle_version}")
+    return gate
+
+
+def promote(
+    settings: Settings,
+    *,
+    challenger: str = CHALLENGER,
+    margin: float | None = None,
+    catalog_version: int | None = None,
+    spark: SparkSession | None = None,
+) -> PromotionResult:
+    """Gate; for a winner build the full index (recall-checked), then ``finalize``."""
+    from mlflow import MlflowClient
+
+    from lookalike.index.builder import build_full
+    from lookalike.model.encoder_store import fetch_encoder
+
+    gate = evaluate_gate(
+        settings, challenger=challenger, margin=margin, catalog_version=catalog_version
+    )
+    if not gate.decision.promote:
+        return gate
+    encoder = fetch_encoder(settings, gate.decision.challenger_version)
+    try:
+        index = build_full(settings, encoder, spark=spark, catalog_version=gate.catalog_version)
+    except Exception as e:
+        MlflowClient().set_tag(gate.run_id, "decision", "promote-failed")
+        MlflowClient().set_tag(gate.run_id, "failure", str(e)[:500])
+        _log(f"full index for the challenger failed, nothing moved: {e}")
+        raise
+    gate.index = index.to_dict()
+    assert index.path is not None
+    return finalize(settings, gate, Path(index.path))

@@ -1,0 +1,88 @@
+"""lookalike_catalog_refresh: nightly ingest of landed photos and incremental re-index."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import dag, task
+
+from lookalike.config import get_settings
+from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
+
+SETTINGS = get_settings()
+DOC = f"""
+### Keep the index fresh
+Ingest the landing folder (`{SETTINGS.landing_dir}`: one sub-folder per category; it is the
+retailer's full photo set, so photos removed from it are deleted) -> skip the rest when the
+catalogue did not move past the latest index's watermark -> incremental re-index from the
+change data feed (one new index version, recall-checked) -> publish the bundle (alias
+`production`) -> confirm the service (`LOOKALIKE_SERVE_URL`) answers with it (skipped when
+unset). Every step is idempotent: no changes, no commit, no version.
+"""
+
+
+@dag(
+    dag_id="lookalike_catalog_refresh",
+    schedule=SETTINGS.refresh_schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["lookalike", "catalogue", "index"],
+    doc_md=DOC,
+)
+def lookalike_catalog_refresh() -> None:
+    @task
+    def ensure_landing_folder() -> str:
+        SETTINGS.landing_dir.mkdir(parents=True, exist_ok=True)
+        return str(SETTINGS.landing_dir)
+
+    ingest = spark_job(
+        "ingest_landing",
+        "ingest_catalog.py",
+        [
+            "folder",
+            str(SETTINGS.landing_dir),
+            "--source",
+            "landing",
+            "--delete-missing",
+            "--summary-file",
+            summary_path("ingest"),
+        ],
+    )
+
+    @task.short_circuit
+    def catalogue_changed() -> bool:
+        from lookalike.orchestration import catalogue_changed_since_index
+
+        return catalogue_changed_since_index()
+
+    reindex = spark_job(
+        "reindex", "reindex.py", ["--no-publish", "--summary-file", summary_path("reindex")]
+    )
+
+    @task
+    def publish(summary_file: str) -> dict:
+        from lookalike.orchestration import publish_index, read_summary
+
+        return publish_index(read_summary(summary_file))
+
+    @task
+    def confirm_service(published: dict) -> dict:
+        from airflow.exceptions import AirflowSkipException
+
+        from lookalike.orchestration import confirm_service as confirm
+
+        url = get_settings().serve_url
+        if not url:
+            raise AirflowSkipException("LOOKALIKE_SERVE_URL is not set: no service to confirm")
+        if not published.get("published"):
+            raise AirflowSkipException(published.get("reason", "nothing published"))
+        return confirm(published["bundle_version"], url)
+
+    published = publish(summary_path("reindex"))
+    ensure_landing_folder() >> ingest >> catalogue_changed() >> reindex >> published
+    confirm_service(published)
+
+
+lookalike_catalog_refresh()

@@ -1,0 +1,137 @@
+"""lookalike_train_and_promote: tune, train, evaluate, gate, index, promote (weekly/manual)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, task
+
+from lookalike.config import get_settings
+from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
+
+SETTINGS = get_settings()
+DOC = """
+### Train and promote an encoder
+Record the catalogue version -> Hyperopt with SparkTrials (validation mAP@R on a slice of
+`train`) -> train the best configuration data-parallel with Horovod on Spark -> evaluate
+challenger vs champion on the same catalogue version -> gate (branch) -> full ScaNN index for
+the winner (recall-checked) -> publish the bundle and move `champion` and `production`.
+Trigger with the form to change trials, parallelism, Horovod processes, epochs or backbone.
+"""
+VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
+
+
+@dag(
+    dag_id="lookalike_train_and_promote",
+    schedule=SETTINGS.train_schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["lookalike", "training", "promotion"],
+    doc_md=DOC,
+    params={
+        "trials": Param(4, type="integer", minimum=1, description="Hyperopt trials"),
+        "parallelism": Param(2, type="integer", minimum=1, description="SparkTrials parallelism"),
+        "horovod": Param(2, type="integer", minimum=0, description="Horovod processes (0: none)"),
+        "epochs": Param(9, type="integer", minimum=1, description="epochs of the final training"),
+        "backbone": Param("convnet", type="string", description="seed_cnn | convnet | keras:..."),
+        "tune_epochs": Param(2, type="integer", minimum=1, description="epochs per trial"),
+        "eval_limit": Param(10000, type="integer", minimum=10, description="test queries"),
+        "margin": Param(0.0, type="number", minimum=0, description="promotion margin"),
+    },
+)
+def lookalike_train_and_promote() -> None:
+    @task
+    def record_catalogue_version() -> int:
+        from lookalike.orchestration import catalogue_version
+
+        return catalogue_version()
+
+    tune = spark_job(
+        "tune",
+        "tune.py",
+        [
+            "--trials",
+            "{{ params.trials }}",
+            "--parallelism",
+            "{{ params.parallelism }}",
+            "--catalog-version",
+            VERSION,
+            "--set",
+            "backbone={{ params.backbone }}",
+            "--set",
+            "epochs={{ params.tune_epochs }}",
+            "--summary-file",
+            summary_path("tune"),
+        ],
+    )
+
+    @task
+    def best_config(tune_summary: str, params: dict | None = None) -> str:
+        from lookalike.orchestration import write_best_config
+
+        return write_best_config(tune_summary, params or {})
+
+    config = best_config(summary_path("tune"))
+    train = spark_job(
+        "train",
+        "train.py",
+        [
+            "--config",
+            "{{ ti.xcom_pull(task_ids='best_config') }}",
+            "--horovod",
+            "{{ params.horovod }}",
+            "--catalog-version",
+            VERSION,
+            "--eval-limit",
+            "{{ params.eval_limit }}",
+            "--summary-file",
+            summary_path("train"),
+        ],
+    )
+
+    @task
+    def evaluate(train_summary: str, catalog_version: int, params: dict | None = None) -> dict:
+        from lookalike.orchestration import run_gate
+
+        return run_gate(train_summary, int(catalog_version), float((params or {})["margin"]))
+
+    @task.branch
+    def gate(decision: dict) -> str:
+        return "full_index" if decision["decision"]["promote"] else "keep_champion"
+
+    full_index = spark_job(
+        "full_index",
+        "reindex.py",
+        [
+            "--full",
+            "--encoder",
+            "{{ ti.xcom_pull(task_ids='evaluate')['decision']['challenger_version'] }}",
+            "--catalog-version",
+            VERSION,
+            "--no-publish",
+            "--summary-file",
+            summary_path("full_index"),
+        ],
+    )
+
+    @task
+    def promote(decision: dict, index_summary: str) -> dict:
+        from lookalike.orchestration import finalize_promotion
+
+        return finalize_promotion(decision, index_summary)
+
+    @task
+    def keep_champion(decision: dict) -> str:
+        return decision["decision"]["reason"]
+
+    version = record_catalogue_version()
+    decision = evaluate(summary_path("train"), version)
+    version >> tune >> config >> train >> decision
+    branch = gate(decision)
+    branch >> full_index >> promote(decision, summary_path("full_index"))
+    branch >> keep_champion(decision)
+
+
+lookalike_train_and_promote()

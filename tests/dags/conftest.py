@@ -1,0 +1,14 @@
+"""Airflow in a throw-away AIRFLOW_HOME (SQLite), the project's dags/ folder, loopback only."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from tests.conftest import REPO
+
+AIRFLOW_HOME = tempfile.mkdtemp(prefix="lookalike-airflow-")
+os.environ.setdefault("AIRFLOW_HOME", AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
