@@ -84,6 +84,17 @@ def load_live(settings: Settings, version: str) -> Live:
     return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC), images=images)
 
 
+def prune_bundle_cache(settings: Settings, keep: set[str]) -> None:
+    """Downloaded bundles other than the live and the previous one are not needed any more."""
+    root = settings.cache_dir / "bundles"
+    prefix = f"{settings.recommender_model_name}-v"
+    if not root.is_dir():
+        return
+    for d in root.iterdir():
+        if d.name.startswith(prefix) and d.name.removeprefix(prefix) not in keep:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 @dataclass
 class ServiceState:
     settings: Settings
@@ -151,12 +162,15 @@ class ServiceState:
                     self.last_error = f"bundle version {version} failed to load: {reason}"
                 log.error("bundle version %s refused, keeping the old one: %s", version, reason)
                 return ReloadOutcome("failed", version, reason, round(time.monotonic() - t0, 2))
+            previous = self.live
             self.live = live  # the swap: one reference assignment
             self.last_error = None
             self.metrics.reloads.inc()
             self.metrics.index_size.set(len(live.rec))
             self.metrics.live_version.set(float(version))
             log.info("now serving bundle version %s (%s)", version, live.rec.versions())
+            keep = {version} | ({previous.bundle_version} if previous else set())
+            prune_bundle_cache(self.settings, keep)
             return ReloadOutcome("swapped", version, seconds=round(time.monotonic() - t0, 2))
 
     # ------------------------------------------------------------------ watcher

@@ -67,7 +67,7 @@ class Recommender:
         """Verify the index version's checksums, load it and the encoder, check they agree."""
         searcher, manifest = sx.load_version(Path(index_dir))
         vectors, items = sx.load_rows(Path(index_dir))
-        predict = load_predict(str(encoder_dir))
+        predict = load_predict(str(encoder_dir), cache=False)  # dies with this bundle
         rec = cls(predict, searcher, vectors, items, manifest, bundle_version)
         rec.check()
         return rec

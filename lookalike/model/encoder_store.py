@@ -93,8 +93,13 @@ _LOADED: dict[str, Predict] = {}
 _LOCK = threading.Lock()
 
 
-def load_predict(local_dir: str) -> Predict:
-    """The encoder's embedding function, loaded once per process (per Spark Python worker)."""
+def load_predict(local_dir: str, *, cache: bool = True) -> Predict:
+    """The encoder's embedding function, loaded once per process (per Spark Python worker).
+    ``cache=False`` for long-lived holders (the service) that swap versions over time."""
+    if not cache:
+        import mlflow
+
+        return mlflow.pyfunc.load_model(local_dir).predict
     with _LOCK:
         if local_dir not in _LOADED:
             import mlflow
