@@ -150,17 +150,10 @@ def compare_searchers(
             return hnsw.knn_query(q, k=k)[0][0]
 
         found, qps = timed_queries(fn, queries)
-        rows.append(
-            {
-                "method": "hnswlib",
-                "ef": ef,
-                "M": 16,
-                "recall_at_10": recall(found, truth),
-                "qps": qps,
-            }
-        )
+        rows.append(row(found, qps, method="hnswlib", ef=ef, M=16))
     for r in rows:
         r["recall_at_10"] = round(r["recall_at_10"], 4)
+        r["recall_at_10_ties"] = round(r["recall_at_10_ties"], 4)
         r["qps"] = round(r["qps"], 1)
     return {
         "n": len(vectors),

@@ -105,6 +105,7 @@ class ServiceState:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
+    _client: Any = None
 
     def current(self) -> Live:
         live = self.live
@@ -120,9 +121,10 @@ class ServiceState:
         from mlflow import MlflowClient
         from mlflow.exceptions import MlflowException
 
+        if self._client is None:  # one client for the life of the service
+            self._client = MlflowClient(self.settings.tracking_uri, self.settings.tracking_uri)
         try:
-            client = MlflowClient(self.settings.tracking_uri, self.settings.tracking_uri)
-            mv = client.get_model_version_by_alias(
+            mv = self._client.get_model_version_by_alias(
                 self.settings.recommender_model_name, self.settings.serve_alias
             )
         except MlflowException as e:
