@@ -5,17 +5,17 @@ lookalike serve            # uvicorn on LOOKALIKE_SERVE_HOST:PORT (127.0.0.1:800
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lookalike.config import Settings, get_settings
 from serving.metrics import Metrics
+from serving.metrics_middleware import MetricsMiddleware
 from serving.routes import items, page, similar, system
 from serving.state import ServiceState
 
@@ -46,15 +46,7 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
     )
     app.state.service = state
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next) -> Response:
-        t0 = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        state.metrics.latency.labels(path, request.method).observe(time.perf_counter() - t0)
-        state.metrics.requests.labels(path, request.method, str(response.status_code)).inc()
-        return response
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ swapped in: the old one keeps serving, the failure is counted and remembered wit
 
 from __future__ import annotations
 
+import gc
 import logging
 import shutil
 import threading
@@ -171,6 +172,9 @@ class ServiceState:
             self.metrics.index_size.set(len(live.rec))
             self.metrics.live_version.set(float(version))
             log.info("now serving bundle version %s (%s)", version, live.rec.versions())
+            # Everything loaded so far (TensorFlow, the bundle) is long-lived: keep it out of
+            # the cyclic GC, whose full passes over it stalled requests for ~0.4 s.
+            gc.freeze()
             keep = {version} | ({previous.bundle_version} if previous else set())
             prune_bundle_cache(self.settings, keep)
             return ReloadOutcome("swapped", version, seconds=round(time.monotonic() - t0, 2))

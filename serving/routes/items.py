@@ -6,6 +6,7 @@ import random
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from pydantic import BaseModel
 
 from lookalike.bundle.recommender import Hit
 from serving.deps import get_live
@@ -16,6 +17,11 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 LiveDep = Annotated[Live, Depends(get_live)]
 NOT_READY = {503: {"model": Problem, "description": "no bundle loaded yet"}}
 UNKNOWN = {404: {"model": Problem, "description": "unknown item"}}
+
+
+def json_response(body: BaseModel) -> Response:
+    """A model we built ourselves, serialized once (FastAPI would validate it again)."""
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 def image_url(item_id: str) -> str:
@@ -98,9 +104,10 @@ async def similar_to_item(
         int | None, Query(ge=0, description="only items of this category id")
     ] = None,
     exclude_self: Annotated[bool, Query(description="leave the item itself out")] = True,
-) -> SimilarResponse:
+) -> Response:
     """The k catalogue items most similar to this one (ScaNN; a category filter searches
     exactly inside that category)."""
     _known(live, item_id)
     hits = live.rec.similar_to_items([item_id], k, exclude_self=exclude_self, category=category)[0]
-    return SimilarResponse(query=item_id, k=k, items=scored(hits), versions=live.versions())
+    body = SimilarResponse(query=item_id, k=k, items=scored(hits), versions=live.versions())
+    return json_response(body)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
 
 from lookalike.images import ImageRejected
 from serving.deps import get_live
-from serving.routes.items import NOT_READY, scored
+from serving.routes.items import NOT_READY, json_response, scored
 from serving.schemas import MAX_K, Problem, SimilarResponse
 from serving.state import Live
 
@@ -32,7 +32,7 @@ def similar_to_photo(
     photo: Annotated[UploadFile, File(description="product photo, PNG or JPEG, any size")],
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     category: Annotated[int | None, Query(ge=0)] = None,
-) -> SimilarResponse:
+) -> Response:
     limit = request.app.state.service.settings.serve_max_upload_bytes
     ctype = (photo.content_type or "").split(";")[0].strip().lower()
     if ctype not in ACCEPTED:
@@ -47,4 +47,5 @@ def similar_to_photo(
         hits = live.rec.similar_to_images([data], k, category=category)[0]
     except ImageRejected as e:
         raise HTTPException(status_code=400, detail=f"photo: {e}") from None
-    return SimilarResponse(query="upload", k=k, items=scored(hits), versions=live.versions())
+    body = SimilarResponse(query="upload", k=k, items=scored(hits), versions=live.versions())
+    return json_response(body)
