@@ -51,8 +51,11 @@ def spark_job(task_id: str, script: str, args: list[str], **kwargs: Any) -> Any:
         "PYSPARK_DRIVER_PYTHON": python,
         "PATH": f"{Path(python).parent}:{os.environ.get('PATH', '')}",
         "LOOKALIKE_HOME": str(settings.home),
-        "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
     }
+    if settings.spark_master.startswith("local"):  # a laptop: keep Spark on loopback
+        env["SPARK_LOCAL_IP"] = os.environ.get("SPARK_LOCAL_IP", "127.0.0.1")
+    elif os.environ.get("SPARK_LOCAL_IP"):
+        env["SPARK_LOCAL_IP"] = os.environ["SPARK_LOCAL_IP"]
     return SparkSubmitOperator(
         task_id=task_id,
         application=str(SPARK_JOBS / script),
@@ -60,7 +63,6 @@ def spark_job(task_id: str, script: str, args: list[str], **kwargs: Any) -> Any:
         conn_id=SPARK_CONN_ID,
         name=f"lookalike-{task_id}",
         driver_memory=settings.spark_driver_memory,
-        conf={"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"},
         env_vars=env,
         spark_binary=str(Path(python).parent / "spark-submit"),
         **kwargs,

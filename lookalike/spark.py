@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 def spark_session(app_name: str, settings: Settings | None = None) -> SparkSession:
     settings = settings or get_settings()
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if settings.spark_master.startswith("local"):  # one machine: nothing leaves loopback
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
     # pyspark 4.2 warns on every import that pandas 3 is "not yet fully supported"; the
@@ -41,11 +42,11 @@ def spark_session(app_name: str, settings: Settings | None = None) -> SparkSessi
     )
     # Under spark-submit the master (and the driver's address) come from the command line.
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
-        builder = (
-            builder.master(settings.spark_master)
-            .config("spark.driver.host", "127.0.0.1")
-            .config("spark.driver.bindAddress", "127.0.0.1")
-        )
+        builder = builder.master(settings.spark_master)
+        if settings.spark_master.startswith("local"):
+            builder = builder.config("spark.driver.host", "127.0.0.1").config(
+                "spark.driver.bindAddress", "127.0.0.1"
+            )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -1,0 +1,3 @@
+-- One Postgres, two metadata databases: Airflow's and MLflow's.
+CREATE DATABASE airflow;
+CREATE DATABASE mlflow;

@@ -1,0 +1,59 @@
+"""docker-compose.yaml stays valid and consistent with the local set-up (no engine runs here)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from lookalike.config import Settings
+from tests.conftest import REPO
+
+COMPOSE = REPO / "docker-compose.yaml"
+
+
+def _compose_cli() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker"):
+        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
+        if probe.returncode == 0:
+            return ["docker", "compose"]
+    return None
+
+
+@pytest.mark.skipif(_compose_cli() is None, reason="no docker compose client on this machine")
+def test_compose_file_validates():
+    done = subprocess.run(
+        [*_compose_cli(), "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_compose_services_and_settings_match_the_local_set_up():
+    spec = yaml.safe_load(COMPOSE.read_text())
+    services = spec["services"]
+    assert {
+        "postgres",
+        "mlflow",
+        "spark-master",
+        "spark-worker-1",
+        "spark-worker-2",
+        "airflow-apiserver",
+        "airflow-scheduler",
+        "airflow-dag-processor",
+        "airflow-triggerer",
+        "recommender",
+    } <= set(services)
+    known = {f"LOOKALIKE_{name.upper()}" for name in Settings.model_fields}
+    for name, svc in services.items():
+        for var in svc.get("environment") or {}:
+            if var.startswith("LOOKALIKE_"):
+                assert var in known, f"{name}: {var} is not a setting in lookalike/config.py"
+        if name != "airflow-init":
+            assert "healthcheck" in svc, f"{name} has no healthcheck"
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
+    assert (REPO / "Dockerfile").is_file()
