@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,7 +106,7 @@ def staged_rows(
     catalog_version: int,
     *,
     upserts: tuple[list[str], list[str], np.ndarray] | None = None,
-    deletes: list[str] = (),  # type: ignore[assignment]
+    deletes: Sequence[str] = (),
 ) -> pa.Table:
     """MERGE source rows built on the driver: (ids, content hashes, vectors) and deleted ids."""
     ids, hashes, vectors = upserts or ([], [], np.zeros((0, encoder.embedding_size), np.float32))
