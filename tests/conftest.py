@@ -14,6 +14,15 @@ from PIL import Image
 REPO = Path(__file__).resolve().parent.parent
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 
+#: A training configuration that runs in seconds (registry, index and service tests).
+TINY_TRAIN = {
+    "backbone": "seed_cnn",
+    "epochs": 1,
+    "steps_per_epoch": 20,
+    "examples_per_class": 8,
+    "augment": False,
+}
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Nothing a test runs may write into the developer's real home.

@@ -16,15 +16,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lookalike.model.config import TrainConfig
-from tests.conftest import REPO
-
-TINY = {
-    "backbone": "seed_cnn",
-    "epochs": 1,
-    "steps_per_epoch": 20,
-    "examples_per_class": 8,
-    "augment": False,
-}
+from tests.conftest import REPO, TINY_TRAIN
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +28,10 @@ def world(spark, tmp_path_factory):
 
     settings = Settings(home=tmp_path_factory.mktemp("index-home"), spark_shuffle_partitions=4)
     ingest_fashion_mnist(spark, settings=settings, limit=300)
-    v1 = run_training(TrainConfig.from_dict(TINY), settings=settings, eval_limit=200)
-    v2 = run_training(TrainConfig.from_dict(TINY | {"seed": 7}), settings=settings, eval_limit=200)
+    v1 = run_training(TrainConfig.from_dict(TINY_TRAIN), settings=settings, eval_limit=200)
+    v2 = run_training(
+        TrainConfig.from_dict(TINY_TRAIN | {"seed": 7}), settings=settings, eval_limit=200
+    )
     return settings, v1.model_version, v2.model_version
 
 

@@ -18,15 +18,9 @@ import pytest
 from PIL import Image
 
 from lookalike.model.config import TrainConfig
+from tests.conftest import TINY_TRAIN
 
 TOKEN = "test-admin-token"
-TINY = {
-    "backbone": "seed_cnn",
-    "epochs": 1,
-    "steps_per_epoch": 20,
-    "examples_per_class": 8,
-    "augment": False,
-}
 
 
 def free_port() -> int:
@@ -89,7 +83,7 @@ def home(spark, tmp_path_factory):
         serve_max_upload_bytes=64 * 1024,
     )
     ingest_fashion_mnist(spark, settings=settings, limit=300)
-    v1 = run_training(TrainConfig.from_dict(TINY), settings=settings, eval_limit=200)
+    v1 = run_training(TrainConfig.from_dict(TINY_TRAIN), settings=settings, eval_limit=200)
     promote(settings, challenger=v1.model_version, spark=spark)
     return settings
 
