@@ -41,16 +41,6 @@ def rss_mib() -> float:
     return 0.0
 
 
-def exact_topk(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), 256):
-        sims = queries[start : start + 256] @ vectors.T
-        top = np.argpartition(-sims, k, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1)
-        out[start : start + 256] = np.take_along_axis(top, order, axis=1)
-    return out
-
-
 def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
     """Strict recall@k: the share of the exact top-k ids returned."""
     k = truth.shape[1]
@@ -89,9 +79,9 @@ def compare_searchers(
     import hnswlib
     from scann import scann_ops_pybind
 
-    from lookalike.index.scann_index import IndexParams
+    from lookalike.index.scann_index import IndexParams, exact_top_indices
 
-    truth = exact_topk(vectors, queries, k)
+    truth = exact_top_indices(vectors, queries, k)
     rows: list[dict[str, Any]] = []
 
     def exact(q: np.ndarray) -> np.ndarray:
@@ -316,7 +306,7 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
     """Build + query a ScaNN index over n clustered unit vectors (memory from VmRSS)."""
     from scann import scann_ops_pybind
 
-    from lookalike.index.scann_index import IndexParams
+    from lookalike.index.scann_index import IndexParams, exact_top_indices
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(2000, d)).astype(np.float32)
@@ -331,7 +321,7 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
         np.float32
     )
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    truth = exact_topk(x, q, 10)
+    truth = exact_top_indices(x, q, 10)
     params = IndexParams.for_size(n)
     before = rss_mib()
     t = time.perf_counter()

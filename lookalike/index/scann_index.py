@@ -86,19 +86,23 @@ def build_searcher(vectors: np.ndarray, ids: list[str], params: IndexParams, k: 
     )
 
 
-def exact_neighbours(
-    vectors: np.ndarray, ids: list[str], queries: np.ndarray, k: int
-) -> list[list[str]]:
-    """Exact top-k by dot product (partial sort: linear in the catalogue per query)."""
-    k = min(k, len(ids))
-    out: list[list[str]] = []
+def exact_top_indices(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Rows of the exact top-k by dot product, best first (partial sort: linear per query)."""
+    k = min(k, len(vectors))
+    out = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), 256):
         sims = queries[start : start + 256] @ vectors.T
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
-        top = np.take_along_axis(top, order, axis=1)
-        out.extend([ids[j] for j in row] for row in top)
+        out[start : start + 256] = np.take_along_axis(top, order, axis=1)
     return out
+
+
+def exact_neighbours(
+    vectors: np.ndarray, ids: list[str], queries: np.ndarray, k: int
+) -> list[list[str]]:
+    """Ids of the exact top-k by dot product, best first."""
+    return [[ids[j] for j in row] for row in exact_top_indices(vectors, queries, k)]
 
 
 def measure_recall(
