@@ -64,6 +64,14 @@ class Settings(BaseSettings):
     serve_admin_token: str | None = Field(default=None, description="Bearer token for /v1/admin")
     serve_max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
 
+    # Shopper recommendations (matrix factorisation on interaction events).
+    shopper_model_name: str = "lookalike-shopper-model"
+    shopper_experiment: str = "lookalike-shopper"
+    shopper_alias: str = Field(default="production", description="alias the service follows")
+    shopper_promote_metric: str = "ndcg_at_10"
+    shopper_promote_margin: float = Field(default=0.0, ge=0.0)
+    shopper_schedule: str = Field(default="0 3 * * *", description="shopper model cron")
+
     # Orchestration (Airflow).
     refresh_schedule: str = Field(default="0 2 * * *", description="catalogue refresh cron")
     train_schedule: str = Field(default="0 4 * * 0", description="train-and-promote cron")
@@ -87,6 +95,19 @@ class Settings(BaseSettings):
     @property
     def rejects_path(self) -> Path:
         return self.lake_dir / "catalog_rejects"
+
+    @property
+    def interactions_path(self) -> Path:
+        return self.lake_dir / "interactions"
+
+    @property
+    def interactions_rejects_path(self) -> Path:
+        return self.lake_dir / "interactions_rejects"
+
+    @property
+    def interactions_landing_dir(self) -> Path:
+        """Where interaction files (CSV or Parquet) land for the nightly shopper DAG."""
+        return self.home / "landing-interactions"
 
     @property
     def mlflow_dir(self) -> Path:

@@ -1,0 +1,1 @@
+"""Shopper recommendations: interaction events, matrix factorisation, its bundle."""

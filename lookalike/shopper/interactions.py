@@ -1,0 +1,337 @@
+"""The ``interactions`` Delta table (change data feed on): what shoppers did with which item.
+
+Input files, CSV or Parquet, in one of two documented formats:
+
+* events: ``user_id, item_id, event_type, ts[, session_id]``; ``event_type`` is one of
+  ``view``, ``add_to_cart``, ``purchase``; ``ts`` is ISO 8601 or epoch seconds; a missing
+  ``session_id`` becomes ``<user_id>-<UTC date>``.
+* MovieLens-style ratings: ``user,item,rating,timestamp`` (also ``userId,movieId,...``, and
+  header-less ``ratings.dat`` (``::``) or ``u.data`` (tab) files). Each rating is an implicit
+  interaction: ``event_type='view'`` with the rating kept in ``rating``.
+
+A malformed row, or one naming an item the catalogue does not hold, is rejected with its
+reason into ``interactions_rejects`` (once per input, keyed by its content hash) and counted;
+the rest land in ONE MERGE keyed by a hash of the event, so re-ingesting a file commits
+nothing. A file that is not one of the formats (missing columns) is refused as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from deltalake import CommitProperties, DeltaTable
+
+from lookalike.catalog.table import TS, append_rejects, ensure_table, open_table
+from lookalike.config import Settings
+
+EVENT_TYPES = ("view", "add_to_cart", "purchase")
+MAX_ID_CHARS = 128
+SUFFIXES = (".csv", ".parquet", ".dat", ".data", ".tsv")
+
+INTERACTIONS_SCHEMA = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string(), nullable=False),
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("event_type", pa.string(), nullable=False),
+        pa.field("ts", TS, nullable=False),
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("rating", pa.float32()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("ingested_at", TS, nullable=False),
+    ]
+)
+EVENT_COLUMNS = ("user_id", "item_id", "event_type", "ts")
+MOVIELENS_ALIASES = {
+    "user": "user",
+    "userid": "user",
+    "user_id": "user",
+    "item": "item",
+    "itemid": "item",
+    "movieid": "item",
+    "movie_id": "item",
+    "rating": "rating",
+    "timestamp": "timestamp",
+}
+
+
+class InteractionsError(RuntimeError):
+    """An input file cannot be read as interactions at all; the message says why."""
+
+
+@dataclass
+class IngestSummary:
+    source: str
+    run_id: str
+    rows: int = 0
+    accepted: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    table_version: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
+    """The file's rows as strings, and its format (``events`` or ``movielens``)."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no interactions file at {path}")
+    if path.suffix == ".parquet":
+        frame = pq.read_table(path).to_pandas()
+    else:
+        with path.open("r", encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+        if "::" in first:  # MovieLens ratings.dat
+            frame = pd.read_csv(
+                path, sep="::", engine="python", header=None, dtype=str, keep_default_na=False
+            )
+            frame = frame.iloc[:, :4]
+            frame.columns = ["user", "item", "rating", "timestamp"][: frame.shape[1]]
+        elif "\t" in first and not any(c.isalpha() for c in first):  # MovieLens u.data
+            frame = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+            frame = frame.iloc[:, :4]
+            frame.columns = ["user", "item", "rating", "timestamp"][: frame.shape[1]]
+        else:
+            sep = "\t" if path.suffix == ".tsv" else ","
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    frame.columns = [str(c).strip() for c in frame.columns]
+    cols = set(frame.columns)
+    if set(EVENT_COLUMNS) <= cols:
+        return frame, "events"
+    ml = {MOVIELENS_ALIASES[c.lower()]: c for c in frame.columns if c.lower() in MOVIELENS_ALIASES}
+    if {"user", "item"} <= set(ml):
+        frame = frame.rename(columns={v: k for k, v in ml.items()})
+        if "timestamp" not in frame.columns:
+            raise InteractionsError(f"{path.name}: MovieLens-style file without 'timestamp'")
+        return frame, "movielens"
+    missing = sorted(set(EVENT_COLUMNS) - cols)
+    raise InteractionsError(
+        f"{path.name}: missing columns {missing} (events: user_id,item_id,event_type,ts"
+        "[,session_id]; or MovieLens-style user,item,rating,timestamp)"
+    )
+
+
+def _parse_ts(values: pd.Series) -> pd.Series:
+    """ISO 8601 strings or epoch seconds -> UTC timestamps (NaT when neither)."""
+    text = values.astype(str).str.strip()
+    numeric = pd.to_numeric(text, errors="coerce")
+    out = pd.to_datetime(numeric, unit="s", utc=True, errors="coerce")
+    iso = numeric.isna()
+    if iso.any():
+        out[iso] = pd.to_datetime(text[iso], utc=True, errors="coerce", format="ISO8601")
+    return out
+
+
+def _event_ids(frame: pd.DataFrame) -> pd.Series:
+    keys = (
+        frame["user_id"]
+        + "\x1f"
+        + frame["item_id"]
+        + "\x1f"
+        + frame["event_type"]
+        + "\x1f"
+        + frame["ts"].astype("int64").astype(str)
+        + "\x1f"
+        + frame["session_id"]
+    )
+    return keys.map(lambda k: hashlib.blake2b(k.encode(), digest_size=12).hexdigest())
+
+
+def validate(
+    frame: pd.DataFrame, fmt: str, known_items: set[str] | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split raw rows into (good rows in the table's columns, rejects ``row, item_id, reason``).
+
+    The first reason found for a row is the one reported.
+    """
+    n = len(frame)
+    if fmt == "movielens":
+        rating = pd.to_numeric(frame.get("rating", pd.Series([""] * n)), errors="coerce")
+        data = pd.DataFrame(
+            {
+                "user_id": frame["user"].astype(str).str.strip(),
+                "item_id": frame["item"].astype(str).str.strip(),
+                "event_type": "view",
+                "ts": _parse_ts(frame["timestamp"]),
+                "session_id": "",
+                "rating": rating.astype("float32"),
+            }
+        )
+        bad_rating = (
+            rating.isna() if "rating" in frame.columns else pd.Series(False, index=data.index)
+        )
+    else:
+        data = pd.DataFrame(
+            {
+                "user_id": frame["user_id"].astype(str).str.strip(),
+                "item_id": frame["item_id"].astype(str).str.strip(),
+                "event_type": frame["event_type"].astype(str).str.strip().str.lower(),
+                "ts": _parse_ts(frame["ts"]),
+                "session_id": (
+                    frame["session_id"].astype(str).str.strip()
+                    if "session_id" in frame.columns
+                    else ""
+                ),
+                "rating": np.float32("nan"),
+            }
+        )
+        bad_rating = pd.Series(False, index=data.index)
+    reason = pd.Series("", index=data.index, dtype=object)
+
+    def flag(mask: pd.Series, why: str) -> None:
+        reason[(reason == "") & mask] = why
+
+    flag(data["user_id"].isin(["", "nan", "None"]), "missing user_id")
+    flag(data["user_id"].str.len() > MAX_ID_CHARS, f"user_id longer than {MAX_ID_CHARS}")
+    flag(data["item_id"].isin(["", "nan", "None"]), "missing item_id")
+    flag(data["item_id"].str.len() > MAX_ID_CHARS, f"item_id longer than {MAX_ID_CHARS}")
+    flag(~data["event_type"].isin(EVENT_TYPES), f"event_type not one of {list(EVENT_TYPES)}")
+    flag(data["ts"].isna(), "ts is not ISO 8601 or epoch seconds")
+    flag(bad_rating, "rating is not a number")
+    if known_items is not None:
+        flag(~data["item_id"].isin(known_items), "unknown item (not in the catalogue)")
+    ok = reason == ""
+    rejects = pd.DataFrame(
+        {
+            "row": np.flatnonzero(~ok.to_numpy()) + 1,
+            "item_id": data.loc[~ok, "item_id"].to_numpy(),
+            "reason": reason[~ok].to_numpy(),
+        }
+    )
+    good = data[ok].copy()
+    no_session = good["session_id"].isin(["", "nan", "None"])
+    good.loc[no_session, "session_id"] = (
+        good.loc[no_session, "user_id"] + "-" + good.loc[no_session, "ts"].dt.strftime("%Y-%m-%d")
+    )
+    good["event_id"] = _event_ids(good) if len(good) else pd.Series(dtype=str)
+    return good.reset_index(drop=True), rejects
+
+
+# ---------------------------------------------------------------- writing
+
+
+def known_catalogue_items(settings: Settings) -> set[str]:
+    """Item ids of the current catalogue (a clear error when there is none)."""
+    table = open_table(settings.catalog_path).to_pyarrow_table(columns=["item_id"])
+    return set(table.column("item_id").to_pylist())
+
+
+def merge_events(path: Path, good: pd.DataFrame, source: str, run_id: str) -> dict[str, Any]:
+    """Insert events not in the table yet, in ONE commit (none when nothing is new)."""
+    dt = ensure_table(path, INTERACTIONS_SCHEMA)
+    now = datetime.now(UTC)
+    cols = {
+        "event_id": pa.array(good["event_id"].tolist(), pa.string()),
+        "user_id": pa.array(good["user_id"].tolist(), pa.string()),
+        "item_id": pa.array(good["item_id"].tolist(), pa.string()),
+        "event_type": pa.array(good["event_type"].tolist(), pa.string()),
+        "ts": pa.array(good["ts"].dt.tz_convert("UTC"), TS),
+        "session_id": pa.array(good["session_id"].tolist(), pa.string()),
+        "rating": pa.array(
+            good["rating"].to_numpy(dtype=np.float32), pa.float32(), from_pandas=True
+        ),
+        "source": pa.array([source] * len(good), pa.string()),
+        "ingested_at": pa.array([now] * len(good), TS),
+    }
+    table = pa.Table.from_pydict(cols, schema=INTERACTIONS_SCHEMA)
+    insert = {c: f"s.{c}" for c in INTERACTIONS_SCHEMA.names}
+    return (
+        dt.merge(
+            table,
+            predicate="t.event_id = s.event_id",
+            source_alias="s",
+            target_alias="t",
+            commit_properties=CommitProperties(
+                custom_metadata={"run_id": run_id, "source": source}
+            ),
+        )
+        .when_not_matched_insert(updates=insert)
+        .execute()
+    )
+
+
+def ingest_file(
+    settings: Settings, path: Path, *, source: str | None = None, check_items: bool = True
+) -> IngestSummary:
+    """Validate one file and land its good rows in one commit; rejects are kept with reasons."""
+    path = Path(path)
+    frame, fmt = _read_raw(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    source = source or f"file:{path.name}"
+    run_id = f"interactions-{digest}"
+    known = known_catalogue_items(settings) if check_items else None
+    good, rejects = validate(frame, fmt, known)
+    before = len(good)
+    good = good.drop_duplicates("event_id")
+    summary = IngestSummary(
+        source=source,
+        run_id=run_id,
+        rows=len(frame),
+        accepted=len(good),
+        duplicates=before - len(good),
+        rejected=len(rejects),
+        reasons=dict(Counter(rejects["reason"])),
+    )
+    if len(rejects):
+        staged = settings.staging_dir / f"{run_id}-{uuid.uuid4().hex[:8]}"
+        staged.mkdir(parents=True, exist_ok=True)
+        try:
+            pq.write_table(
+                pa.table(
+                    {
+                        "run_id": [run_id] * len(rejects),
+                        "source": [source] * len(rejects),
+                        "path": [f"{path}:{r}" for r in rejects["row"]],
+                        "item_id": rejects["item_id"].astype(str).tolist(),
+                        "reason": rejects["reason"].tolist(),
+                        "rejected_at": pa.array([datetime.now(UTC)] * len(rejects), TS),
+                    }
+                ),
+                staged / "rejects.parquet",
+            )
+            append_rejects(settings.interactions_rejects_path, staged, run_id)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    if len(good):
+        metrics = merge_events(settings.interactions_path, good, source, run_id)
+        summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
+    if DeltaTable.is_deltatable(str(settings.interactions_path)):
+        summary.table_version = DeltaTable(str(settings.interactions_path)).version()
+    return summary
+
+
+def landed_files(settings: Settings) -> list[Path]:
+    """Interaction files in the landing folder, oldest name first."""
+    root = settings.interactions_landing_dir
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+
+
+def read_interactions(path: Path, version: int | None = None) -> pa.Table:
+    """The columns training needs, at a Delta version (default: the latest)."""
+    if not DeltaTable.is_deltatable(str(path)):
+        raise InteractionsError(
+            f"no interactions table at {path}: run `lookalike shopper ingest` "
+            "or `lookalike shopper simulate --ingest` first"
+        )
+    return DeltaTable(str(path), version=version).to_pyarrow_table(
+        columns=["user_id", "item_id", "event_type", "ts", "rating"]
+    )

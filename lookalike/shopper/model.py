@@ -1,0 +1,313 @@
+"""Neural matrix factorisation (TF Keras) on implicit feedback, and its numpy twin for scoring.
+
+``score(u, i) = (p_u * w_g) . q_i + b_i + b`` (GMF; ``w_g`` = 1 and ``b`` = 0 without a head),
+plus, with ``mlp`` layers (NeuMF, He et al. 2017), ``w_m . MLP([p'_u, q'_i])``. Trained with
+binary cross-entropy on each positive pair and ``negatives`` uniformly sampled unobserved
+items, re-drawn every epoch. ``Factors`` holds the trained weights as numpy arrays: the service
+and the evaluation score without TensorFlow, and the GMF part is an inner product, so a
+maximum-inner-product index over ``[q_i, b_i]`` retrieves candidates.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lookalike.shopper.data import Split
+
+
+class ShopperConfigError(ValueError):
+    """A bad training setting; the message names it."""
+
+
+@dataclass(frozen=True)
+class MFConfig:
+    factors: int = 32
+    mlp: tuple[int, ...] = ()  # e.g. (64, 32): NeuMF head; () = plain MF
+    negatives: int = 4
+    epochs: int = 12
+    batch_size: int = 2048
+    learning_rate: float = 0.002
+    l2: float = 1e-6
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("factors", "negatives", "epochs", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ShopperConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.learning_rate <= 0:
+            raise ShopperConfigError(f"learning_rate: must be > 0, got {self.learning_rate}")
+        if any(int(w) < 1 for w in self.mlp):
+            raise ShopperConfigError(f"mlp: layer widths must be >= 1, got {list(self.mlp)}")
+
+    def replace(self, **changes: Any) -> MFConfig:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"mlp": list(self.mlp)}
+
+    @classmethod
+    def from_overrides(cls, pairs: Sequence[str] = ()) -> MFConfig:
+        """``key=value`` strings (CLI ``--set``); unknown keys and bad values name the key."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for pair in pairs:
+            key, sep, raw = pair.partition("=")
+            key = key.strip()
+            if not sep or key not in known:
+                raise ShopperConfigError(
+                    f"{key or pair!r}: unknown setting (one of {sorted(known)})"
+                )
+            try:
+                if key == "mlp":
+                    values[key] = tuple(int(x) for x in raw.replace(",", " ").split())
+                elif key in ("learning_rate", "l2"):
+                    values[key] = float(raw)
+                else:
+                    values[key] = int(raw)
+            except ValueError:
+                raise ShopperConfigError(f"{key}: {raw!r} is not a valid value") from None
+        return cls(**values)
+
+
+@dataclass
+class Factors:
+    """Trained weights as numpy arrays (what a bundle ships)."""
+
+    user_gmf: np.ndarray
+    item_gmf: np.ndarray
+    item_bias: np.ndarray
+    w_gmf: np.ndarray
+    out_bias: float = 0.0
+    user_mlp: np.ndarray | None = None
+    item_mlp: np.ndarray | None = None
+    dense: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    w_mlp: np.ndarray | None = None
+
+    @property
+    def has_head(self) -> bool:
+        return self.user_mlp is not None
+
+    def query_vectors(self, users: np.ndarray) -> np.ndarray:
+        """Augmented GMF queries: ``[p_u * w_g, 1]`` against ``item_vectors`` rows."""
+        q = self.user_gmf[users] * self.w_gmf[None, :]
+        return np.concatenate([q, np.ones((len(users), 1), np.float32)], axis=1).astype(np.float32)
+
+    def item_vectors(self) -> np.ndarray:
+        """``[q_i, b_i]``: the maximum-inner-product index rows."""
+        return np.concatenate([self.item_gmf, self.item_bias[:, None]], axis=1).astype(np.float32)
+
+    def scores(self, users: np.ndarray, items: np.ndarray | None = None) -> np.ndarray:
+        """(len(users), len(items)) scores; all items by default."""
+        item_rows = np.arange(len(self.item_gmf)) if items is None else np.asarray(items)
+        s = self.query_vectors(users) @ self.item_vectors()[item_rows].T + self.out_bias
+        if self.has_head:
+            s = s + self._mlp_scores(users, item_rows)
+        return s.astype(np.float32)
+
+    def _mlp_scores(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
+        assert self.user_mlp is not None and self.item_mlp is not None and self.w_mlp is not None
+        w1, b1 = self.dense[0]
+        du = self.user_mlp.shape[1]
+        a = self.user_mlp[users] @ w1[:du]  # first layer is linear in the concatenation
+        b = self.item_mlp[items] @ w1[du:]
+        out = np.empty((len(users), len(items)), np.float32)
+        for r in range(len(users)):
+            h = np.maximum(a[r][None, :] + b + b1, 0.0)
+            for w, bias in self.dense[1:]:
+                h = np.maximum(h @ w + bias, 0.0)
+            out[r] = h @ self.w_mlp
+        return out
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, Any] = {
+            "user_gmf": self.user_gmf,
+            "item_gmf": self.item_gmf,
+            "item_bias": self.item_bias,
+            "w_gmf": self.w_gmf,
+            "out_bias": np.float32(self.out_bias),
+        }
+        if self.has_head:
+            arrays |= {"user_mlp": self.user_mlp, "item_mlp": self.item_mlp, "w_mlp": self.w_mlp}
+            for j, (w, b) in enumerate(self.dense):
+                arrays[f"dense{j}_w"], arrays[f"dense{j}_b"] = w, b
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Factors:
+        z = np.load(path)
+        dense = []
+        j = 0
+        while f"dense{j}_w" in z:
+            dense.append((z[f"dense{j}_w"], z[f"dense{j}_b"]))
+            j += 1
+        head = "user_mlp" in z
+        return cls(
+            user_gmf=z["user_gmf"],
+            item_gmf=z["item_gmf"],
+            item_bias=z["item_bias"],
+            w_gmf=z["w_gmf"],
+            out_bias=float(z["out_bias"]),
+            user_mlp=z["user_mlp"] if head else None,
+            item_mlp=z["item_mlp"] if head else None,
+            dense=dense,
+            w_mlp=z["w_mlp"] if head else None,
+        )
+
+
+# ---------------------------------------------------------------- Keras
+
+
+def build_model(cfg: MFConfig, n_users: int, n_items: int) -> Any:
+    import tensorflow as tf
+
+    import lookalike  # noqa: F401  (legacy Keras switch)
+
+    k = tf.keras
+    reg = k.regularizers.l2(cfg.l2) if cfg.l2 > 0 else None
+    init = k.initializers.RandomNormal(stddev=0.01, seed=cfg.seed)
+    u_in = k.Input(shape=(), dtype="int32", name="user")
+    i_in = k.Input(shape=(), dtype="int32", name="item")
+    p = k.layers.Embedding(
+        n_users,
+        cfg.factors,
+        embeddings_initializer=init,
+        embeddings_regularizer=reg,
+        name="user_gmf",
+    )(u_in)
+    q = k.layers.Embedding(
+        n_items,
+        cfg.factors,
+        embeddings_initializer=init,
+        embeddings_regularizer=reg,
+        name="item_gmf",
+    )(i_in)
+    bias = k.layers.Embedding(n_items, 1, embeddings_initializer="zeros", name="item_bias")(i_in)
+    gmf = k.layers.Multiply(name="gmf")([p, q])
+    if not cfg.mlp:
+        logit = k.layers.Lambda(lambda t: tf.reduce_sum(t, axis=-1), name="dot")(gmf)
+    else:
+        half = max(1, cfg.mlp[0] // 2)
+        pm = k.layers.Embedding(
+            n_users, half, embeddings_initializer=init, embeddings_regularizer=reg, name="user_mlp"
+        )(u_in)
+        qm = k.layers.Embedding(
+            n_items, half, embeddings_initializer=init, embeddings_regularizer=reg, name="item_mlp"
+        )(i_in)
+        h = k.layers.Concatenate()([pm, qm])
+        for j, width in enumerate(cfg.mlp):
+            h = k.layers.Dense(width, activation="relu", name=f"dense{j}")(h)
+        both = k.layers.Concatenate(name="neumf")([gmf, h])
+        logit = k.layers.Flatten()(k.layers.Dense(1, name="out")(both))
+    logit = k.layers.Add(name="logit")([logit, k.layers.Flatten()(bias)])
+    return k.Model([u_in, i_in], logit, name="neumf" if cfg.mlp else "mf")
+
+
+def factors_from_model(cfg: MFConfig, model: Any) -> Factors:
+    def w(name: str) -> list[np.ndarray]:
+        return [np.asarray(x, np.float32) for x in model.get_layer(name).get_weights()]
+
+    item_bias = w("item_bias")[0][:, 0]
+    if not cfg.mlp:
+        return Factors(
+            user_gmf=w("user_gmf")[0],
+            item_gmf=w("item_gmf")[0],
+            item_bias=item_bias,
+            w_gmf=np.ones(cfg.factors, np.float32),
+        )
+    out_w, out_b = w("out")
+    return Factors(
+        user_gmf=w("user_gmf")[0],
+        item_gmf=w("item_gmf")[0],
+        item_bias=item_bias,
+        w_gmf=out_w[: cfg.factors, 0],
+        out_bias=float(out_b[0]),
+        user_mlp=w("user_mlp")[0],
+        item_mlp=w("item_mlp")[0],
+        dense=[tuple(w(f"dense{j}")) for j in range(len(cfg.mlp))],  # type: ignore[misc]
+        w_mlp=out_w[cfg.factors :, 0],
+    )
+
+
+def _negatives(
+    users: np.ndarray, n_items: int, positives: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """One uniformly drawn unobserved item per entry of ``users`` (two redraws of collisions)."""
+    items = rng.integers(0, n_items, size=len(users), dtype=np.int64)
+    for _ in range(2):
+        clash = np.isin(users.astype(np.int64) * n_items + items, positives)
+        if not clash.any():
+            break
+        items[clash] = rng.integers(0, n_items, size=int(clash.sum()))
+    return items.astype(np.int32)
+
+
+def train_mf(
+    cfg: MFConfig,
+    split: Split,
+    *,
+    shard: tuple[int, int] = (0, 1),
+    wrap_optimizer: Callable[[Any], Any] | None = None,
+    learning_rate_scale: float = 1.0,
+    callbacks: Sequence[Any] = (),
+    epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+) -> tuple[Any, dict[str, list[float]]]:
+    """Train on ``split``'s positives (every ``size``-th one from ``rank`` for Horovod ranks).
+
+    Every rank runs the same number of steps per epoch (the shard size all ranks reach,
+    rounded down to whole batches), so collective gradient averaging never waits forever.
+    """
+    import tensorflow as tf
+
+    import lookalike  # noqa: F401
+
+    rank, size = shard
+    n_pos = len(split.train_users)
+    if n_pos == 0:
+        raise ShopperConfigError("no training pairs: every user has a single item")
+    tf.keras.utils.set_random_seed(cfg.seed)
+    model = build_model(cfg, split.n_users, split.n_items)
+    opt = tf.keras.optimizers.Adam(cfg.learning_rate * learning_rate_scale)
+    if wrap_optimizer is not None:
+        opt = wrap_optimizer(opt)
+    model.compile(optimizer=opt, loss=tf.keras.losses.BinaryCrossentropy(from_logits=True))
+    mine = np.arange(rank, n_pos, size)
+    pu, pi = split.train_users[mine], split.train_items[mine]
+    positives = np.unique(split.train_users.astype(np.int64) * split.n_items + split.train_items)
+    rows = (n_pos // size) * (1 + cfg.negatives)
+    batch = min(cfg.batch_size, rows)
+    steps = max(1, rows // batch)
+    rng = np.random.default_rng(cfg.seed + 1000 * rank)
+    history: dict[str, list[float]] = {"loss": []}
+    for epoch in range(cfg.epochs):
+        nu = np.repeat(pu, cfg.negatives)
+        ni = _negatives(nu, split.n_items, positives, rng)
+        u = np.concatenate([pu, nu])
+        i = np.concatenate([pi, ni])
+        y = np.concatenate([np.ones(len(pu), np.float32), np.zeros(len(nu), np.float32)])
+        order = rng.permutation(len(u))[: steps * batch]
+        if len(order) < steps * batch:  # a tiny shard: repeat rows to keep step counts equal
+            order = np.resize(order, steps * batch)
+        h = model.fit(
+            {"user": u[order], "item": i[order]},
+            y[order],
+            batch_size=batch,
+            epochs=1,
+            shuffle=False,
+            verbose=0,
+            callbacks=list(callbacks),
+        )
+        loss = float(h.history["loss"][-1])
+        history["loss"].append(loss)
+        if epoch_end is not None:
+            epoch_end(epoch, {"loss": loss})
+    return model, history
+
+
+def config_json(cfg: MFConfig) -> str:
+    return json.dumps(cfg.to_dict(), sort_keys=True)
