@@ -463,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, help="default: LOOKALIKE_SERVE_PORT (8000)")
     sv.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sv.set_defaults(func=cmd_serve)
+
+    from lookalike.shopper.commands import add_parser as add_shopper
+
+    add_shopper(sub)
     return p
 
 
@@ -475,8 +479,12 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from lookalike.index.scann_index import IndexVersionError, RecallTooLow
     from lookalike.model.encoder_store import EncoderNotFound
     from lookalike.model.promotion import PromotionError
+    from lookalike.shopper.data import EmptyInteractions
+    from lookalike.shopper.interactions import InteractionsError
 
     return (
+        InteractionsError,
+        EmptyInteractions,
         CatalogError,
         FileNotFoundError,
         IndexBuildError,

@@ -85,6 +85,13 @@ def horovod_run(
     run_id: str | None = None,
 ) -> list[dict[str, Any]]:
     """Run ``rank_main`` on ``num_proc`` Spark tasks; returns every rank's result."""
+    return run_ranks(spark, rank_main, (cfg, ref, tracking_uri, run_id), num_proc)
+
+
+def run_ranks(
+    spark: SparkSession | None, fn: Any, args: tuple[Any, ...], num_proc: int
+) -> list[Any]:
+    """``fn(*args)`` on ``num_proc`` Horovod ranks, each a task of this Spark application."""
     import horovod.spark
 
     if spark is None:
@@ -96,13 +103,7 @@ def horovod_run(
             f"num_proc: {num_proc} Horovod processes need as many Spark task slots, "
             f"the master offers {spark.sparkContext.defaultParallelism}"
         )
-    return horovod.spark.run(
-        rank_main,
-        args=(cfg, ref, tracking_uri, run_id),
-        num_proc=num_proc,
-        use_gloo=True,
-        verbose=0,
-    )
+    return horovod.spark.run(fn, args=args, num_proc=num_proc, use_gloo=True, verbose=0)
 
 
 def horovod_train(

@@ -1,0 +1,197 @@
+"""``lookalike shopper ...``: simulate, ingest, train, promote, recommend (thin, like cli.py)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from lookalike.config import get_settings
+
+
+def _usage(msg: str) -> Exception:
+    from lookalike.cli import UsageError
+
+    return UsageError(msg)
+
+
+def _emit(result: dict[str, Any], summary_file: Path | None) -> None:
+    from lookalike.cli import _emit as emit
+
+    emit(result, summary_file)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from lookalike.shopper.interactions import ingest_file
+    from lookalike.shopper.items import load_item_space
+    from lookalike.shopper.simulator import SimConfig, simulate
+
+    for name in ("users", "events"):
+        if getattr(args, name) < 1:
+            raise _usage(f"--{name}: must be >= 1, got {getattr(args, name)}")
+    settings = get_settings()
+    cfg = SimConfig(users=args.users, events=args.events, seed=args.seed)
+    space = load_item_space(settings, limit=args.items)
+    events = simulate(cfg, space.item_ids, space.categories, space.vectors)
+    out = args.out or (
+        settings.interactions_landing_dir
+        / f"simulated-seed{cfg.seed}-{cfg.users}u-{cfg.events}e.parquet"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    import pyarrow.parquet as pq
+
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(events, tmp)
+    tmp.replace(out)  # a half-written file never lands
+    result: dict[str, Any] = {
+        "file": str(out),
+        "events": events.num_rows,
+        "users": cfg.users,
+        "items": len(space),
+        "item_space": space.source,
+        "config": cfg.to_dict(),
+    }
+    if args.ingest:
+        result["ingest"] = ingest_file(settings, out, source="simulator").to_dict()
+    _emit(result, args.summary_file)
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from lookalike.shopper.interactions import ingest_file, landed_files
+
+    settings = get_settings()
+    files = list(args.paths or [])
+    if args.landing:
+        files += landed_files(settings)
+    if not files:
+        raise _usage(
+            f"PATH: give interaction files, or --landing for {settings.interactions_landing_dir}"
+        )
+    for f in files:
+        if not Path(f).is_file():
+            raise _usage(f"PATH: file not found: {f}")
+    summaries = [
+        ingest_file(settings, Path(f), check_items=not args.no_item_check).to_dict() for f in files
+    ]
+    result = {
+        "files": summaries,
+        "inserted": sum(s["inserted"] for s in summaries),
+        "rejected": sum(s["rejected"] for s in summaries),
+        "table_version": summaries[-1]["table_version"],
+    }
+    _emit(result, args.summary_file)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from lookalike.shopper.model import MFConfig, ShopperConfigError
+    from lookalike.shopper.pipeline import train_shopper
+
+    try:
+        cfg = MFConfig.from_overrides(args.set or [])
+    except ShopperConfigError as e:
+        raise _usage(f"--set: {e}") from None
+    if args.horovod < 0:
+        raise _usage(f"--horovod: must be >= 0, got {args.horovod}")
+    spark = None
+    if args.horovod or not args.no_baselines:
+        from lookalike.spark import spark_session
+
+        spark = spark_session("lookalike-shopper")
+    result = train_shopper(
+        get_settings(),
+        cfg,
+        interactions_version=args.interactions_version,
+        horovod=args.horovod,
+        baselines=not args.no_baselines,
+        register=not args.no_register,
+        eval_users=args.eval_users,
+        spark=spark,
+    )
+    _emit(result, args.summary_file)
+    return 0
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from lookalike.shopper.registry import promote
+
+    if args.margin is not None and args.margin < 0:
+        raise _usage(f"--margin: must be >= 0, got {args.margin}")
+    _emit(
+        promote(get_settings(), challenger=args.challenger, margin=args.margin), args.summary_file
+    )
+    return 0
+
+
+def cmd_recommend(args: argparse.Namespace) -> int:
+    from lookalike.shopper.registry import load_version, version_by
+
+    settings = get_settings()
+    mv = version_by(settings, args.model)
+    if mv is None:
+        from lookalike.model.promotion import PromotionError
+
+        raise PromotionError(f"{settings.shopper_model_name!r} has no version {args.model!r}")
+    if not 0 <= args.blend <= 1:
+        raise _usage(f"--blend: must be within 0..1, got {args.blend}")
+    rec = load_version(settings, str(mv.version))
+    hits, mode = rec.recommend(
+        args.user_id, args.k, exclude_seen=not args.include_seen, blend=args.blend
+    )
+    _emit(
+        {
+            "user_id": args.user_id,
+            "mode": mode,
+            "versions": rec.versions(),
+            "items": [h.__dict__ for h in hits],
+        },
+        None,
+    )
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    shop = sub.add_parser("shopper", help="shopper recommendations (matrix factorisation)")
+    ssub = shop.add_subparsers(dest="shopper_command", required=True)
+    out = argparse.ArgumentParser(add_help=False)
+    out.add_argument("--summary-file", type=Path, metavar="FILE")
+
+    sim = ssub.add_parser("simulate", parents=[out], help="simulated shoppers over the catalogue")
+    sim.add_argument("--users", type=int, default=5000)
+    sim.add_argument("--events", type=int, default=500_000)
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--items", type=int, help="only the first N catalogue items (tests)")
+    sim.add_argument("--out", type=Path, help="Parquet file (default: the landing folder)")
+    sim.add_argument("--ingest", action="store_true", help="also ingest it")
+    sim.set_defaults(func=cmd_simulate)
+
+    ing = ssub.add_parser("ingest", parents=[out], help="ingest interaction files (CSV/Parquet)")
+    ing.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    ing.add_argument("--landing", action="store_true", help="every file in the landing folder")
+    ing.add_argument(
+        "--no-item-check", action="store_true", help="accept items the catalogue lacks (MovieLens)"
+    )
+    ing.set_defaults(func=cmd_ingest)
+
+    tr = ssub.add_parser("train", parents=[out], help="train, evaluate, register (challenger)")
+    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. epochs=5, mlp=64,32")
+    tr.add_argument("--interactions-version", type=int, help="default: the latest")
+    tr.add_argument("--horovod", type=int, default=0, metavar="N", help="Horovod ranks (0: none)")
+    tr.add_argument("--no-baselines", action="store_true", help="skip the ALS baseline")
+    tr.add_argument("--no-register", action="store_true")
+    tr.add_argument("--eval-users", type=int, help="evaluate on a sample of N users")
+    tr.set_defaults(func=cmd_train)
+
+    pr = ssub.add_parser("promote", parents=[out], help="gate challenger vs production")
+    pr.add_argument("--challenger", default="challenger", help="alias or version")
+    pr.add_argument("--margin", type=float)
+    pr.set_defaults(func=cmd_promote)
+
+    rc = ssub.add_parser("recommend", help="recommendations for one shopper")
+    rc.add_argument("user_id")
+    rc.add_argument("--k", type=int, default=10)
+    rc.add_argument("--blend", type=float, default=0.0, help="weight of visual similarity 0..1")
+    rc.add_argument("--include-seen", action="store_true")
+    rc.add_argument("--model", default="production", help="alias or version")
+    rc.set_defaults(func=cmd_recommend)
