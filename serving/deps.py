@@ -17,3 +17,11 @@ def get_live(request: Request) -> Live:
         return get_state(request).current()
     except NotReady as e:
         raise HTTPException(status_code=503, detail=f"not ready: {e}") from None
+
+
+def get_shopper_live(request: Request) -> Live:
+    """The live shopper-model bundle, taken once per request."""
+    try:
+        return request.app.state.shopper.current()
+    except NotReady as e:
+        raise HTTPException(status_code=503, detail=f"not ready: {e}") from None

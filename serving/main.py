@@ -16,8 +16,8 @@ from fastapi.responses import JSONResponse
 from lookalike.config import Settings, get_settings
 from serving.metrics import Metrics
 from serving.metrics_middleware import MetricsMiddleware
-from serving.routes import items, page, similar, system
-from serving.state import ServiceState
+from serving.routes import items, page, shoppers, similar, system
+from serving.state import Followed, ServiceState
 
 
 def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastAPI:
@@ -27,16 +27,20 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
     settings = settings or get_settings()
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
-    state = ServiceState(settings=settings, metrics=Metrics())
+    metrics = Metrics()
+    state = ServiceState(settings=settings, metrics=metrics)
+    shopper = ServiceState(settings=settings, metrics=metrics, followed=Followed.shopper(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if watch:
-            state.start_watcher()  # first load happens on the watcher thread
-        else:
-            state.reload()
+        for s in (state, shopper):
+            if watch:
+                s.start_watcher()  # first load happens on the watcher thread
+            else:
+                s.reload()
         yield
-        state.stop_watcher()
+        for s in (state, shopper):
+            s.stop_watcher()
 
     app = FastAPI(
         title="lookalike",
@@ -45,6 +49,7 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
         lifespan=lifespan,
     )
     app.state.service = state
+    app.state.shopper = shopper
 
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
 
@@ -60,6 +65,6 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
             ),
         )
 
-    for module in (system, items, similar, page):
+    for module in (system, items, similar, shoppers, page):
         app.include_router(module.router)
     return app

@@ -21,14 +21,19 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.reloads = Counter("lookalike_reloads", "Bundle versions swapped in", registry=r)
+        # `model`: which followed registered model (similar | shopper)
+        m = ["model"]
+        self.reloads = Counter("lookalike_reloads", "Versions swapped in", m, registry=r)
         self.reload_failures = Counter(
-            "lookalike_reload_failures", "Bundle versions refused (kept the old one)", registry=r
+            "lookalike_reload_failures", "Versions refused (kept the old one)", m, registry=r
         )
         self.poll_errors = Counter(
-            "lookalike_registry_poll_errors", "Alias polls that could not reach MLflow", registry=r
+            "lookalike_registry_poll_errors",
+            "Alias polls that could not reach MLflow",
+            m,
+            registry=r,
         )
-        self.index_size = Gauge("lookalike_index_items", "Items in the live index", registry=r)
+        self.index_size = Gauge("lookalike_index_items", "Items in the live index", m, registry=r)
         self.live_version = Gauge(
-            "lookalike_live_bundle_version", "Live bundle version (registry number)", registry=r
+            "lookalike_live_bundle_version", "Live version (registry number)", m, registry=r
         )

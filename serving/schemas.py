@@ -48,15 +48,42 @@ class Health(BaseModel):
     status: str
 
 
-class Ready(BaseModel):
-    ready: bool
-    reason: str | None = None
-    versions: Versions | None = None
-
-
 class ReloadResult(BaseModel):
     action: str = Field(description="swapped | unchanged | failed | no-version | unreachable")
     version: str | None = None
     reason: str | None = None
     seconds: float = 0.0
     live_version: str | None = None
+
+
+class ShopperVersions(BaseModel):
+    model_version: str = Field(description="lookalike-shopper-model registry version")
+    interactions_version: int | None = Field(
+        description="interactions Delta version the model was trained on"
+    )
+    users: int = Field(description="shoppers the model knows")
+    items: int = Field(description="items it can recommend")
+    loaded_at: str = Field(description="when this version was swapped in (UTC, ISO 8601)")
+
+
+class UserRecommendations(BaseModel):
+    user_id: str
+    k: int
+    mode: str = Field(
+        description="personal (the model's scores), personal+visual (blended with similarity "
+        "to the shopper's last item) or fallback:popular-diverse (a shopper the model does "
+        "not know: popular items, at most a few per category)"
+    )
+    known_user: bool
+    items: list[ScoredItem]
+    versions: ShopperVersions
+
+
+class Ready(BaseModel):
+    ready: bool = Field(description="a similarity bundle is loaded")
+    reason: str | None = None
+    versions: Versions | None = None
+    shopper: ShopperVersions | None = Field(
+        default=None, description="the shopper model, when one is loaded (not needed for ready)"
+    )
+    shopper_reason: str | None = None

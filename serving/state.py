@@ -14,11 +14,11 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lookalike.bundle.recommender import Recommender
 from lookalike.config import Settings
 from serving.metrics import Metrics
 
@@ -31,10 +31,10 @@ class NotReady(RuntimeError):
 
 @dataclass(frozen=True)
 class Live:
-    rec: Recommender
+    rec: Any  # a lookalike.bundle Recommender, or a lookalike.shopper ShopperRecommender
     bundle_version: str
     loaded_at: datetime
-    images: dict[str, bytes]  # item id -> PNG, the catalogue at the bundle's version
+    images: dict[str, bytes] = field(default_factory=dict)  # item id -> PNG (similarity only)
 
     def versions(self) -> dict[str, Any]:
         return self.rec.versions() | {
@@ -64,12 +64,11 @@ def catalogue_images(settings: Settings, version: int, wanted: set[str]) -> dict
     return {i: b for i, b in zip(ids, pngs, strict=True) if i in wanted}
 
 
-def load_live(settings: Settings, version: str) -> Live:
-    """Download bundle ``version`` (once), load it through its pyfunc (which verifies checksums
-    and self-checks), and read the item images it refers to."""
+def load_pyfunc_rec(settings: Settings, name: str, version: str) -> Any:
+    """Download registered ``name`` version ``version`` (once, into the cache) and load it
+    through its pyfunc, which verifies checksums and self-checks; returns its recommender."""
     import mlflow
 
-    name = settings.recommender_model_name
     dest = settings.cache_dir / "bundles" / f"{name}-v{version}"
     if not (dest / "MLmodel").is_file():
         tmp = dest.with_name(f".{dest.name}.tmp-{threading.get_ident()}")
@@ -78,17 +77,48 @@ def load_live(settings: Settings, version: str) -> Live:
         mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp))
         shutil.rmtree(dest, ignore_errors=True)
         tmp.rename(dest)
-    model = mlflow.pyfunc.load_model(str(dest))
-    rec: Recommender = model.unwrap_python_model().rec
+    rec = mlflow.pyfunc.load_model(str(dest)).unwrap_python_model().rec
     rec.bundle_version = version
+    return rec
+
+
+def load_live(settings: Settings, version: str) -> Live:
+    """A similarity bundle version plus the item images it refers to."""
+    rec = load_pyfunc_rec(settings, settings.recommender_model_name, version)
     images = catalogue_images(settings, int(rec.manifest["catalog_version"]), set(rec.item_ids))
     return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC), images=images)
 
 
-def prune_bundle_cache(settings: Settings, keep: set[str]) -> None:
+def load_shopper_live(settings: Settings, version: str) -> Live:
+    """A shopper-model bundle version (factors, ScaNN MIPS searcher, fallback)."""
+    rec = load_pyfunc_rec(settings, settings.shopper_model_name, version)
+    return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class Followed:
+    """One registered model the service follows by alias, and how to load its versions."""
+
+    label: str  # the `model` label of the metrics: similar | shopper
+    model_name: str
+    alias: str
+    load: Callable[[Settings, str], Live]
+
+    @classmethod
+    def similar(cls, settings: Settings) -> Followed:
+        return cls("similar", settings.recommender_model_name, settings.serve_alias, load_live)
+
+    @classmethod
+    def shopper(cls, settings: Settings) -> Followed:
+        return cls(
+            "shopper", settings.shopper_model_name, settings.shopper_alias, load_shopper_live
+        )
+
+
+def prune_bundle_cache(settings: Settings, name: str, keep: set[str]) -> None:
     """Downloaded bundles other than the live and the previous one are not needed any more."""
     root = settings.cache_dir / "bundles"
-    prefix = f"{settings.recommender_model_name}-v"
+    prefix = f"{name}-v"
     if not root.is_dir():
         return
     for d in root.iterdir():
@@ -100,6 +130,7 @@ def prune_bundle_cache(settings: Settings, keep: set[str]) -> None:
 class ServiceState:
     settings: Settings
     metrics: Metrics
+    followed: Followed | None = None  # None: the similarity bundle
     live: Live | None = None
     last_error: str | None = None
     failed: dict[str, str] = field(default_factory=dict)  # version -> why it was refused
@@ -108,13 +139,21 @@ class ServiceState:
     _thread: threading.Thread | None = None
     _client: Any = None
 
+    def __post_init__(self) -> None:
+        if self.followed is None:
+            self.followed = Followed.similar(self.settings)
+
+    @property
+    def source(self) -> Followed:
+        assert self.followed is not None
+        return self.followed
+
     def current(self) -> Live:
         live = self.live
         if live is None:
             raise NotReady(
                 self.last_error
-                or f"no {self.settings.serve_alias!r} version of "
-                f"{self.settings.recommender_model_name!r} loaded yet"
+                or f"no {self.source.alias!r} version of {self.source.model_name!r} loaded yet"
             )
         return live
 
@@ -125,9 +164,7 @@ class ServiceState:
         if self._client is None:  # one client for the life of the service
             self._client = MlflowClient(self.settings.tracking_uri, self.settings.tracking_uri)
         try:
-            mv = self._client.get_model_version_by_alias(
-                self.settings.recommender_model_name, self.settings.serve_alias
-            )
+            mv = self._client.get_model_version_by_alias(self.source.model_name, self.source.alias)
         except MlflowException as e:
             if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code) or "not found" in str(e).lower():
                 return None
@@ -137,18 +174,18 @@ class ServiceState:
     def reload(self, *, force: bool = False) -> ReloadOutcome:
         """Follow the alias once. ``force`` retries a version that failed before."""
         t0 = time.monotonic()
+        src, m = self.source, self.metrics
         with self._lock:
             try:
                 version = self._alias_version()
             except Exception as e:  # MLflow unreachable: keep serving what we have
-                self.metrics.poll_errors.inc()
-                log.warning("cannot read alias %s: %s", self.settings.serve_alias, e)
+                m.poll_errors.labels(src.label).inc()
+                log.warning("cannot read alias %s of %s: %s", src.alias, src.model_name, e)
                 return ReloadOutcome("unreachable", reason=str(e)[:300])
             if version is None:
                 if self.live is None:
                     self.last_error = (
-                        f"no {self.settings.serve_alias!r} version of "
-                        f"{self.settings.recommender_model_name!r} in the registry yet"
+                        f"no {src.alias!r} version of {src.model_name!r} in the registry yet"
                     )
                 return ReloadOutcome("no-version")
             if self.live is not None and self.live.bundle_version == version:
@@ -156,34 +193,41 @@ class ServiceState:
             if version in self.failed and not force:
                 return ReloadOutcome("failed", version, self.failed[version])
             try:
-                live = load_live(self.settings, version)
+                live = src.load(self.settings, version)
             except Exception as e:
                 reason = f"{type(e).__name__}: {e}"[:500]
                 self.failed[version] = reason
-                self.metrics.reload_failures.inc()
+                m.reload_failures.labels(src.label).inc()
                 if self.live is None:
-                    self.last_error = f"bundle version {version} failed to load: {reason}"
-                log.error("bundle version %s refused, keeping the old one: %s", version, reason)
+                    self.last_error = f"{src.model_name} version {version} failed to load: {reason}"
+                log.error(
+                    "%s version %s refused, keeping the old one: %s",
+                    src.model_name,
+                    version,
+                    reason,
+                )
                 return ReloadOutcome("failed", version, reason, round(time.monotonic() - t0, 2))
             previous = self.live
             self.live = live  # the swap: one reference assignment
             self.last_error = None
-            self.metrics.reloads.inc()
-            self.metrics.index_size.set(len(live.rec))
-            self.metrics.live_version.set(float(version))
-            log.info("now serving bundle version %s (%s)", version, live.rec.versions())
+            m.reloads.labels(src.label).inc()
+            m.index_size.labels(src.label).set(len(live.rec))
+            m.live_version.labels(src.label).set(float(version))
+            log.info("now serving %s version %s (%s)", src.model_name, version, live.rec.versions())
             # Everything loaded so far (TensorFlow, the bundle) is long-lived: keep it out of
             # the cyclic GC, whose full passes over it stalled requests for ~0.4 s.
             gc.freeze()
             keep = {version} | ({previous.bundle_version} if previous else set())
-            prune_bundle_cache(self.settings, keep)
+            prune_bundle_cache(self.settings, src.model_name, keep)
             return ReloadOutcome("swapped", version, seconds=round(time.monotonic() - t0, 2))
 
     # ------------------------------------------------------------------ watcher
 
     def start_watcher(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._watch, name="bundle-watcher", daemon=True)
+        self._thread = threading.Thread(
+            target=self._watch, name=f"{self.source.label}-watcher", daemon=True
+        )
         self._thread.start()
 
     def stop_watcher(self) -> None:

@@ -37,6 +37,8 @@ from lookalike.config import Settings
 
 EVENT_TYPES = ("view", "add_to_cart", "purchase")
 MAX_ID_CHARS = 128
+# A user id is what a URL path segment can carry unescaped; the service uses the same rule.
+USER_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}$"
 SUFFIXES = (".csv", ".parquet", ".dat", ".data", ".tsv")
 
 INTERACTIONS_SCHEMA = pa.schema(
@@ -200,6 +202,10 @@ def validate(
 
     flag(data["user_id"].isin(["", "nan", "None"]), "missing user_id")
     flag(data["user_id"].str.len() > MAX_ID_CHARS, f"user_id longer than {MAX_ID_CHARS}")
+    flag(
+        ~data["user_id"].str.match(USER_ID_PATTERN),
+        "malformed user_id (letters, digits and . _ : @ - only)",
+    )
     flag(data["item_id"].isin(["", "nan", "None"]), "missing item_id")
     flag(data["item_id"].str.len() > MAX_ID_CHARS, f"item_id longer than {MAX_ID_CHARS}")
     flag(~data["event_type"].isin(EVENT_TYPES), f"event_type not one of {list(EVENT_TYPES)}")

@@ -152,7 +152,7 @@ def build_bundle(
     if recall < min_recall:
         raise RecallTooLow(f"shopper index recall@10 {recall:.4f} < {min_recall}")
     (out_dir / SEARCHER).mkdir()
-    searcher.serialize(str(out_dir / SEARCHER))
+    searcher.serialize(str(out_dir / SEARCHER), relative_path=True)  # the bundle moves
     checksums = {f: _sha256(out_dir / f) for f in FILES}
     checksums |= {
         f"{SEARCHER}/{p.name}": _sha256(p) for p in sorted((out_dir / SEARCHER).iterdir())

@@ -9,6 +9,7 @@ decision and both sets of metrics are an MLflow run in ``lookalike-shopper-promo
 
 from __future__ import annotations
 
+import logging
 import shutil
 import threading
 from pathlib import Path
@@ -23,6 +24,7 @@ PRODUCTION = "production"
 PREVIOUS_TAG = "lookalike.previous_production"
 VERSION_TAG = "lookalike.interactions_version"
 PROMOTION_EXPERIMENT = "lookalike-shopper-promotion"
+log = logging.getLogger("lookalike.shopper")
 DEFAULT_K = 10
 OUTPUT_COLUMNS = ["query", "rank", "user_id", "item_id", "category", "score", "mode"]
 
@@ -165,7 +167,13 @@ def promote(
     prod = version_by(settings, PRODUCTION)
     raw = (chal.tags or {}).get(VERSION_TAG, "")
     data_version = int(raw) if raw.isdigit() else None
-    chal_rec = load_version(settings, str(chal.version))
+    try:
+        chal_rec = load_version(settings, str(chal.version))
+    except Exception as e:  # a broken version never reaches production
+        raise PromotionError(
+            f"{name} v{chal.version} ({challenger}) does not load, production unchanged: "
+            f"{type(e).__name__}: {e}"
+        ) from None
     split = prepare(read_interactions(settings.interactions_path, data_version), chal_rec.item_ids)
 
     def evaluate(rec: ShopperRecommender) -> dict[str, Any]:
@@ -174,12 +182,13 @@ def promote(
     chal_metrics = evaluate(chal_rec)
     champion = None
     if prod is not None:
-        prod_metrics = (
-            chal_metrics
-            if str(prod.version) == str(chal.version)
-            else evaluate(load_version(settings, str(prod.version)))
-        )
-        champion = (str(prod.version), prod_metrics)
+        if str(prod.version) == str(chal.version):
+            champion = (str(prod.version), chal_metrics)
+        else:
+            try:
+                champion = (str(prod.version), evaluate(load_version(settings, str(prod.version))))
+            except Exception as e:  # production itself broken: anything that loads is better
+                log.warning("production v%s does not load, gating without it: %s", prod.version, e)
     decision = decide(
         settings.shopper_promote_metric, (str(chal.version), chal_metrics), champion, margin
     )

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.deps import get_live, get_state
-from serving.schemas import Health, Problem, Ready, ReloadResult, Versions
+from serving.schemas import Health, Problem, Ready, ReloadResult, ShopperVersions, Versions
 from serving.state import Live, NotReady, ServiceState
 
 router = APIRouter(tags=["system"])
@@ -24,13 +24,26 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
-def readyz(state: StateDep) -> Ready | JSONResponse:
-    """Ready when a bundle is loaded; otherwise 503 and why."""
+def readyz(request: Request, state: StateDep) -> Ready | JSONResponse:
+    """Ready when a similarity bundle is loaded; otherwise 503 and why. Also says whether a
+    shopper model is loaded (the user routes answer 503 until one is)."""
+    shopper: ShopperVersions | None = None
+    shopper_reason: str | None = None
+    try:
+        shopper = ShopperVersions(**request.app.state.shopper.current().versions())
+    except NotReady as e:
+        shopper_reason = str(e)
     try:
         live = state.current()
     except NotReady as e:
-        return JSONResponse(status_code=503, content=Ready(ready=False, reason=str(e)).model_dump())
-    return Ready(ready=True, versions=Versions(**live.versions()))
+        body = Ready(ready=False, reason=str(e), shopper=shopper, shopper_reason=shopper_reason)
+        return JSONResponse(status_code=503, content=body.model_dump())
+    return Ready(
+        ready=True,
+        versions=Versions(**live.versions()),
+        shopper=shopper,
+        shopper_reason=shopper_reason,
+    )
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -57,8 +70,17 @@ def version(live: Annotated[Live, Depends(get_live)]) -> Versions:
         403: {"model": Problem, "description": "wrong token, or admin disabled"},
     },
 )
-def reload(state: StateDep, authorization: Annotated[str | None, Header()] = None) -> ReloadResult:
+def reload(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    model: Annotated[
+        Literal["similar", "shopper"], Query(description="which followed model")
+    ] = "similar",
+) -> ReloadResult:
     """Follow the alias now (also retries a version that failed before). Bearer token."""
+    state: ServiceState = (
+        request.app.state.service if model == "similar" else request.app.state.shopper
+    )
     expected = state.settings.serve_admin_token
     if not authorization or not authorization.lower().startswith("bearer "):
         raise HTTPException(

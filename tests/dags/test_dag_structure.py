@@ -10,7 +10,12 @@ import pytest
 
 from tests.conftest import REPO
 
-DAG_IDS = {"lookalike_bootstrap", "lookalike_catalog_refresh", "lookalike_train_and_promote"}
+DAG_IDS = {
+    "lookalike_bootstrap",
+    "lookalike_catalog_refresh",
+    "lookalike_train_and_promote",
+    "lookalike_shopper_model",
+}
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +99,23 @@ def test_train_and_promote_structure(dagbag):
     assert set(dag.params.keys()) >= {"trials", "parallelism", "horovod", "epochs", "backbone"}
 
 
+def test_shopper_model_structure(dagbag):
+    from lookalike.config import get_settings
+
+    dag = dagbag.dags.get("lookalike_shopper_model")
+    path = [
+        "ensure_interactions",
+        "ingest_interactions",
+        "interactions_changed",
+        "train",
+        "validate",
+        "promote",
+    ]
+    assert _edges(dag) == set(itertools.pairwise(path))
+    assert dag.schedule == get_settings().shopper_schedule
+    assert set(dag.params.keys()) >= {"epochs", "horovod", "margin", "force"}
+
+
 @pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
 def test_every_task_retries_and_is_bounded(dagbag, dag_id):
     dag = dagbag.dags.get(dag_id)
@@ -113,7 +135,7 @@ def test_spark_tasks_use_the_spark_default_connection(dagbag):
         for t in dagbag.dags.get(dag_id).tasks
         if isinstance(t, SparkSubmitOperator)
     ]
-    assert len(spark_tasks) >= 7
+    assert len(spark_tasks) >= 8
     for t in spark_tasks:
         assert t._conn_id == "spark_default"
         assert (REPO / "spark_jobs").as_posix() in t.application

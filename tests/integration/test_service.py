@@ -270,7 +270,9 @@ def test_hot_swap_follows_the_alias_and_refuses_broken_versions(server, home, sp
     bad = publish_bundle(home, Path(rebuilt.path), set_production=False)
     _corrupt_bundle_artifacts(home, bad.bundle_version)
     client.set_registered_model_alias(home.recommender_model_name, PRODUCTION, bad.bundle_version)
-    wait_for(lambda: "lookalike_reload_failures_total 1.0" in c.get("/metrics").text)
+    wait_for(
+        lambda: 'lookalike_reload_failures_total{model="similar"} 1.0' in c.get("/metrics").text
+    )
     assert c.get("/v1/version").json()["bundle_version"] == published.bundle_version
     assert c.get("/readyz").status_code == 200
     forced = c.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).json()

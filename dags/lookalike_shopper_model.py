@@ -1,0 +1,90 @@
+"""lookalike_shopper_model: nightly ingest of interactions, MF training, validation, promotion."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import Param, dag, task
+
+from lookalike.config import get_settings
+from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
+
+SETTINGS = get_settings()
+DOC = f"""
+### Shopper recommendations
+Land the default simulated shoppers when the home has no interactions yet -> ingest interaction
+files from `{SETTINGS.interactions_landing_dir}` (CSV/Parquet events or MovieLens ratings; bad
+rows go to `interactions_rejects` with reasons) -> train the matrix-factorisation model on
+Spark (Horovod when `horovod` > 0) with the popularity and ALS baselines in the same
+evaluation (skipped when no interactions arrived since the production model's version, unless
+`force`) -> validate (it must beat popularity on NDCG@10) -> gate against `production` on
+the same interactions version and move the alias when it wins. The service follows the alias.
+"""
+
+
+@dag(
+    dag_id="lookalike_shopper_model",
+    schedule=SETTINGS.shopper_schedule,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["lookalike", "shopper", "training"],
+    doc_md=DOC,
+    params={
+        "epochs": Param(12, type="integer", minimum=1, description="MF training epochs"),
+        "horovod": Param(0, type="integer", minimum=0, description="Horovod processes (0: none)"),
+        "margin": Param(0.0, type="number", minimum=0, description="promotion margin"),
+        "force": Param(False, type="boolean", description="train even if no new interactions"),
+    },
+)
+def lookalike_shopper_model() -> None:
+    @task
+    def ensure_interactions() -> dict:
+        from lookalike.orchestration import ensure_interactions as ensure
+
+        return ensure()
+
+    @task
+    def ingest_interactions() -> dict:
+        from lookalike.orchestration import ingest_landed_interactions
+
+        return ingest_landed_interactions()
+
+    @task.short_circuit
+    def interactions_changed(params: dict | None = None) -> bool:
+        from lookalike.orchestration import interactions_changed_since_production
+
+        return bool((params or {}).get("force")) or interactions_changed_since_production()
+
+    train = spark_job(
+        "train",
+        "shopper_train.py",
+        [
+            "--set",
+            "epochs={{ params.epochs }}",
+            "--horovod",
+            "{{ params.horovod }}",
+            "--summary-file",
+            summary_path("train"),
+        ],
+    )
+
+    @task.short_circuit
+    def validate(train_summary: str) -> bool:
+        from lookalike.orchestration import validate_shopper
+
+        return validate_shopper(train_summary)
+
+    @task
+    def promote(params: dict | None = None) -> dict:
+        from lookalike.orchestration import promote_shopper
+
+        return promote_shopper(float((params or {}).get("margin", 0.0)))
+
+    checked = validate(summary_path("train"))
+    steps = [ensure_interactions(), ingest_interactions(), interactions_changed(), train]
+    steps[0] >> steps[1] >> steps[2] >> steps[3] >> checked >> promote()
+
+
+lookalike_shopper_model()

@@ -1,0 +1,42 @@
+"""'For this shopper': per-user recommendations from the shopper-model bundle."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+
+from lookalike.shopper.interactions import USER_ID_PATTERN
+from serving.deps import get_shopper_live
+from serving.routes.items import NOT_READY, json_response, scored
+from serving.schemas import MAX_K, ShopperVersions, UserRecommendations
+from serving.state import Live
+
+router = APIRouter(prefix="/v1/users", tags=["shoppers"])
+
+
+@router.get("/{user_id}/recommendations", response_model=UserRecommendations, responses=NOT_READY)
+def recommendations(
+    live: Annotated[Live, Depends(get_shopper_live)],
+    user_id: Annotated[
+        str, Path(pattern=USER_ID_PATTERN, description="shopper id as in the interactions table")
+    ],
+    k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    exclude_seen: Annotated[bool, Query(description="leave out items they interacted with")] = True,
+    blend: Annotated[
+        float,
+        Query(ge=0.0, le=1.0, description="weight of visual similarity to their last item"),
+    ] = 0.0,
+) -> Response:
+    """Top-k items for a shopper. A shopper the model does not know gets the documented
+    fallback (popular and visually diverse items, ``mode`` says so), never an error."""
+    hits, mode = live.rec.recommend(user_id, k, exclude_seen=exclude_seen, blend=blend)
+    body = UserRecommendations(
+        user_id=user_id,
+        k=k,
+        mode=mode,
+        known_user=user_id in live.rec.user_row,
+        items=scored(hits),
+        versions=ShopperVersions(**live.versions()),
+    )
+    return json_response(body)
