@@ -57,7 +57,7 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         # 422 with a readable message naming the field, plus FastAPI's usual details.
         first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path"))
         return JSONResponse(
             status_code=422,
             content=jsonable_encoder(

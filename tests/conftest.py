@@ -86,3 +86,35 @@ def photo_folder(tmp_path: Path) -> Iterator[Path]:
     (root / "Hats" / "empty.jpg").write_bytes(b"")
     (root / "Hats" / "readme.txt").write_text("not a photo")
     yield root
+
+
+#: A shopper-model configuration that trains in seconds.
+TINY_SHOPPER = {"factors": 8, "epochs": 5, "batch_size": 512, "learning_rate": 0.01}
+
+
+def make_shopper_model(settings, spark=None, *, users: int = 200, events: int = 8_000, **train):
+    """Simulated shoppers over the home's catalogue -> interactions table -> a trained and
+    registered shopper model (no ALS baseline unless ``spark`` is given) -> the gate."""
+    import pyarrow.parquet as pq
+
+    from lookalike.shopper.interactions import ingest_file
+    from lookalike.shopper.items import load_item_space
+    from lookalike.shopper.model import MFConfig
+    from lookalike.shopper.pipeline import train_shopper
+    from lookalike.shopper.registry import promote
+    from lookalike.shopper.simulator import SimConfig, simulate
+
+    space = load_item_space(settings)
+    cfg = SimConfig(users=users, events=events, seed=5)
+    table = simulate(cfg, space.item_ids, space.categories, space.vectors)
+    path = settings.home / "simulated.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+    ingest = ingest_file(settings, path, source="simulator")
+    result = train_shopper(
+        settings,
+        MFConfig(**(TINY_SHOPPER | train)),
+        baselines=spark is not None,
+        spark=spark,
+    )
+    return {"ingest": ingest, "train": result, "promote": promote(settings)}

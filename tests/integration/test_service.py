@@ -6,9 +6,6 @@ from __future__ import annotations
 import io
 import re
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,58 +15,16 @@ import pytest
 from PIL import Image
 
 from lookalike.model.config import TrainConfig
-from tests.conftest import TINY_TRAIN
+from tests.conftest import TINY_TRAIN, make_shopper_model
+from tests.integration.server import Server, wait_for
 
 TOKEN = "test-admin-token"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """uvicorn in a thread on 127.0.0.1; stops by itself at teardown."""
-
-    def __init__(self, app) -> None:
-        import uvicorn
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Server:
-        self.thread.start()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not start")
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=30)
-
-
-def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not reached in time")
-
-
 @pytest.fixture(scope="module")
 def home(spark, tmp_path_factory):
-    """Catalogue (300 + 300), one encoder, bundle version 1 in production."""
+    """Catalogue (300 + 300), one encoder, bundle version 1 in production; a shopper model
+    version 1 in production."""
     from lookalike.catalog.ingest import ingest_fashion_mnist
     from lookalike.config import Settings
     from lookalike.model.pipeline import run_training
@@ -85,6 +40,7 @@ def home(spark, tmp_path_factory):
     ingest_fashion_mnist(spark, settings=settings, limit=300)
     v1 = run_training(TrainConfig.from_dict(TINY_TRAIN), settings=settings, eval_limit=200)
     promote(settings, challenger=v1.model_version, spark=spark)
+    make_shopper_model(settings)  # shopper model version 1 in production, too
     return settings
 
 
@@ -138,7 +94,77 @@ def test_routes_answer_with_versions(server):
     assert page.status_code == 200 and "lookalike" in page.text
     metrics = c.get("/metrics").text
     assert 'lookalike_requests_total{method="GET",route="/v1/items/{item_id}/similar"' in metrics
-    assert "lookalike_index_items 600.0" in metrics
+    assert 'lookalike_index_items{model="similar"} 600.0' in metrics
+
+
+def test_shopper_recommendations_for_known_unknown_and_malformed_users(server, home):
+    from lookalike.catalog.table import table_version
+    from lookalike.shopper.interactions import read_interactions
+
+    c = httpx.Client(base_url=server.url)
+    ready = wait_for(lambda: c.get("/readyz").json().get("shopper"))
+    assert ready["model_version"] == "1" and ready["users"] == 200
+    events = read_interactions(home.interactions_path).to_pandas()
+    user = "u007"
+    seen = set(events.loc[events["user_id"] == user, "item_id"].astype(str))
+    r = c.get(f"/v1/users/{user}/recommendations", params={"k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["mode"] == "personal" and body["known_user"] is True
+    assert len(body["items"]) == 5 and not seen & {i["item_id"] for i in body["items"]}
+    assert body["versions"]["model_version"] == "1"
+    assert body["versions"]["interactions_version"] == table_version(home.interactions_path)
+    image = c.get(body["items"][0]["image_url"])
+    assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
+    with_seen = c.get(
+        f"/v1/users/{user}/recommendations", params={"exclude_seen": False, "k": 50}
+    ).json()
+    assert seen & {i["item_id"] for i in with_seen["items"]}
+    blended = c.get(f"/v1/users/{user}/recommendations", params={"blend": 0.5}).json()
+    assert blended["mode"] == "personal+visual"
+    # a shopper the model has never seen: the documented fallback, not an error
+    new = c.get("/v1/users/new-shopper-42/recommendations", params={"k": 6})
+    assert new.status_code == 200
+    assert new.json()["mode"] == "fallback:popular-diverse" and len(new.json()["items"]) == 6
+    assert new.json()["known_user"] is False
+    for bad, params, field in [
+        ("bad%20user", {}, "user_id"),
+        ("x" * 200, {}, "user_id"),
+        (".dot-first", {}, "user_id"),
+        (user, {"k": 0}, "k"),
+        (user, {"k": 101}, "k"),
+        (user, {"blend": 2}, "blend"),
+        (user, {"exclude_seen": "maybe"}, "exclude_seen"),
+    ]:
+        r = c.get(f"/v1/users/{bad}/recommendations", params=params)
+        assert r.status_code == 422, (bad, params, r.text)
+        assert r.json()["detail"].startswith(field), r.json()["detail"]
+    assert 'lookalike_live_bundle_version{model="shopper"} 1.0' in c.get("/metrics").text
+
+
+def test_shopper_model_hot_swaps_when_the_alias_moves(server, home):
+    from mlflow import MlflowClient
+
+    from lookalike.shopper.model import MFConfig
+    from lookalike.shopper.pipeline import train_shopper
+    from tests.conftest import TINY_SHOPPER
+
+    c = httpx.Client(base_url=server.url)
+    v2 = train_shopper(home, MFConfig(**TINY_SHOPPER | {"factors": 12}), baselines=False)
+    assert v2["model_version"] == "2"
+    client = MlflowClient(home.tracking_uri, home.tracking_uri)
+    client.set_registered_model_alias(home.shopper_model_name, "production", "2")
+    try:
+        swapped = wait_for(
+            lambda: (
+                c.get("/v1/users/u001/recommendations").json()["versions"]["model_version"] == "2"
+            )
+        )
+        assert swapped
+        assert 'lookalike_reloads_total{model="shopper"} 2.0' in c.get("/metrics").text
+    finally:
+        client.set_registered_model_alias(home.shopper_model_name, "production", "1")
+        wait_for(lambda: c.get("/readyz").json()["shopper"]["model_version"] == "1")
 
 
 @pytest.mark.parametrize(
