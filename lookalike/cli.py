@@ -513,4 +513,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m lookalike.cli`: run the imported module's main, so the errors other modules
+    # raise (lookalike.cli.UsageError) are the classes main() catches, not __main__'s copies.
+    from lookalike.cli import main as module_main
+
+    sys.exit(module_main())

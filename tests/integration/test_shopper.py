@@ -1,0 +1,139 @@
+"""Shopper model end to end on real Delta tables, Spark and an MLflow registry: ingest with
+rejects, idempotent reruns, training with the baselines, the promotion gate, Horovod."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from tests.conftest import REPO, TINY_SHOPPER, make_shopper_model
+
+
+@pytest.fixture(scope="module")
+def shop(spark, tmp_path_factory):
+    """A catalogue slice (150 + 150 items) and a trained, promoted shopper model."""
+    from lookalike.catalog.ingest import ingest_fashion_mnist
+    from lookalike.config import Settings
+
+    settings = Settings(home=tmp_path_factory.mktemp("shopper-home"), spark_shuffle_partitions=4)
+    ingest_fashion_mnist(spark, settings=settings, limit=150)
+    first = make_shopper_model(settings, spark, users=200, events=10_000)
+    return settings, first
+
+
+def test_bad_rows_are_rejected_with_reasons_and_nothing_else_is_lost(shop, tmp_path):
+    from lookalike.shopper.interactions import InteractionsError, ingest_file
+
+    settings, _ = shop
+    table = DeltaTable(str(settings.interactions_path))
+    before_version, before_rows = table.version(), len(table.to_pyarrow_table())
+    item = "fm-train-00001"
+    csv = tmp_path / "events.csv"
+    csv.write_text(
+        "user_id,item_id,event_type,ts,session_id\n"
+        f"newbie,{item},view,2026-03-01T10:00:00Z,s1\n"
+        f"newbie,{item},purchase,2026-03-01T10:05:00Z,s1\n"
+        f"newbie,no-such-item,view,2026-03-01T10:06:00Z,s1\n"
+        f",{item},view,2026-03-01T10:07:00Z,s1\n"
+        f"newbie,{item},wishlist,2026-03-01T10:08:00Z,s1\n"
+        f"newbie,{item},view,yesterday,s1\n"
+    )
+    summary = ingest_file(settings, csv)
+    assert (summary.inserted, summary.rejected) == (2, 4)
+    assert summary.reasons == {
+        "unknown item (not in the catalogue)": 1,
+        "missing user_id": 1,
+        "event_type not one of ['view', 'add_to_cart', 'purchase']": 1,
+        "ts is not ISO 8601 or epoch seconds": 1,
+    }
+    after = DeltaTable(str(settings.interactions_path))
+    assert after.version() == before_version + 1  # the good rows: one commit
+    assert len(after.to_pyarrow_table()) == before_rows + 2
+    rejects = DeltaTable(str(settings.interactions_rejects_path)).to_pyarrow_table().to_pandas()
+    mine = rejects[rejects["run_id"] == summary.run_id]
+    assert sorted(mine["path"].str.rsplit(":", n=1).str[-1].astype(int)) == [3, 4, 5, 6]
+    # the same file again: nothing inserted, no commit, rejects not recorded twice
+    again = ingest_file(settings, csv)
+    assert again.inserted == 0
+    assert DeltaTable(str(settings.interactions_path)).version() == before_version + 1
+    rejects2 = DeltaTable(str(settings.interactions_rejects_path)).to_pyarrow_table()
+    assert len(rejects2) == len(rejects)
+    # a file without a required column is refused whole, naming the column
+    broken = tmp_path / "broken.csv"
+    broken.write_text("user_id,item_id,ts\nu1,x,2026-03-01T10:00:00Z\n")
+    with pytest.raises(InteractionsError, match="event_type"):
+        ingest_file(settings, broken)
+    assert DeltaTable(str(settings.interactions_path)).version() == before_version + 1
+
+
+def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
+    from lookalike.shopper.registry import load_version, promote, version_by
+
+    settings, first = shop
+    metrics = first["train"]["metrics"]
+    assert set(metrics) == {"mf", "popularity", "als"}
+    assert metrics["mf"]["ndcg_at_10"] > metrics["popularity"]["ndcg_at_10"]
+    assert 0 < metrics["als"]["ndcg_at_10"] <= 1
+    assert first["train"]["model_version"] == "1" and first["promote"]["promote"] is True
+    prod = version_by(settings, "production")
+    assert prod is not None and str(prod.version) == "1"
+    rec = load_version(settings, "1")  # a fresh copy from the registry, checksums verified
+    hits, mode = rec.recommend(rec.user_ids[0], 5)
+    assert mode == "personal" and len(hits) == 5
+    # A clearly worse challenger (one tiny epoch) is kept out of production
+    from lookalike.shopper.model import MFConfig
+    from lookalike.shopper.pipeline import train_shopper
+
+    weak = train_shopper(
+        settings,
+        MFConfig(**TINY_SHOPPER | {"epochs": 1, "learning_rate": 1e-5}),
+        baselines=False,
+    )
+    decision = promote(settings)
+    assert decision["challenger_version"] == weak["model_version"] == "2"
+    assert decision["promote"] is False and decision["production"] == "1"
+    assert str(version_by(settings, "production").version) == "1"
+
+
+def test_cli_errors_name_the_bad_input(shop, tmp_path):
+    settings, _ = shop
+    env = {"LOOKALIKE_HOME": str(settings.home), "PATH": str(Path(sys.executable).parent)}
+    cli = [sys.executable, "-m", "lookalike.cli", "shopper"]
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [*cli, *args], capture_output=True, text=True, cwd=REPO, env=env, timeout=300
+        )
+
+    missing = run("ingest", str(tmp_path / "nope.csv"))
+    assert missing.returncode == 2 and "PATH: file not found" in missing.stderr
+    bad_set = run("train", "--set", "factors=-1")
+    assert bad_set.returncode == 2 and "factors" in bad_set.stderr
+    blend = run("recommend", "u001", "--blend", "3")
+    assert blend.returncode == 2 and "--blend" in blend.stderr
+    ok = run("recommend", "someone-new", "--k", "3")
+    assert ok.returncode == 0 and "fallback:popular-diverse" in ok.stdout
+
+
+@pytest.mark.slow
+def test_horovod_two_ranks_train_identical_weights(shop, spark):
+    """Two Horovod ranks on Spark end with the same weights (train_shopper checks the
+    checksums of every rank and raises otherwise) and a model better than popularity."""
+    from lookalike.shopper.model import MFConfig
+    from lookalike.shopper.pipeline import train_shopper
+
+    settings, _ = shop
+    result = train_shopper(
+        settings,
+        MFConfig(**TINY_SHOPPER),
+        horovod=2,
+        baselines=False,
+        register=False,
+        spark=spark,
+    )
+    assert result["model_version"] is None
+    assert result["metrics"]["mf"]["ndcg_at_10"] > result["metrics"]["popularity"]["ndcg_at_10"]
