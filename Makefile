@@ -5,7 +5,7 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving clean
+.PHONY: setup demo serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving bench-shopper clean
 
 setup:
 	@bash scripts/setup.sh
@@ -38,6 +38,9 @@ bench-quality: setup
 
 bench-index: setup
 	python bench/index.py
+
+bench-shopper: setup
+	python bench/shopper.py
 
 bench-serving: setup
 	python bench/serving.py

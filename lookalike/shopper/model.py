@@ -34,12 +34,15 @@ class MFConfig:
     batch_size: int = 2048
     learning_rate: float = 0.002
     l2: float = 1e-6
+    visual: int = 1  # 1: item vectors = free embedding + a learned projection of the visual one
     seed: int = 0
 
     def __post_init__(self) -> None:
         for name in ("factors", "negatives", "epochs", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ShopperConfigError(f"{name}: must be >= 1, got {getattr(self, name)}")
+        if self.visual not in (0, 1):
+            raise ShopperConfigError(f"visual: must be 0 or 1, got {self.visual}")
         if self.learning_rate <= 0:
             raise ShopperConfigError(f"learning_rate: must be > 0, got {self.learning_rate}")
         if any(int(w) < 1 for w in self.mlp):
@@ -163,7 +166,12 @@ class Factors:
 # ---------------------------------------------------------------- Keras
 
 
-def build_model(cfg: MFConfig, n_users: int, n_items: int) -> Any:
+def build_model(
+    cfg: MFConfig, n_users: int, n_items: int, item_features: np.ndarray | None = None
+) -> Any:
+    """GMF (+ optional NeuMF head). With ``item_features`` (row-aligned visual vectors) and
+    ``cfg.visual``, an item's GMF vector is its free embedding plus a learned projection of
+    its visual vector: items with few interactions borrow from items that look alike."""
     import tensorflow as tf
 
     import lookalike  # noqa: F401  (legacy Keras switch)
@@ -187,6 +195,14 @@ def build_model(cfg: MFConfig, n_users: int, n_items: int) -> Any:
         embeddings_regularizer=reg,
         name="item_gmf",
     )(i_in)
+    if item_features is not None and cfg.visual:
+        feats = k.layers.Embedding(
+            n_items, item_features.shape[1], trainable=False, name="item_visual"
+        )(i_in)
+        proj = k.layers.Dense(
+            cfg.factors, use_bias=False, kernel_initializer=init, name="visual_proj"
+        )(feats)
+        q = k.layers.Add(name="item_vec")([q, proj])
     bias = k.layers.Embedding(n_items, 1, embeddings_initializer="zeros", name="item_bias")(i_in)
     gmf = k.layers.Multiply(name="gmf")([p, q])
     if not cfg.mlp:
@@ -205,7 +221,10 @@ def build_model(cfg: MFConfig, n_users: int, n_items: int) -> Any:
         both = k.layers.Concatenate(name="neumf")([gmf, h])
         logit = k.layers.Flatten()(k.layers.Dense(1, name="out")(both))
     logit = k.layers.Add(name="logit")([logit, k.layers.Flatten()(bias)])
-    return k.Model([u_in, i_in], logit, name="neumf" if cfg.mlp else "mf")
+    model = k.Model([u_in, i_in], logit, name="neumf" if cfg.mlp else "mf")
+    if item_features is not None and cfg.visual:
+        model.get_layer("item_visual").set_weights([np.asarray(item_features, np.float32)])
+    return model
 
 
 def factors_from_model(cfg: MFConfig, model: Any) -> Factors:
@@ -213,17 +232,21 @@ def factors_from_model(cfg: MFConfig, model: Any) -> Factors:
         return [np.asarray(x, np.float32) for x in model.get_layer(name).get_weights()]
 
     item_bias = w("item_bias")[0][:, 0]
+    item_gmf = w("item_gmf")[0]
+    names = {layer.name for layer in model.layers}
+    if "visual_proj" in names:  # fold the visual tower into plain item vectors
+        item_gmf = item_gmf + w("item_visual")[0] @ w("visual_proj")[0]
     if not cfg.mlp:
         return Factors(
             user_gmf=w("user_gmf")[0],
-            item_gmf=w("item_gmf")[0],
+            item_gmf=item_gmf,
             item_bias=item_bias,
             w_gmf=np.ones(cfg.factors, np.float32),
         )
     out_w, out_b = w("out")
     return Factors(
         user_gmf=w("user_gmf")[0],
-        item_gmf=w("item_gmf")[0],
+        item_gmf=item_gmf,
         item_bias=item_bias,
         w_gmf=out_w[: cfg.factors, 0],
         out_bias=float(out_b[0]),
@@ -256,6 +279,7 @@ def train_mf(
     learning_rate_scale: float = 1.0,
     callbacks: Sequence[Any] = (),
     epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+    item_features: np.ndarray | None = None,
 ) -> tuple[Any, dict[str, list[float]]]:
     """Train on ``split``'s positives (every ``size``-th one from ``rank`` for Horovod ranks).
 
@@ -271,7 +295,11 @@ def train_mf(
     if n_pos == 0:
         raise ShopperConfigError("no training pairs: every user has a single item")
     tf.keras.utils.set_random_seed(cfg.seed)
-    model = build_model(cfg, split.n_users, split.n_items)
+    if item_features is not None and len(item_features) != split.n_items:
+        raise ShopperConfigError(
+            f"item_features: {len(item_features)} rows for {split.n_items} items"
+        )
+    model = build_model(cfg, split.n_users, split.n_items, item_features)
     opt = tf.keras.optimizers.Adam(cfg.learning_rate * learning_rate_scale)
     if wrap_optimizer is not None:
         opt = wrap_optimizer(opt)

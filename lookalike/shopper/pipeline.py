@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from lookalike.config import Settings
 from lookalike.shopper.model import MFConfig
 
@@ -26,7 +28,11 @@ def _log(msg: str) -> None:
 
 
 def rank_main(
-    cfg: MFConfig, split_path: str, tracking_uri: str | None, run_id: str | None
+    cfg: MFConfig,
+    split_path: str,
+    tracking_uri: str | None,
+    run_id: str | None,
+    features_path: str | None = None,
 ) -> dict[str, Any]:
     """One Horovod rank (a Spark task): train on its shard of the positives."""
     import horovod.tensorflow.keras as hvd
@@ -42,6 +48,7 @@ def rank_main(
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
     split = Split.load(Path(split_path))
+    features = np.load(features_path) if features_path else None
     client = None
     if rank == 0 and run_id and tracking_uri:
         from mlflow import MlflowClient
@@ -64,6 +71,7 @@ def rank_main(
             hvd.callbacks.MetricAverageCallback(),
         ],
         epoch_end=epoch_end,
+        item_features=features,
     )
     weights = model.get_weights()
     return {
@@ -107,6 +115,8 @@ def train_shopper(
     if DeltaTable.is_deltatable(str(settings.catalog_path)):
         space = load_item_space(settings)
     split = prepare(events, space.item_ids if space is not None else None)
+    # visual vectors row-aligned with the split's items (prepare keeps the space's order)
+    features = space.vectors if space is not None else None
     _log(
         f"interactions v{interactions_version}: {split.events} events, {split.n_users} users, "
         f"{split.n_items} items, {len(split.train_users)} train pairs"
@@ -136,10 +146,14 @@ def train_shopper(
             with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
                 split_path = Path(tmp) / "split.npz"
                 split.save(split_path)
+                features_path = None
+                if features is not None:
+                    features_path = str(Path(tmp) / "features.npy")
+                    np.save(features_path, features)
                 results = run_ranks(
                     spark,
                     rank_main,
-                    (cfg, str(split_path), settings.tracking_uri, run.info.run_id),
+                    (cfg, str(split_path), settings.tracking_uri, run.info.run_id, features_path),
                     horovod,
                 )
             results = sorted(results, key=lambda r: r["rank"])
@@ -152,7 +166,7 @@ def train_shopper(
             def epoch_end(epoch: int, logs: dict[str, float]) -> None:
                 mlflow.log_metrics({f"train_{k}": v for k, v in logs.items()}, step=epoch)
 
-            model, history = train_mf(cfg, split, epoch_end=epoch_end)
+            model, history = train_mf(cfg, split, epoch_end=epoch_end, item_features=features)
             factors = factors_from_model(cfg, model)
         train_seconds = time.monotonic() - t0
         _log(f"trained in {train_seconds:.1f} s, final loss {history['loss'][-1]:.4f}")

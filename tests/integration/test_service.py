@@ -406,6 +406,12 @@ def test_web_page_in_a_real_browser(server, tmp_path):
                 "document.querySelector('#query-label').textContent === 'your photo'"
             )
             page.wait_for_selector("#similar .card")
+            # for a shopper: the model's picks, and the mode it used
+            page.fill("#user", "u007")
+            page.click("#shopper button[type=submit]")
+            page.wait_for_selector("#for-user .card", timeout=30_000)
+            assert page.locator("#for-user .card").count() == 12
+            assert page.inner_text("#shopper-info").startswith("personal · shopper model v")
             page.screenshot(path=str(artifacts / "web-page.png"), full_page=True)
             assert not errors, errors
         finally:

@@ -155,7 +155,8 @@ def trained(events, items):
 
     split = prepare(events, items[0])
     cfg = MFConfig(factors=16, epochs=6, batch_size=512, learning_rate=0.01, mlp=(16, 8))
-    model, history = train_mf(cfg, split)
+    vectors = items[2] / np.linalg.norm(items[2], axis=1, keepdims=True)
+    model, history = train_mf(cfg, split, item_features=vectors)  # with the visual tower
     return split, cfg, model, history, factors_from_model(cfg, model)
 
 
