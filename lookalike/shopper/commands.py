@@ -151,6 +151,26 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_show(args: argparse.Namespace) -> int:
+    from lookalike.catalog.table import table_version
+    from lookalike.shopper.registry import CHALLENGER, PRODUCTION, VERSION_TAG, version_by
+
+    settings = get_settings()
+    result: dict[str, Any] = {
+        "model": settings.shopper_model_name,
+        "interactions_version": table_version(settings.interactions_path),
+    }
+    for alias in (PRODUCTION, CHALLENGER):
+        mv = version_by(settings, alias)
+        result[alias] = (
+            None
+            if mv is None
+            else {"version": str(mv.version), "trained_on": (mv.tags or {}).get(VERSION_TAG)}
+        )
+    _emit(result, None)
+    return 0
+
+
 def add_parser(sub: Any) -> None:
     shop = sub.add_parser("shopper", help="shopper recommendations (matrix factorisation)")
     ssub = shop.add_subparsers(dest="shopper_command", required=True)
@@ -187,6 +207,9 @@ def add_parser(sub: Any) -> None:
     pr.add_argument("--challenger", default="challenger", help="alias or version")
     pr.add_argument("--margin", type=float)
     pr.set_defaults(func=cmd_promote)
+
+    sh = ssub.add_parser("show", help="interactions version and the model's aliases")
+    sh.set_defaults(func=cmd_show)
 
     rc = ssub.add_parser("recommend", help="recommendations for one shopper")
     rc.add_argument("user_id")

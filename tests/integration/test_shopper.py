@@ -137,3 +137,23 @@ def test_horovod_two_ranks_train_identical_weights(shop, spark):
     )
     assert result["model_version"] is None
     assert result["metrics"]["mf"]["ndcg_at_10"] > result["metrics"]["popularity"]["ndcg_at_10"]
+
+
+def test_movielens_format_file_from_the_pyspark_distribution(tmp_path):
+    """The MovieLens-format ratings sample that ships with pyspark (user::movie::rating::ts)."""
+    import pyspark
+
+    from lookalike.config import Settings
+    from lookalike.shopper.data import prepare
+    from lookalike.shopper.interactions import ingest_file, read_interactions
+
+    sample = Path(pyspark.__file__).parent / "data/mllib/als/sample_movielens_ratings.txt"
+    settings = Settings(home=tmp_path / "ml-home")
+    copy = tmp_path / "ratings.dat"  # the .dat suffix MovieLens uses
+    copy.write_bytes(sample.read_bytes())
+    summary = ingest_file(settings, copy, check_items=False)
+    assert (summary.rows, summary.inserted, summary.rejected) == (1501, 1501, 0)
+    events = read_interactions(settings.interactions_path)
+    assert set(events.column("event_type").to_pylist()) == {"view"}
+    split = prepare(events)
+    assert (split.n_users, split.n_items) == (30, 100)
