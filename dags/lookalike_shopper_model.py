@@ -33,17 +33,23 @@ the same interactions version and move the alias when it wins. The service follo
     doc_md=DOC,
     params={
         "epochs": Param(12, type="integer", minimum=1, description="MF training epochs"),
+        "overrides": Param(
+            "", type="string", description="more MF settings, e.g. 'factors=64 learning_rate=0.005'"
+        ),
         "horovod": Param(0, type="integer", minimum=0, description="Horovod processes (0: none)"),
         "margin": Param(0.0, type="number", minimum=0, description="promotion margin"),
         "force": Param(False, type="boolean", description="train even if no new interactions"),
+        "sim_users": Param(5000, type="integer", minimum=1, description="first run: simulated"),
+        "sim_events": Param(500_000, type="integer", minimum=1, description="first run: events"),
     },
 )
 def lookalike_shopper_model() -> None:
     @task
-    def ensure_interactions() -> dict:
+    def ensure_interactions(params: dict | None = None) -> dict:
         from lookalike.orchestration import ensure_interactions as ensure
 
-        return ensure()
+        p = params or {}
+        return ensure(users=int(p.get("sim_users", 5000)), events=int(p.get("sim_events", 500_000)))
 
     @task
     def ingest_interactions() -> dict:
@@ -63,6 +69,8 @@ def lookalike_shopper_model() -> None:
         [
             "--set",
             "epochs={{ params.epochs }}",
+            "--sets",
+            "{{ params.overrides }}",
             "--horovod",
             "{{ params.horovod }}",
             "--summary-file",

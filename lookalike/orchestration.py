@@ -169,9 +169,12 @@ def finalize_promotion(decision: dict[str, Any], index_summary: str) -> dict[str
 # ------------------------------------------------------------------ shopper model steps
 
 
-def ensure_interactions(settings: Settings | None = None) -> dict[str, Any]:
-    """First run on a fresh home: no interactions table and nothing landed -> land the default
-    simulated shoppers (seeded, so a retry lands the same file and ingests nothing new)."""
+def ensure_interactions(
+    settings: Settings | None = None, *, users: int = 5000, events: int = 500_000
+) -> dict[str, Any]:
+    """First run on a fresh home: no interactions table and nothing landed -> land simulated
+    shoppers (default: the documented 5,000 users and 500,000 events; seeded, so a retry lands
+    the same file and ingests nothing new)."""
     from deltalake import DeltaTable
 
     from lookalike.shopper.interactions import landed_files
@@ -184,7 +187,7 @@ def ensure_interactions(settings: Settings | None = None) -> dict[str, Any]:
     from lookalike.shopper.items import load_item_space
     from lookalike.shopper.simulator import SimConfig, simulate
 
-    cfg = SimConfig()
+    cfg = SimConfig(users=users, events=events)
     space = load_item_space(settings)
     events = simulate(cfg, space.item_ids, space.categories, space.vectors)
     out = settings.interactions_landing_dir / f"simulated-seed{cfg.seed}.parquet"

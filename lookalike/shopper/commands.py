@@ -89,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from lookalike.shopper.pipeline import train_shopper
 
     try:
-        cfg = MFConfig.from_overrides(args.set or [])
+        cfg = MFConfig.from_overrides([*(args.set or []), *args.sets.split()])
     except ShopperConfigError as e:
         raise _usage(f"--set: {e}") from None
     if args.horovod < 0:
@@ -196,6 +196,9 @@ def add_parser(sub: Any) -> None:
 
     tr = ssub.add_parser("train", parents=[out], help="train, evaluate, register (challenger)")
     tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. epochs=5, mlp=64,32")
+    tr.add_argument(
+        "--sets", default="", metavar="'K=V K=V'", help="space-separated --set pairs (DAG forms)"
+    )
     tr.add_argument("--interactions-version", type=int, help="default: the latest")
     tr.add_argument("--horovod", type=int, default=0, metavar="N", help="Horovod ranks (0: none)")
     tr.add_argument("--no-baselines", action="store_true", help="skip the ALS baseline")

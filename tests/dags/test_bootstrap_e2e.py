@@ -1,5 +1,5 @@
-"""The bootstrap DAG end to end through Airflow (`airflow dags test`), on a small slice:
-real spark-submit jobs, real Delta tables, a real MLflow registry."""
+"""The bootstrap and shopper DAGs end to end through Airflow (`airflow dags test`), on a small
+slice: real spark-submit jobs, real Delta tables, a real MLflow registry."""
 
 from __future__ import annotations
 
@@ -16,11 +16,9 @@ from tests.conftest import REPO
 BIN = Path(sys.executable).parent
 
 
-@pytest.mark.slow
-def test_bootstrap_dag_runs_end_to_end(tmp_path):
-    home = tmp_path / "home"
-    env = os.environ | {
-        "AIRFLOW_HOME": str(tmp_path / "airflow"),
+def _env(tmp: Path, home: Path) -> dict[str, str]:
+    return os.environ | {
+        "AIRFLOW_HOME": str(tmp / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
@@ -29,6 +27,28 @@ def test_bootstrap_dag_runs_end_to_end(tmp_path):
         "LOOKALIKE_SPARK_DRIVER_MEMORY": "1g",
         "PATH": f"{BIN}:{os.environ['PATH']}",
     }
+
+
+def _dag_test(env: dict[str, str], dag_id: str, conf: dict) -> str:
+    run = subprocess.run(
+        [str(BIN / "airflow"), "dags", "test", dag_id, "-c", json.dumps(conf)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        cwd=REPO,
+    )
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-5000:]
+    assert "state=success" in log or "DagRunState.SUCCESS" in log, log[-5000:]
+    return log
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dag-e2e")
+    home = tmp / "home"
+    env = _env(tmp, home)
     migrate = subprocess.run(
         [str(BIN / "airflow"), "db", "migrate"],
         env=env,
@@ -44,21 +64,16 @@ def test_bootstrap_dag_runs_end_to_end(tmp_path):
         "steps_per_epoch": 20,
         "eval_limit": 200,
     }
-    run = subprocess.run(
-        [str(BIN / "airflow"), "dags", "test", "lookalike_bootstrap", "-c", json.dumps(conf)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        cwd=REPO,
-    )
-    log = run.stdout + run.stderr
-    assert run.returncode == 0, log[-5000:]
-    assert "state=success" in log or "DagRunState.SUCCESS" in log, log[-5000:]
+    _dag_test(env, "lookalike_bootstrap", conf)
+    return env, home
 
+
+@pytest.mark.slow
+def test_bootstrap_dag_runs_end_to_end(bootstrapped):
     from lookalike.bundle.registry import production_version
     from lookalike.config import Settings
 
+    _, home = bootstrapped
     settings = Settings(home=home)
     mv = production_version(settings)
     assert mv is not None and mv.tags["lookalike.index_version"] == "v000001"
@@ -66,3 +81,31 @@ def test_bootstrap_dag_runs_end_to_end(tmp_path):
         next((home / "runs" / "lookalike_bootstrap").rglob("promote.json")).read_text()
     )
     assert promote["decision"]["promote"] and promote["index"]["size"] == 600
+
+
+@pytest.mark.slow
+def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped):
+    from lookalike.catalog.table import table_version
+    from lookalike.config import Settings
+    from lookalike.shopper.registry import VERSION_TAG, version_by
+
+    env, home = bootstrapped
+    conf = {
+        "sim_users": 200,
+        "sim_events": 8000,
+        "epochs": 5,
+        "overrides": "factors=8 batch_size=512 learning_rate=0.01",  # = TINY_SHOPPER
+    }
+    _dag_test(env, "lookalike_shopper_model", conf)
+    settings = Settings(home=home)
+    prod = version_by(settings, "production")
+    assert prod is not None and str(prod.version) == "1"
+    assert prod.tags[VERSION_TAG] == str(table_version(settings.interactions_path))
+    train = json.loads(
+        next((home / "runs" / "lookalike_shopper_model").rglob("train.json")).read_text()
+    )
+    assert train["users"] == 200 and set(train["metrics"]) == {"mf", "popularity", "als"}
+    # nothing new landed: the next run trains nothing and registers nothing
+    _dag_test(env, "lookalike_shopper_model", conf)
+    assert version_by(settings, "challenger").version == prod.version
+    assert len(list((home / "runs" / "lookalike_shopper_model").rglob("train.json"))) == 1
