@@ -1,0 +1,68 @@
+"""Cluster-ready, not only local: a Spark standalone master and 2 workers on loopback run the
+ingest and embedding jobs through spark-submit."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from deltalake import DeltaTable
+
+from lookalike.model.config import TrainConfig
+from tests.conftest import REPO, TINY_TRAIN
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.slow
+def test_ingest_and_embed_jobs_on_a_standalone_cluster(tmp_path):
+    from lookalike.config import Settings
+    from lookalike.model.pipeline import run_training
+    from lookalike.spark_standalone import standalone_cluster
+
+    home = tmp_path / "home"
+    env = os.environ | {
+        "LOOKALIKE_HOME": str(home),
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "SPARK_LOCAL_IP": "127.0.0.1",  # the driver stays on loopback too
+        "PYSPARK_PYTHON": sys.executable,
+    }
+
+    def submit(master: str, job: str, *args: str) -> dict:
+        out = tmp_path / f"{job}.json"
+        done = subprocess.run(
+            [
+                str(BIN / "spark-submit"),
+                *("--master", master, "--driver-memory", "1g", "--executor-memory", "1g"),
+                str(REPO / "spark_jobs" / job),
+                *args,
+                *("--summary-file", str(out)),
+            ],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        return json.loads(out.read_text())
+
+    with standalone_cluster(tmp_path / "spark", workers=2, cores=1, memory="1g") as cluster:
+        assert cluster.alive_workers() == 2
+        ingest = submit(cluster.master_url, "ingest_catalog.py", "fashion-mnist", "--limit", "150")
+        assert ingest["inserted"] == 300
+        settings = Settings(home=home, spark_shuffle_partitions=4)
+        encoder = run_training(TrainConfig.from_dict(TINY_TRAIN), settings=settings, eval_limit=50)
+        embed = submit(
+            cluster.master_url, "embed_catalog.py", "--encoder", str(encoder.model_version)
+        )
+        apps = cluster.status()["completedapps"]
+    assert embed["embedded"] == 300
+    table = DeltaTable(str(home / "lake" / "embeddings")).to_pyarrow_table()
+    assert table.num_rows == 300 and len(table.column("embedding")[0]) == 128
+    # both jobs really ran on the cluster, with executors on both workers
+    assert {a["name"] for a in apps} >= {"lookalike-ingest-fashion-mnist", "lookalike-embed"}
