@@ -5,13 +5,16 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving bench-shopper clean
+.PHONY: setup demo stop serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving bench-shopper clean
 
 setup:
 	@bash scripts/setup.sh
 
 demo: setup
 	@bash scripts/demo.sh
+
+stop:
+	@bash scripts/stop.sh
 
 serve: setup
 	lookalike serve
