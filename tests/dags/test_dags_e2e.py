@@ -1,5 +1,6 @@
-"""The bootstrap and shopper DAGs end to end through Airflow (`airflow dags test`), on a small
-slice: real spark-submit jobs, real Delta tables, a real MLflow registry."""
+"""The bootstrap, shopper and catalogue refresh DAGs end to end through Airflow (`airflow dags
+test`) on a small slice: real spark-submit jobs, real Delta tables, a real MLflow registry and,
+for the refresh, the real service following the catalogue."""
 
 from __future__ import annotations
 
@@ -109,3 +110,77 @@ def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped
     _dag_test(env, "lookalike_shopper_model", conf)
     assert version_by(settings, "challenger").version == prod.version
     assert len(list((home / "runs" / "lookalike_shopper_model").rglob("train.json"))) == 1
+
+
+def _land(landing: Path, test_indexes: list[int]) -> dict[str, tuple[Path, bytes]]:
+    """Fashion-MNIST test photos the catalogue does not hold yet, as PNGs in the landing folder
+    (category folder = category name); returns item id -> (file, PNG bytes)."""
+    import io
+
+    from PIL import Image
+
+    from lookalike.catalog.idx import read_idx
+    from lookalike.catalog.sources import (
+        FASHION_MNIST_LABELS,
+        fashion_mnist_files,
+        folder_item_id,
+    )
+    from lookalike.config import Settings
+
+    images, labels = fashion_mnist_files(Settings().fashion_mnist_dir)["test"]
+    landed = {}
+    for i in test_indexes:
+        pixels = read_idx(images, i, 1)[0]
+        rel = f"{FASHION_MNIST_LABELS[int(read_idx(labels, i, 1)[0])]}/new photo {i}.png"
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="PNG")
+        path = landing / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buf.getvalue())
+        landed[folder_item_id(rel)] = (path, buf.getvalue())
+    return landed
+
+
+@pytest.mark.slow
+def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
+    """Photos land -> the refresh DAG re-indexes incrementally and publishes -> the live
+    service answers with the new version: new products are recommendable; after a photo is
+    removed from the landing folder, that product is gone from the results."""
+    import httpx
+
+    from lookalike.config import Settings
+    from serving.main import create_app
+    from tests.integration.server import Server, wait_for
+
+    env, home = bootstrapped
+    settings = Settings(home=home, serve_poll_seconds=0.5)
+    with Server(create_app(settings)) as server:
+        c = httpx.Client(base_url=server.url, timeout=30)
+        wait_for(lambda: c.get("/readyz").status_code == 200, timeout=120)
+        before = c.get("/v1/version").json()["bundle_version"]
+        landed = _land(settings.landing_dir, [5000, 5001, 5002])
+        env = env | {"LOOKALIKE_SERVE_URL": server.url}
+
+        _dag_test(env, "lookalike_catalog_refresh", {})
+        after = c.get("/v1/version").json()  # confirm_service waited for the swap
+        assert int(after["bundle_version"]) == int(before) + 1
+        for item_id, (_, png) in landed.items():
+            assert c.get(f"/v1/items/{item_id}").status_code == 200
+            found = c.post("/v1/similar", files={"photo": ("p.png", png, "image/png")}).json()
+            assert found["items"][0]["item_id"] == item_id, found["items"][:3]
+            assert found["versions"]["bundle_version"] == after["bundle_version"]
+
+        gone = sorted(landed)[0]
+        landed[gone][0].unlink()
+        _dag_test(env, "lookalike_catalog_refresh", {})
+        latest = c.get("/v1/version").json()
+        assert int(latest["bundle_version"]) == int(after["bundle_version"]) + 1
+        assert c.get(f"/v1/items/{gone}").status_code == 404
+        found = c.post(
+            "/v1/similar",
+            files={"photo": ("p.png", landed[gone][1], "image/png")},
+            params={"k": 20},
+        ).json()
+        assert gone not in {i["item_id"] for i in found["items"]}
+        for item_id in sorted(landed)[1:]:
+            assert c.get(f"/v1/items/{item_id}").status_code == 200
