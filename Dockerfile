@@ -18,6 +18,7 @@ COPY lookalike/ lookalike/
 COPY serving/ serving/
 COPY spark_jobs/ spark_jobs/
 COPY dags/ dags/
+COPY plugins/ plugins/
 # the web page's browser test is not run in the image: skip chromium there
 RUN sed -i 's/^command -v chromium .*$/true/' scripts/setup.sh && bash scripts/setup.sh
 ENV PATH=/opt/lookalike/.venv/bin:$PATH \

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
+from lookalike_airflow.sensors import DeltaTableSensor
 
 from lookalike.config import get_settings
 from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
@@ -12,7 +13,8 @@ from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
 SETTINGS = get_settings()
 DOC = """
 ### Train and promote an encoder
-Record the catalogue version -> Hyperopt with SparkTrials (validation mAP@R on a slice of
+Wait for a catalogue (a home nobody bootstrapped yet: the run skips after 6 hours) -> record
+the catalogue version -> Hyperopt with SparkTrials (validation mAP@R on a slice of
 `train`) -> train the best configuration data-parallel with Horovod on Spark -> evaluate
 challenger vs champion on the same catalogue version -> gate (branch) -> full ScaNN index for
 the winner (recall-checked) -> publish the bundle and move `champion` and `production`.
@@ -42,6 +44,15 @@ VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
     },
 )
 def lookalike_train_and_promote() -> None:
+    catalogue_ready = DeltaTableSensor(
+        task_id="catalogue_ready",
+        table_path=str(SETTINGS.catalog_path),
+        mode="reschedule",
+        poke_interval=600,
+        timeout=timedelta(hours=6).total_seconds(),
+        soft_fail=True,
+    )
+
     @task
     def record_catalogue_version() -> int:
         from lookalike.orchestration import catalogue_version
@@ -127,6 +138,7 @@ def lookalike_train_and_promote() -> None:
         return decision["decision"]["reason"]
 
     version = record_catalogue_version()
+    catalogue_ready >> version
     decision = evaluate(summary_path("train"), version)
     version >> tune >> config >> train >> decision
     branch = gate(decision)
