@@ -5,7 +5,7 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo stop serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving bench-shopper clean
+.PHONY: setup demo stop serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving bench-shopper bench-pipeline clean
 
 setup:
 	@bash scripts/setup.sh
@@ -44,6 +44,9 @@ bench-index: setup
 
 bench-shopper: setup
 	python bench/shopper.py
+
+bench-pipeline: setup
+	python bench/pipeline.py
 
 bench-serving: setup
 	python bench/serving.py
