@@ -43,6 +43,7 @@ bench-index: setup
 	python bench/index.py
 
 bench-shopper: setup
+	python bench/get_movielens.py
 	python bench/shopper.py
 
 bench-pipeline: setup
