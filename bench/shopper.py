@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -129,6 +130,7 @@ def main() -> None:
     t = time.monotonic()
     from lookalike.shopper.interactions import ingest_file
 
+    shutil.rmtree(ml.home, ignore_errors=True)  # its own fresh home: never mix two files
     staged = ml.home / "ratings.dat"  # MovieLens `::` files are read by their first line
     staged.parent.mkdir(parents=True, exist_ok=True)
     staged.write_bytes(ml_file.read_bytes())
