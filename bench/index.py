@@ -77,9 +77,8 @@ def compare_searchers(
 ) -> dict[str, Any]:
     """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data."""
     import hnswlib
-    from scann import scann_ops_pybind
 
-    from lookalike.index.scann_index import IndexParams, exact_top_indices
+    from lookalike.index.scann_index import IndexParams, build_searcher, exact_top_indices
 
     truth = exact_top_indices(vectors, queries, k)
     rows: list[dict[str, Any]] = []
@@ -101,17 +100,7 @@ def compare_searchers(
 
     params = IndexParams.for_size(len(vectors))
     t = time.perf_counter()
-    scann = (
-        scann_ops_pybind.builder(vectors, k, "dot_product")
-        .tree(
-            num_leaves=params.num_leaves,
-            num_leaves_to_search=params.num_leaves_to_search,
-            training_sample_size=min(len(vectors), 250_000),
-        )
-        .score_ah(params.ah_dims, anisotropic_quantization_threshold=params.ah_threshold)
-        .reorder(params.reorder)
-        .build()
-    )
+    scann = build_searcher(vectors, None, params, k)
     scann_build = time.perf_counter() - t
     scann.set_num_threads(1)
     leaves = params.num_leaves
@@ -304,9 +293,8 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
 
 def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[str, Any]:
     """Build + query a ScaNN index over n clustered unit vectors (memory from VmRSS)."""
-    from scann import scann_ops_pybind
 
-    from lookalike.index.scann_index import IndexParams, exact_top_indices
+    from lookalike.index.scann_index import IndexParams, build_searcher, exact_top_indices
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(2000, d)).astype(np.float32)
@@ -325,17 +313,7 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
     params = IndexParams.for_size(n)
     before = rss_mib()
     t = time.perf_counter()
-    s = (
-        scann_ops_pybind.builder(x, 10, "dot_product")
-        .tree(
-            num_leaves=params.num_leaves,
-            num_leaves_to_search=params.num_leaves_to_search,
-            training_sample_size=min(n, 250_000),
-        )
-        .score_ah(params.ah_dims, anisotropic_quantization_threshold=params.ah_threshold)
-        .reorder(params.reorder)
-        .build()
-    )
+    s = build_searcher(x, None, params)
     build = time.perf_counter() - t
     after = rss_mib()
     s.set_num_threads(1)

@@ -45,6 +45,9 @@ class IndexParams:
     Defaults measured on the catalogue's own embeddings (bench/index.py): metric-learning
     embeddings sit in tight clusters with many near-ties, so the asymmetric-hashing scores
     need 1-dimensional blocks and a generous exact re-ordering to keep recall@10 >= 0.99.
+    The vectors are unit length, so the partitions are spherical k-means (centroids on the
+    sphere): the same recall with half the leaves searched (bench/index.py, ~30% more
+    queries/s at recall@10 0.99 than Euclidean k-means).
     """
 
     num_leaves: int
@@ -52,6 +55,7 @@ class IndexParams:
     reorder: int
     ah_dims: int = 1
     ah_threshold: float = 0.2
+    spherical: bool = True
 
     @classmethod
     def for_size(cls, n: int) -> IndexParams:
@@ -62,27 +66,32 @@ class IndexParams:
         return cls(num_leaves=leaves, num_leaves_to_search=max(10, leaves // 16), reorder=250)
 
 
-def build_searcher(vectors: np.ndarray, ids: list[str], params: IndexParams, k: int = 10) -> Any:
-    """A dot-product ScaNN searcher over L2-normalised ``vectors`` with ``ids`` as docids."""
+def build_searcher(
+    vectors: np.ndarray, ids: list[str] | None, params: IndexParams, k: int = 10
+) -> Any:
+    """A dot-product ScaNN searcher over L2-normalised ``vectors`` with ``ids`` as docids
+    (``None``: results are row numbers, which is what the benchmark compares)."""
     from scann import scann_ops_pybind
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if len(vectors) != len(ids) or len(vectors) == 0:
+    if len(vectors) == 0 or (ids is not None and len(vectors) != len(ids)):
         raise ValueError(
-            f"need as many ids as vectors (> 0), got {len(ids)} ids, {len(vectors)} vectors"
+            f"need as many ids as vectors (> 0), got {len(ids or [])} ids, {len(vectors)} vectors"
         )
+    docids = None if ids is None else list(ids)
     builder = scann_ops_pybind.builder(vectors, k, "dot_product")
     if params.num_leaves == 0:
-        return builder.score_brute_force().build(docids=list(ids))
+        return builder.score_brute_force().build(docids=docids)
     return (
         builder.tree(
             num_leaves=min(params.num_leaves, len(vectors)),
             num_leaves_to_search=min(params.num_leaves_to_search, params.num_leaves),
             training_sample_size=min(len(vectors), 250_000),
+            spherical=params.spherical,
         )
         .score_ah(params.ah_dims, anisotropic_quantization_threshold=params.ah_threshold)
         .reorder(params.reorder)
-        .build(docids=list(ids))
+        .build(docids=docids)
     )
 
 
