@@ -50,6 +50,7 @@ bench-pipeline: setup
 	python bench/pipeline.py
 
 bench-serving: setup
+	@command -v wrk >/dev/null || { s=""; [ "$$(id -u)" = 0 ] || s=sudo; $$s apt-get install -y -qq wrk >/dev/null; }
 	python bench/serving.py
 
 clean:
