@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from lookalike.bundle.registry import load_registered
 from lookalike.config import Settings
 from serving.metrics import Metrics
 
@@ -64,34 +65,16 @@ def catalogue_images(settings: Settings, version: int, wanted: set[str]) -> dict
     return {i: b for i, b in zip(ids, pngs, strict=True) if i in wanted}
 
 
-def load_pyfunc_rec(settings: Settings, name: str, version: str) -> Any:
-    """Download registered ``name`` version ``version`` (once, into the cache) and load it
-    through its pyfunc, which verifies checksums and self-checks; returns its recommender."""
-    import mlflow
-
-    dest = settings.cache_dir / "bundles" / f"{name}-v{version}"
-    if not (dest / "MLmodel").is_file():
-        tmp = dest.with_name(f".{dest.name}.tmp-{threading.get_ident()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp))
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-    rec = mlflow.pyfunc.load_model(str(dest)).unwrap_python_model().rec
-    rec.bundle_version = version
-    return rec
-
-
 def load_live(settings: Settings, version: str) -> Live:
     """A similarity bundle version plus the item images it refers to."""
-    rec = load_pyfunc_rec(settings, settings.recommender_model_name, version)
+    rec = load_registered(settings, settings.recommender_model_name, version)
     images = catalogue_images(settings, int(rec.manifest["catalog_version"]), set(rec.item_ids))
     return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC), images=images)
 
 
 def load_shopper_live(settings: Settings, version: str) -> Live:
     """A shopper-model bundle version (factors, ScaNN MIPS searcher, fallback)."""
-    rec = load_pyfunc_rec(settings, settings.shopper_model_name, version)
+    rec = load_registered(settings, settings.shopper_model_name, version)
     return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC))
 
 

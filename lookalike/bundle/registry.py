@@ -10,6 +10,8 @@ version remembers the version ``production`` pointed to before it, which is what
 from __future__ import annotations
 
 import base64
+import shutil
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +154,27 @@ def _client(settings: Settings) -> Any:
 
     tracking.setup_mlflow(settings, EXPERIMENT)
     return MlflowClient()
+
+
+def load_registered(settings: Settings, name: str, version: str) -> Any:
+    """Download registered ``name`` version ``version`` (once, into the cache; a half-done
+    download never takes the final name) and load it through its pyfunc, which verifies
+    checksums and self-checks; returns its recommender with ``bundle_version`` set.
+
+    Used for both bundles: the similarity one and the shopper model."""
+    import mlflow
+
+    dest = settings.cache_dir / "bundles" / f"{name}-v{version}"
+    if not (dest / "MLmodel").is_file():
+        tmp = dest.with_name(f".{dest.name}.tmp-{threading.get_ident()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp))
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    rec = mlflow.pyfunc.load_model(str(dest)).unwrap_python_model().rec
+    rec.bundle_version = version
+    return rec
 
 
 def production_version(settings: Settings) -> Any | None:

@@ -10,8 +10,6 @@ decision and both sets of metrics are an MLflow run in ``lookalike-shopper-promo
 from __future__ import annotations
 
 import logging
-import shutil
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -129,20 +127,9 @@ def version_by(settings: Settings, ref: str) -> Any | None:
 
 def load_version(settings: Settings, version: str) -> ShopperRecommender:
     """Download version ``version`` (once, into the cache) and load its bundle."""
-    import mlflow
+    from lookalike.bundle.registry import load_registered
 
-    name = settings.shopper_model_name
-    dest = settings.cache_dir / "bundles" / f"{name}-v{version}"
-    if not (dest / "MLmodel").is_file():
-        tmp = dest.with_name(f".{dest.name}.tmp-{threading.get_ident()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp))
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-    model = mlflow.pyfunc.load_model(str(dest))
-    rec: ShopperRecommender = model.unwrap_python_model().rec
-    rec.bundle_version = version
+    rec: ShopperRecommender = load_registered(settings, settings.shopper_model_name, version)
     return rec
 
 
