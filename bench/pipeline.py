@@ -17,7 +17,6 @@ with 1% changes <= 3 minutes from trigger to the service answering with the new 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -42,18 +41,15 @@ TARGET_REFRESH_S = 3 * 60
 
 
 def _env(home: Path, port: int) -> dict[str, str]:
-    return os.environ | {
-        "AIRFLOW_HOME": str(home / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        "LOOKALIKE_HOME": str(home),
-        "LOOKALIKE_SERVE_URL": f"http://127.0.0.1:{port}",
-        "LOOKALIKE_SERVE_POLL_SECONDS": "2",
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
+    from lookalike.orchestration import local_airflow_env
+
+    return local_airflow_env(
+        home / "airflow",
+        home,
+        LOOKALIKE_SERVE_URL=f"http://127.0.0.1:{port}",
+        LOOKALIKE_SERVE_POLL_SECONDS="2",
+        SPARK_LOCAL_IP="127.0.0.1",
+    )
 
 
 def _free_port() -> int:
@@ -99,35 +95,6 @@ def _dag_test(env: dict[str, str], home: Path, dag_id: str, conf: dict[str, Any]
     return {"wall_seconds": wall, "tasks": tasks}
 
 
-def _png(pixels: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _land(landing: Path, n: int) -> dict[str, Path]:
-    """``n`` new products: Fashion-MNIST test photos mirrored left-right (so no catalogue item
-    has the same pixels), one folder per category. Returns item id -> file."""
-    from lookalike.catalog.idx import read_idx
-    from lookalike.catalog.sources import (
-        FASHION_MNIST_LABELS,
-        fashion_mnist_files,
-        folder_item_id,
-    )
-    from lookalike.config import Settings
-
-    images, labels = fashion_mnist_files(Settings().fashion_mnist_dir)["test"]
-    pixels, cats = read_idx(images, 0, n), read_idx(labels, 0, n)
-    landed = {}
-    for i in range(n):
-        rel = f"{FASHION_MNIST_LABELS[int(cats[i])]}/new {i:05d}.png"
-        path = landing / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(_png(pixels[i][:, ::-1].copy()))
-        landed[folder_item_id(rel)] = path
-    return landed
-
-
 def _service_check(url: str, expected_version: str, photo: bytes, item_id: str | None) -> bool:
     """The service answers with ``expected_version``; a photo query finds ``item_id`` first
     (or, with ``item_id`` None, the answer just carries the version)."""
@@ -163,8 +130,10 @@ def main() -> None:
 
         import httpx
 
+        from lookalike.catalog.sources import land_fashion_mnist_photos
         from lookalike.catalog.table import table_version
         from lookalike.config import Settings
+        from lookalike.images import encode_pixels
 
         settings = Settings(home=home)
         service = subprocess.Popen(
@@ -188,7 +157,9 @@ def main() -> None:
         n = max(2, round(args.changed * size))
 
         refreshes = []
-        landed = _land(settings.landing_dir, n)
+        landed = land_fashion_mnist_photos(
+            settings.fashion_mnist_dir, settings.landing_dir, range(n), mirror=True
+        )
         run = _dag_test(env, home, "lookalike_catalog_refresh", {})
         first = sorted(landed)[0]
         served = httpx.get(f"{url}/v1/version").json()["bundle_version"]
@@ -204,7 +175,7 @@ def main() -> None:
         changed, removed = ids[: n // 2], ids[n // 2 :]
         for item_id in changed:  # a new photo of the same product: shifted down 2 pixels
             photo = landed[item_id]
-            photo.write_bytes(_png(np.roll(np.asarray(Image.open(photo)), 2, axis=0)))
+            photo.write_bytes(encode_pixels(np.roll(np.asarray(Image.open(photo)), 2, axis=0)).png)
         for item_id in removed:
             landed[item_id].unlink()
         run = _dag_test(env, home, "lookalike_catalog_refresh", {})

@@ -29,6 +29,25 @@ DEFAULT_ARGS: dict[str, Any] = {
 }
 
 
+def local_airflow_env(airflow_home: Path, lookalike_home: Path, **extra: str) -> dict[str, str]:
+    """Environment for running this repository's DAGs with a local Airflow (`airflow dags
+    test`, Spark ``local[2]``): what the end-to-end tests and bench/pipeline.py share.
+    ``extra`` adds or overrides variables."""
+    return (
+        dict(os.environ)
+        | {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO_ROOT / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO_ROOT / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+            "LOOKALIKE_HOME": str(lookalike_home),
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        | extra
+    )
+
+
 def summary_path(task: str) -> str:
     """Where a Spark job writes its JSON summary (templated by run id, so retries overwrite)."""
     home = get_settings().home

@@ -5,7 +5,6 @@ for the refresh, the real service following the catalogue."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,17 +17,14 @@ BIN = Path(sys.executable).parent
 
 
 def _env(tmp: Path, home: Path) -> dict[str, str]:
-    return os.environ | {
-        "AIRFLOW_HOME": str(tmp / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-        "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        "LOOKALIKE_HOME": str(home),
-        "LOOKALIKE_SPARK_DRIVER_MEMORY": "1g",
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-    }
+    from lookalike.orchestration import local_airflow_env
+
+    return local_airflow_env(
+        tmp / "airflow",
+        home,
+        AIRFLOW__CORE__UNIT_TEST_MODE="False",
+        LOOKALIKE_SPARK_DRIVER_MEMORY="1g",
+    )
 
 
 def _dag_test(env: dict[str, str], dag_id: str, conf: dict) -> str:
@@ -113,35 +109,6 @@ def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped
     assert len(list((home / "runs" / "lookalike_shopper_model").rglob("train.json"))) == 1
 
 
-def _land(landing: Path, test_indexes: list[int]) -> dict[str, tuple[Path, bytes]]:
-    """Fashion-MNIST test photos the catalogue does not hold yet, as PNGs in the landing folder
-    (category folder = category name); returns item id -> (file, PNG bytes)."""
-    import io
-
-    from PIL import Image
-
-    from lookalike.catalog.idx import read_idx
-    from lookalike.catalog.sources import (
-        FASHION_MNIST_LABELS,
-        fashion_mnist_files,
-        folder_item_id,
-    )
-    from lookalike.config import Settings
-
-    images, labels = fashion_mnist_files(Settings().fashion_mnist_dir)["test"]
-    landed = {}
-    for i in test_indexes:
-        pixels = read_idx(images, i, 1)[0]
-        rel = f"{FASHION_MNIST_LABELS[int(read_idx(labels, i, 1)[0])]}/new photo {i}.png"
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="PNG")
-        path = landing / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(buf.getvalue())
-        landed[folder_item_id(rel)] = (path, buf.getvalue())
-    return landed
-
-
 @pytest.mark.slow
 def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
     """Photos land -> the refresh DAG re-indexes incrementally and publishes -> the live
@@ -149,6 +116,7 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
     removed from the landing folder, that product is gone from the results."""
     import httpx
 
+    from lookalike.catalog.sources import land_fashion_mnist_photos
     from lookalike.config import Settings
     from serving.main import create_app
     from tests.integration.server import Server, wait_for
@@ -159,7 +127,10 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
         c = httpx.Client(base_url=server.url, timeout=30)
         wait_for(lambda: c.get("/readyz").status_code == 200, timeout=120)
         before = c.get("/v1/version").json()["bundle_version"]
-        landed = _land(settings.landing_dir, [5000, 5001, 5002])
+        paths = land_fashion_mnist_photos(
+            settings.fashion_mnist_dir, settings.landing_dir, [5000, 5001, 5002]
+        )
+        landed = {item_id: (path, path.read_bytes()) for item_id, path in paths.items()}
         env = env | {"LOOKALIKE_SERVE_URL": server.url}
 
         _dag_test(env, "lookalike_catalog_refresh", {})
