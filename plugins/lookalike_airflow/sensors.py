@@ -22,12 +22,14 @@ class DeltaTableSensor(BaseSensorOperator):
         self.min_version = min_version
 
     def poke(self, context: Any) -> bool:
-        from deltalake import DeltaTable
+        from pathlib import Path
 
-        if not DeltaTable.is_deltatable(self.table_path):
+        from lookalike.catalog.table import table_version
+
+        version = table_version(Path(self.table_path))
+        if version is None:
             self.log.info("no Delta table at %s yet", self.table_path)
             return False
-        version = DeltaTable(self.table_path).version()
         wanted = int(self.min_version)
         self.log.info("%s is at version %s (waiting for >= %s)", self.table_path, version, wanted)
         if version < wanted:
