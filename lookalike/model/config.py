@@ -42,6 +42,7 @@ class TrainConfig:
     shift: float = 0.0  # random translation as a fraction of the size (0 = none)
     learning_rate: float = 2e-3
     lr_schedule: str = "cosine"  # constant | cosine (decays to 5% over the whole run)
+    ema_momentum: float = 0.0  # > 0: the final weights are this exponential moving average
     epochs: int = 10  # ~18 min on 2 CPU cores at 300 steps x 200 images
     steps_per_epoch: int = 300
     classes_per_batch: int = 10
@@ -71,6 +72,7 @@ class TrainConfig:
         need(
             self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"
         )
+        need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "must be in [0, 1)")
         need(self.epochs >= 1, "epochs", "must be >= 1")
         need(self.steps_per_epoch >= 1, "steps_per_epoch", "must be >= 1")
         need(self.classes_per_batch >= 2, "classes_per_batch", "must be >= 2")

@@ -109,7 +109,9 @@ def train_encoder(
         lr = tf.keras.optimizers.schedules.CosineDecay(
             lr, cfg.epochs * cfg.steps_per_epoch, alpha=0.05
         )
-    optimizer = tf.keras.optimizers.Adam(lr)
+    optimizer = tf.keras.optimizers.Adam(
+        lr, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99
+    )
     if wrap_optimizer is not None:
         optimizer = wrap_optimizer(optimizer)
     model.compile(

@@ -16,6 +16,7 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"backbone": "keras:MobileNetV2", "input_size": 28}, "input_size"),
         ({"batch": 64}, "batch"),
         ({"shift": 0.7}, "shift"),
+        ({"ema_momentum": 1.0}, "ema_momentum"),
     ],
 )
 def test_bad_values_name_the_field(values, field):
