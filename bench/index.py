@@ -23,7 +23,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,10 +72,21 @@ def timed_queries(fn: Any, queries: np.ndarray) -> tuple[list[np.ndarray], float
     return found, len(queries) / (time.perf_counter() - t)
 
 
-def compare_searchers(
-    vectors: np.ndarray, queries: np.ndarray, k: int = 10, *, hnsw_efs=(10, 15, 20, 30, 40, 80)
-) -> dict[str, Any]:
-    """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data."""
+#: ScaNN search settings measured for each build: leaves searched x candidates re-ordered
+#: exactly. Leaves 1 / reorder 10 is the least work a query can do: its queries/s is the
+#: ceiling of this API (one query per call) on this machine.
+SCANN_LEAVES = (1, 2, 3, 4, 6, 8, 16, 32)
+SCANN_REORDER = (10, 30, 100, 250, 500)
+#: hnswlib graphs (M) x search breadth (ef): tuned too, so "equal recall" is a fair fight.
+HNSW_MS = (6, 8, 16)
+HNSW_EFS = (10, 12, 16, 20, 30, 40, 80)
+
+
+def compare_searchers(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict[str, Any]:
+    """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data.
+
+    ScaNN is built twice: with the production parameters (1-dimensional AH blocks) and with
+    2-dimensional blocks (half the hashing work per candidate, coarser scores)."""
     import hnswlib
 
     from lookalike.index.scann_index import IndexParams, build_searcher, exact_top_indices
@@ -90,59 +101,77 @@ def compare_searchers(
 
     def row(found: list[np.ndarray], qps: float, **what: Any) -> dict[str, Any]:
         return what | {
-            "recall_at_10": recall(found, truth),
-            "recall_at_10_ties": recall_with_ties(found, truth, vectors, queries),
-            "qps": qps,
+            "recall_at_10": round(recall(found, truth), 4),
+            "recall_at_10_ties": round(recall_with_ties(found, truth, vectors, queries), 4),
+            "qps": round(qps, 1),
         }
 
     found, qps = timed_queries(exact, queries)
     rows.append(row(found, qps, method="exact-numpy"))
 
     params = IndexParams.for_size(len(vectors))
-    t = time.perf_counter()
-    scann = build_searcher(vectors, None, params, k)
-    scann_build = time.perf_counter() - t
-    scann.set_num_threads(1)
-    leaves = params.num_leaves
-    for frac in (1 / 32, 1 / 16, 1 / 8):
-        for reorder in (100, 250, 500):
-            search_leaves = max(2, int(leaves * frac))
+    build_seconds: dict[str, float] = {}
+    for ah_dims in (params.ah_dims, 2):
+        t = time.perf_counter()
+        scann = build_searcher(vectors, None, replace(params, ah_dims=ah_dims), k)
+        build_seconds[f"scann_ah{ah_dims}"] = round(time.perf_counter() - t, 2)
+        scann.set_num_threads(1)
+        for search_leaves in SCANN_LEAVES:
+            for reorder in SCANN_REORDER:
 
-            def fn(q, _l=search_leaves, _r=reorder):
-                return scann.search(q, k, _r, _l)[0]
+                def fn(q, _s=scann, _l=search_leaves, _r=reorder):
+                    return _s.search(q, k, _r, _l)[0]
+
+                found, qps = timed_queries(fn, queries)
+                rows.append(
+                    row(
+                        found,
+                        qps,
+                        method="scann",
+                        ah_dims=ah_dims,
+                        leaves_to_search=search_leaves,
+                        reorder=reorder,
+                    )
+                )
+    for m in HNSW_MS:
+        t = time.perf_counter()
+        hnsw = hnswlib.Index(space="ip", dim=vectors.shape[1])
+        hnsw.init_index(max_elements=len(vectors), ef_construction=200, M=m)
+        hnsw.set_num_threads(os.cpu_count() or 1)
+        hnsw.add_items(vectors, np.arange(len(vectors)))
+        build_seconds[f"hnswlib_M{m}"] = round(time.perf_counter() - t, 2)
+        hnsw.set_num_threads(1)
+        for ef in HNSW_EFS:
+            hnsw.set_ef(max(ef, k))
+
+            def fn(q, _h=hnsw):
+                return _h.knn_query(q, k=k)[0][0]
 
             found, qps = timed_queries(fn, queries)
-            rows.append(
-                row(found, qps, method="scann", leaves_to_search=search_leaves, reorder=reorder)
-            )
-    t = time.perf_counter()
-    hnsw = hnswlib.Index(space="ip", dim=vectors.shape[1])
-    hnsw.init_index(max_elements=len(vectors), ef_construction=200, M=16)
-    hnsw.set_num_threads(os.cpu_count() or 1)
-    hnsw.add_items(vectors, np.arange(len(vectors)))
-    hnsw_build = time.perf_counter() - t
-    hnsw.set_num_threads(1)
-    for ef in hnsw_efs:
-        hnsw.set_ef(max(ef, k))
-
-        def fn(q):
-            return hnsw.knn_query(q, k=k)[0][0]
-
-        found, qps = timed_queries(fn, queries)
-        rows.append(row(found, qps, method="hnswlib", ef=ef, M=16))
-    for r in rows:
-        r["recall_at_10"] = round(r["recall_at_10"], 4)
-        r["recall_at_10_ties"] = round(r["recall_at_10_ties"], 4)
-        r["qps"] = round(r["qps"], 1)
+            rows.append(row(found, qps, method="hnswlib", ef=ef, M=m))
     return {
         "n": len(vectors),
         "dim": int(vectors.shape[1]),
         "queries": len(queries),
         "scann_params": asdict(params),
-        "build_seconds": {"scann": round(scann_build, 2), "hnswlib": round(hnsw_build, 2)},
+        "build_seconds": build_seconds,
+        "near_ties": near_ties(vectors, queries, k),
         "rows": rows,
         "summary": summarise(rows),
         "summary_with_ties": summarise(rows, key="recall_at_10_ties"),
+    }
+
+
+def near_ties(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict[str, float]:
+    """How crowded the k-th place is: why strict recall@k measures float noise here."""
+    sims = queries @ vectors.T
+    top = -np.sort(-sims, axis=1)[:, : k + 1]
+    kth = top[:, k - 1]
+    crowd = (sims >= (kth - 1e-3)[:, None]).sum(axis=1)
+    return {
+        "median_gap_kth_to_next": float(np.median(top[:, k - 1] - top[:, k])),
+        "median_items_within_1e-3_of_kth": float(np.median(crowd)),
+        "p90_items_within_1e-3_of_kth": float(np.percentile(crowd, 90)),
     }
 
 
@@ -150,10 +179,21 @@ def summarise(
     rows: list[dict[str, Any]], want: float = 0.99, key: str = "recall_at_10"
 ) -> dict[str, Any]:
     """Fastest ScaNN setting with ``key`` >= want; its speed-up over exact search and over
-    hnswlib's fastest setting with at least the same recall."""
+    hnswlib's fastest setting with at least the same recall. Also ScaNN's ceiling (its
+    fastest setting at any recall) against hnswlib's fastest at ``want``: when even the
+    ceiling is below 1.2x, no ScaNN setting can reach the 1.2x target."""
     exact = next(r for r in rows if r["method"] == "exact-numpy")
-    scann_ok = [r for r in rows if r["method"] == "scann" and r[key] >= want]
+    scann_rows = [r for r in rows if r["method"] == "scann"]
+    hnsw_rows = [r for r in rows if r["method"] == "hnswlib"]
     out: dict[str, Any] = {"recall": key, "recall_target": want, "exact_qps": exact["qps"]}
+    ceiling = max(scann_rows, key=lambda r: r["qps"])
+    out["scann_ceiling"] = ceiling
+    hnsw_at_want = [r for r in hnsw_rows if r[key] >= want]
+    if hnsw_at_want:
+        h = max(hnsw_at_want, key=lambda r: r["qps"])
+        out["hnswlib_fastest_at_target"] = h
+        out["scann_ceiling_vs_hnswlib_at_target"] = round(ceiling["qps"] / h["qps"], 2)
+    scann_ok = [r for r in scann_rows if r[key] >= want]
     if not scann_ok:
         out["scann"] = None
         return out
@@ -161,7 +201,7 @@ def summarise(
     out["scann"] = best
     out["scann_vs_exact"] = round(best["qps"] / exact["qps"], 1)
     # hnswlib at equal (or higher) recall: its fastest setting reaching ScaNN's recall
-    hnsw_ok = [r for r in rows if r["method"] == "hnswlib" and r[key] >= best[key]]
+    hnsw_ok = [r for r in hnsw_rows if r[key] >= best[key]]
     if hnsw_ok:
         h = max(hnsw_ok, key=lambda r: r["qps"])
         out["hnswlib_at_equal_recall"] = h
@@ -384,9 +424,15 @@ def main() -> None:
         print(f"[bench] synthetic {args.synthetic} vectors", flush=True)
         out["synthetic"] = synthetic(args.synthetic)
     s = out["catalogue"]["summary"]
+    st = out["catalogue"]["summary_with_ties"]
     out["targets"] = {
         "recall_0_99_at_30x_exact": bool(s.get("scann") and s["scann_vs_exact"] >= 30),
+        "recall_0_99_at_30x_exact_ties": bool(st.get("scann") and st["scann_vs_exact"] >= 30),
         "scann_1_2x_hnswlib": bool(s.get("scann_vs_hnswlib", 0) >= 1.2),
+        "scann_1_2x_hnswlib_ties": bool(st.get("scann_vs_hnswlib", 0) >= 1.2),
+        "scann_1_2x_hnswlib_reachable_ties": bool(
+            st.get("scann_ceiling_vs_hnswlib_at_target", 0) >= 1.2
+        ),
         "incremental_within_5pct_in_process": bool(
             out.get("reindex") and out["reindex"]["in_process"]["incremental_share_of_full"] <= 0.05
         ),

@@ -40,6 +40,7 @@ class TrainConfig:
     dropout: float = 0.2
     augment: bool = True  # random horizontal flip while training (+ shifts when shift > 0)
     shift: float = 0.0  # random translation as a fraction of the size (0 = none)
+    erase: float = 0.0  # share of training images with one random rectangle erased (0 = none)
     learning_rate: float = 2e-3
     lr_schedule: str = "cosine"  # constant | cosine (decays to 5% over the whole run)
     ema_momentum: float = 0.0  # > 0: the final weights are this exponential moving average
@@ -68,6 +69,7 @@ class TrainConfig:
         need(self.width >= 1, "width", "must be >= 1")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
         need(0.0 <= self.shift < 0.5, "shift", "must be in [0, 0.5)")
+        need(0.0 <= self.erase <= 1.0, "erase", "must be in [0, 1]")
         need(0.0 < self.learning_rate < 1.0, "learning_rate", "must be in (0, 1)")
         need(
             self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"

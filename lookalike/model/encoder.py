@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 import lookalike  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from lookalike.model.augment import RandomErasing
 from lookalike.model.config import KERAS_APP_PREFIX, ConfigError, TrainConfig
 from lookalike.model.data import EmptyDataError, ImageSet
 
@@ -103,6 +104,7 @@ def train_encoder(
         classes_per_batch=min(cfg.classes_per_batch, len(classes)),
         examples_per_class_per_batch=cfg.examples_per_class,
         steps_per_epoch=cfg.steps_per_epoch,
+        augmenter=RandomErasing(cfg.erase, seed=cfg.seed) if cfg.augment and cfg.erase else None,
     )
     lr: Any = cfg.learning_rate * learning_rate_scale
     if cfg.lr_schedule == "cosine":

@@ -17,6 +17,7 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"batch": 64}, "batch"),
         ({"shift": 0.7}, "shift"),
         ({"ema_momentum": 1.0}, "ema_momentum"),
+        ({"erase": 1.5}, "erase"),
     ],
 )
 def test_bad_values_name_the_field(values, field):

@@ -1,0 +1,69 @@
+"""The index benchmark's bookkeeping: recall definitions and the target summary."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_SPEC = importlib.util.spec_from_file_location(
+    "bench_index", Path(__file__).resolve().parents[2] / "bench" / "index.py"
+)
+assert _SPEC and _SPEC.loader
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)
+
+
+def test_strict_recall_counts_only_exact_ids() -> None:
+    truth = np.array([[0, 1], [2, 3]])
+    assert bench.recall([np.array([0, 1]), np.array([3, 9])], truth) == pytest.approx(0.75)
+
+
+def test_recall_with_ties_accepts_a_near_tie_but_not_a_far_item() -> None:
+    vectors = np.array([[1.0, 0.0], [0.9999, 0.0141], [0.0, 1.0]], dtype=np.float32)
+    queries = np.array([[1.0, 0.0]], dtype=np.float32)
+    truth = np.array([[0]])
+    assert bench.recall_with_ties([np.array([1])], truth, vectors, queries) == 1.0
+    assert bench.recall_with_ties([np.array([2])], truth, vectors, queries) == 0.0
+    assert bench.recall([np.array([1])], truth) == 0.0
+
+
+def _rows() -> list[dict]:
+    return [
+        {"method": "exact-numpy", "recall_at_10": 1.0, "recall_at_10_ties": 1.0, "qps": 100.0},
+        {"method": "scann", "recall_at_10": 0.995, "recall_at_10_ties": 1.0, "qps": 4000.0},
+        {"method": "scann", "recall_at_10": 0.90, "recall_at_10_ties": 0.992, "qps": 9000.0},
+        {"method": "scann", "recall_at_10": 0.50, "recall_at_10_ties": 0.80, "qps": 12000.0},
+        {"method": "hnswlib", "recall_at_10": 0.999, "recall_at_10_ties": 1.0, "qps": 5000.0},
+        {"method": "hnswlib", "recall_at_10": 0.95, "recall_at_10_ties": 0.993, "qps": 8000.0},
+    ]
+
+
+def test_summary_picks_fastest_scann_at_target_and_hnswlib_at_equal_recall() -> None:
+    s = bench.summarise(_rows())
+    assert s["scann"]["qps"] == 4000.0
+    assert s["scann_vs_exact"] == 40.0
+    assert s["hnswlib_at_equal_recall"]["qps"] == 5000.0
+    assert s["scann_vs_hnswlib"] == 0.8
+    t = bench.summarise(_rows(), key="recall_at_10_ties")
+    assert t["scann"]["qps"] == 9000.0
+    assert t["hnswlib_at_equal_recall"]["qps"] == 8000.0
+    # the ceiling (fastest ScaNN at any recall) against hnswlib's fastest at the target
+    assert t["scann_ceiling"]["qps"] == 12000.0
+    assert t["scann_ceiling_vs_hnswlib_at_target"] == 1.5
+
+
+def test_summary_without_a_scann_setting_at_target() -> None:
+    rows = [r for r in _rows() if not (r["method"] == "scann" and r["recall_at_10"] > 0.6)]
+    assert bench.summarise(rows)["scann"] is None
+
+
+def test_near_ties_counts_the_crowd_at_the_kth_place() -> None:
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    crowded = np.vstack([vectors, np.repeat(vectors[:1], 20, axis=0)])
+    assert bench.near_ties(crowded, crowded[:1], k=10)["median_items_within_1e-3_of_kth"] >= 21
+    assert bench.near_ties(vectors, vectors[:1], k=10)["median_items_within_1e-3_of_kth"] < 21
