@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,13 @@ def pytest_configure(config: pytest.Config) -> None:
     from lookalike.config import get_settings
 
     get_settings.cache_clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The session-wide home made above; tests' own homes are pytest tmp_paths.
+    home = os.environ.get("LOOKALIKE_HOME", "")
+    if Path(home).name.startswith("lookalike-test-home-"):
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

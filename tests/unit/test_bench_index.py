@@ -67,3 +67,8 @@ def test_near_ties_counts_the_crowd_at_the_kth_place() -> None:
     crowded = np.vstack([vectors, np.repeat(vectors[:1], 20, axis=0)])
     assert bench.near_ties(crowded, crowded[:1], k=10)["median_items_within_1e-3_of_kth"] >= 21
     assert bench.near_ties(vectors, vectors[:1], k=10)["median_items_within_1e-3_of_kth"] < 21
+
+
+def test_summary_without_an_exact_row_compares_with_hnswlib_only() -> None:
+    s = bench.summarise([r for r in _rows() if r["method"] != "exact-numpy"])
+    assert "scann_vs_exact" not in s and s["scann_vs_hnswlib"] == 0.8
