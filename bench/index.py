@@ -384,6 +384,10 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
         )
     scann_rows = [r for r in rows if r["method"] == "scann"]
     ok = [r for r in scann_rows if r["recall_at_10"] >= 0.95]
+    # hnswlib may never reach 0.99 here: compare at the best recall it does reach
+    h_best = max((r for r in rows if r["method"] == "hnswlib"), key=lambda r: r["recall_at_10"])
+    s_eq = [r for r in scann_rows if r["recall_at_10"] >= h_best["recall_at_10"]]
+    s_fast = max(s_eq, key=lambda r: r["qps"]) if s_eq else None
     return {
         "n": n,
         "dim": d,
@@ -397,6 +401,11 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
         "rows": rows,
         "best_at_recall_0_95": max(ok, key=lambda r: r["qps"]) if ok else None,
         "summary": summarise(rows),
+        "at_hnswlib_best_recall": {
+            "hnswlib": h_best,
+            "scann": s_fast,
+            "scann_vs_hnswlib": round(s_fast["qps"] / h_best["qps"], 2) if s_fast else None,
+        },
     }
 
 
