@@ -31,7 +31,7 @@ champion. `limit` is per split (70000 = the whole catalogue).
         "limit": Param(70000, type="integer", minimum=1, description="images per split"),
         "backbone": Param("convnet", type="string", description="seed_cnn | convnet | keras:..."),
         "epochs": Param(2, type="integer", minimum=1),
-        "steps_per_epoch": Param(300, type="integer", minimum=1),
+        "steps_per_epoch": Param(600, type="integer", minimum=1),
         "eval_limit": Param(2000, type="integer", minimum=10, description="test queries"),
     },
 )

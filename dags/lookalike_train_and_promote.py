@@ -36,7 +36,7 @@ VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
         "trials": Param(4, type="integer", minimum=1, description="Hyperopt trials"),
         "parallelism": Param(2, type="integer", minimum=1, description="SparkTrials parallelism"),
         "horovod": Param(2, type="integer", minimum=0, description="Horovod processes (0: none)"),
-        "epochs": Param(9, type="integer", minimum=1, description="epochs of the final training"),
+        "epochs": Param(10, type="integer", minimum=1, description="epochs of the final training"),
         "backbone": Param("convnet", type="string", description="seed_cnn | convnet | keras:..."),
         "tune_epochs": Param(2, type="integer", minimum=1, description="epochs per trial"),
         "eval_limit": Param(10000, type="integer", minimum=10, description="test queries"),

@@ -44,10 +44,10 @@ class TrainConfig:
     learning_rate: float = 2e-3
     lr_schedule: str = "cosine"  # constant | cosine (decays to 5% over the whole run)
     ema_momentum: float = 0.0  # > 0: the final weights are this exponential moving average
-    epochs: int = 10  # ~18 min on 2 CPU cores at 300 steps x 200 images
-    steps_per_epoch: int = 300
+    epochs: int = 10  # ~17.5 min on 2 CPU cores at 600 steps x 100 images
+    steps_per_epoch: int = 600  # 600 x 100 = one pass over Fashion-MNIST's 60k per epoch
     classes_per_batch: int = 10
-    examples_per_class: int = 20
+    examples_per_class: int = 10  # batches of 100: twice the updates of 200, p@1 +0.011
     seed: int = 42
     train_limit: int | None = None  # at most this many training items (small runs, tests)
     exclude_categories: tuple[int, ...] = ()  # held out of training: the "unseen" evaluation

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 SEARCH_SPACE_DOC = {
     "learning_rate": "log-uniform 3e-4 .. 3e-3",
     "embedding_size": "64 | 128 | 256",
-    "examples_per_class": "10 | 20 | 32",
+    "examples_per_class": "5 | 10 | 20",
     "epochs": "base-1 .. base+2 (at least 1)",
     "width": "16 | 32 | 48",
 }
@@ -33,7 +33,7 @@ def search_space(base: TrainConfig) -> dict[str, Any]:
     return {
         "learning_rate": hp.loguniform("learning_rate", math.log(3e-4), math.log(3e-3)),
         "embedding_size": hp.choice("embedding_size", [64, 128, 256]),
-        "examples_per_class": hp.choice("examples_per_class", [10, 20, 32]),
+        "examples_per_class": hp.choice("examples_per_class", [5, 10, 20]),
         "epochs": hp.choice("epochs", sorted({max(1, base.epochs + d) for d in (-1, 0, 1, 2)})),
         "width": hp.choice("width", [16, 32, 48]),
     }

@@ -32,4 +32,4 @@ def test_round_trip_through_params_and_dict():
     assert cfg.exclude_categories == (7, 8, 9) and cfg.epochs == 3
     assert TrainConfig.from_dict(cfg.as_dict()) == cfg
     assert cfg.to_params()["exclude_categories"] == "[7, 8, 9]"
-    assert cfg.batch_size == 200
+    assert cfg.batch_size == 100
