@@ -44,6 +44,11 @@ class TrainConfig:
     learning_rate: float = 2e-3
     lr_schedule: str = "cosine"  # constant | cosine (decays to 5% over the whole run)
     ema_momentum: float = 0.0  # > 0: the final weights are this exponential moving average
+    # MultiSimilarityLoss (TF Similarity's defaults, those of the paper's reference code):
+    loss_alpha: float = 2.0  # positive scale: how sharply far positives dominate
+    loss_beta: float = 40.0  # negative scale: how sharply close negatives dominate
+    loss_lmda: float = 0.5  # margin, as a cosine distance, both weightings centre on
+    loss_epsilon: float = 0.1  # pair-mining slack
     epochs: int = 10  # ~17.5 min on 2 CPU cores at 600 steps x 100 images
     steps_per_epoch: int = 600  # 600 x 100 = one pass over Fashion-MNIST's 60k per epoch
     classes_per_batch: int = 10
@@ -75,6 +80,10 @@ class TrainConfig:
             self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"
         )
         need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "must be in [0, 1)")
+        need(self.loss_alpha > 0.0, "loss_alpha", "must be > 0")
+        need(self.loss_beta > 0.0, "loss_beta", "must be > 0")
+        need(0.0 <= self.loss_lmda <= 2.0, "loss_lmda", "must be a cosine distance in [0, 2]")
+        need(0.0 <= self.loss_epsilon < 1.0, "loss_epsilon", "must be in [0, 1)")
         need(self.epochs >= 1, "epochs", "must be >= 1")
         need(self.steps_per_epoch >= 1, "steps_per_epoch", "must be >= 1")
         need(self.classes_per_batch >= 2, "classes_per_batch", "must be >= 2")
@@ -123,6 +132,22 @@ class TrainConfig:
                     clean[k] = int(clean[k])
                 except (TypeError, ValueError):
                     raise ConfigError(f"{k}: must be an integer, got {clean[k]!r}") from None
+        for k in (
+            "dropout",
+            "shift",
+            "erase",
+            "learning_rate",
+            "ema_momentum",
+            "loss_alpha",
+            "loss_beta",
+            "loss_lmda",
+            "loss_epsilon",
+        ):
+            if k in clean:
+                try:
+                    clean[k] = float(clean[k])
+                except (TypeError, ValueError):
+                    raise ConfigError(f"{k}: must be a number, got {clean[k]!r}") from None
         return cls(**clean)
 
     def replace(self, **changes: Any) -> TrainConfig:

@@ -18,6 +18,9 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"shift": 0.7}, "shift"),
         ({"ema_momentum": 1.0}, "ema_momentum"),
         ({"erase": 1.5}, "erase"),
+        ({"loss_beta": 0}, "loss_beta"),
+        ({"loss_lmda": 3.0}, "loss_lmda"),
+        ({"learning_rate": "fast"}, "learning_rate"),
     ],
 )
 def test_bad_values_name_the_field(values, field):
