@@ -116,38 +116,15 @@ class TrainConfig:
         clean = dict(values)
         if "exclude_categories" in clean:
             clean["exclude_categories"] = tuple(int(c) for c in clean["exclude_categories"] or ())
-        for k in (
-            "input_size",
-            "channels",
-            "embedding_size",
-            "width",
-            "epochs",
-            "steps_per_epoch",
-            "classes_per_batch",
-            "examples_per_class",
-            "seed",
-        ):
-            if k in clean:
+        # Numbers may arrive as text (--set, environment, JSON strings): cast by declared type.
+        casts = {"int": (int, "an integer"), "float": (float, "a number")}
+        for k, f in names.items():
+            if k in clean and f.type in casts:
+                cast, what = casts[str(f.type)]
                 try:
-                    clean[k] = int(clean[k])
+                    clean[k] = cast(clean[k])
                 except (TypeError, ValueError):
-                    raise ConfigError(f"{k}: must be an integer, got {clean[k]!r}") from None
-        for k in (
-            "dropout",
-            "shift",
-            "erase",
-            "learning_rate",
-            "ema_momentum",
-            "loss_alpha",
-            "loss_beta",
-            "loss_lmda",
-            "loss_epsilon",
-        ):
-            if k in clean:
-                try:
-                    clean[k] = float(clean[k])
-                except (TypeError, ValueError):
-                    raise ConfigError(f"{k}: must be a number, got {clean[k]!r}") from None
+                    raise ConfigError(f"{k}: must be {what}, got {clean[k]!r}") from None
         return cls(**clean)
 
     def replace(self, **changes: Any) -> TrainConfig:
