@@ -119,7 +119,7 @@ class TrainConfig:
         # Numbers may arrive as text (--set, environment, JSON strings): cast by declared type.
         casts = {"int": (int, "an integer"), "float": (float, "a number")}
         for k, f in names.items():
-            if k in clean and f.type in casts:
+            if k in clean and str(f.type) in casts:
                 cast, what = casts[str(f.type)]
                 try:
                     clean[k] = cast(clean[k])
