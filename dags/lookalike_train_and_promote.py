@@ -37,6 +37,9 @@ VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
         "parallelism": Param(2, type="integer", minimum=1, description="SparkTrials parallelism"),
         "horovod": Param(2, type="integer", minimum=0, description="Horovod processes (0: none)"),
         "epochs": Param(10, type="integer", minimum=1, description="epochs of the final training"),
+        "steps_per_epoch": Param(
+            600, type="integer", minimum=1, description="steps per epoch (tuning and training)"
+        ),
         "backbone": Param("convnet", type="string", description="seed_cnn | convnet | keras:..."),
         "tune_epochs": Param(2, type="integer", minimum=1, description="epochs per trial"),
         "eval_limit": Param(10000, type="integer", minimum=10, description="test queries"),
@@ -73,6 +76,8 @@ def lookalike_train_and_promote() -> None:
             "backbone={{ params.backbone }}",
             "--set",
             "epochs={{ params.tune_epochs }}",
+            "--set",
+            "steps_per_epoch={{ params.steps_per_epoch }}",
             "--summary-file",
             summary_path("tune"),
         ],

@@ -145,16 +145,18 @@ def confirm_service(
 
 
 def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
-    """The tuned parameters plus the run's form (backbone, epochs) as a training config file;
-    validated here so a bad combination fails before the long training starts."""
+    """The tuned parameters plus the run's form (backbone, epochs, steps per epoch) as a
+    training config file; validated here so a bad combination fails before the long training
+    starts."""
     from lookalike.model.config import TrainConfig
 
     summary = read_summary(tune_summary)
     values = dict(summary["best_params"])
     if params.get("backbone"):
         values["backbone"] = params["backbone"]
-    if params.get("epochs"):
-        values["epochs"] = int(params["epochs"])
+    for key in ("epochs", "steps_per_epoch"):
+        if params.get(key):
+            values[key] = int(params[key])
     cfg = TrainConfig.from_dict(values)
     out = Path(tune_summary).with_name("best_config.json")
     out.write_text(json.dumps(cfg.as_dict(), indent=2))

@@ -2,8 +2,13 @@
 
 Every rank reads its own shard of the training split (every size-th item), starts from rank
 0's weights (broadcast), and compiles with ``hvd.DistributedOptimizer`` wrapping the SAME
-optimizer it trains with, so gradients are averaged. Rank 0 logs per-epoch metrics to the
-driver's MLflow run and returns the trained weights.
+optimizer it trains with, so gradients are averaged and the trainable weights stay identical.
+State that no gradient touches (batch norm's moving mean and variance) is updated by each rank
+from its own shard; it is averaged across ranks once, after training
+(:func:`average_non_trainable`), which works for every backbone, including Keras
+applications, and leaves a plain model to save. Rank 0 logs per-epoch metrics to the driver's
+MLflow run and returns the trained weights; the driver refuses ranks that still disagree
+(:func:`check_consistent`).
 """
 
 from __future__ import annotations
@@ -22,10 +27,50 @@ def weights_checksum(weights: list[np.ndarray]) -> float:
     return float(sum(np.asarray(w, dtype=np.float64).sum() for w in weights))
 
 
+def average_non_trainable(variables: list[Any]) -> int:
+    """Replace every floating-point variable by its mean over the Horovod ranks.
+
+    Meant for non-trainable state (batch norm statistics): each rank's moving averages saw
+    only its shard, so the mean over ranks is the statistic of the whole data (the spread
+    between shards' means is ignored, as synchronised batch norm would ignore it too).
+    Returns how many variables were averaged. Every rank must call it with the same list.
+    """
+    import horovod.tensorflow as hvd_tf
+
+    done = 0
+    for i, var in enumerate(variables):
+        if not var.dtype.is_floating:
+            continue
+        var.assign(hvd_tf.allreduce(var.value(), op=hvd_tf.Average, name=f"non_trainable.{i}"))
+        done += 1
+    return done
+
+
+def check_consistent(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ranks' results sorted by rank; refuses ranks that ended with different weights."""
+    results = sorted(results, key=lambda r: r["rank"])
+    checksums = {round(r["checksum"], 3) for r in results}
+    if len(checksums) != 1:
+        raise RuntimeError(f"Horovod ranks ended with different weights: {sorted(checksums)}")
+    return results
+
+
 def rank_main(
-    cfg: TrainConfig, ref: DataRef, tracking_uri: str | None, run_id: str | None
+    cfg: TrainConfig,
+    ref: DataRef,
+    tracking_uri: str | None,
+    run_id: str | None,
+    sync_batch_norm: bool = False,
 ) -> dict[str, Any]:
-    """What one Horovod rank runs (inside a Spark task)."""
+    """What one Horovod rank runs (inside a Spark task).
+
+    ``sync_batch_norm`` (``convnet`` only; measured in ``bench/horovod.py``, not the default)
+    normalises with the statistics of all ranks' batches at every step instead of averaging
+    the moving statistics once at the end.
+    """
+    import time
+
+    import horovod.tensorflow as hvd_tf
     import horovod.tensorflow.keras as hvd
     import horovod.tensorflow.keras.callbacks as hvd_callbacks
     import tensorflow as tf
@@ -58,18 +103,25 @@ def rank_main(
     # Same number of examples per epoch as one process: each rank does 1/size of the steps
     # with a size-times larger effective batch, so the learning rate scales with size.
     rank_cfg = cfg.replace(steps_per_epoch=max(1, cfg.steps_per_epoch // size))
+    t0 = time.monotonic()
     model, history = train_encoder(
         rank_cfg,
         shard,
         wrap_optimizer=hvd.DistributedOptimizer,
         learning_rate_scale=float(size),
         callbacks=callbacks,
+        batch_norm=hvd_tf.SyncBatchNormalization if sync_batch_norm else None,
     )
+    train_seconds = time.monotonic() - t0
+    averaged = average_non_trainable(model.non_trainable_variables)
     weights = model.get_weights()
     return {
         "rank": rank,
         "size": size,
         "shard_items": len(shard),
+        "averaged_variables": averaged,
+        "train_seconds": train_seconds,
+        "images": rank_cfg.epochs * rank_cfg.steps_per_epoch * rank_cfg.batch_size,
         "checksum": weights_checksum(weights),
         "weights": weights if rank == 0 else None,
         "history": history,
@@ -83,9 +135,11 @@ def horovod_run(
     num_proc: int,
     tracking_uri: str | None = None,
     run_id: str | None = None,
+    sync_batch_norm: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``rank_main`` on ``num_proc`` Spark tasks; returns every rank's result."""
-    return run_ranks(spark, rank_main, (cfg, ref, tracking_uri, run_id), num_proc)
+    args = (cfg, ref, tracking_uri, run_id, sync_batch_norm)
+    return run_ranks(spark, rank_main, args, num_proc)
 
 
 def run_ranks(
@@ -114,10 +168,5 @@ def horovod_train(
     tracking_uri: str | None,
     run_id: str | None,
 ) -> tuple[list[np.ndarray], dict[str, list[float]]]:
-    results = sorted(
-        horovod_run(spark, cfg, ref, num_proc, tracking_uri, run_id), key=lambda r: r["rank"]
-    )
-    checksums = {round(r["checksum"], 3) for r in results}
-    if len(checksums) != 1:
-        raise RuntimeError(f"Horovod ranks ended with different weights: {sorted(checksums)}")
+    results = check_consistent(horovod_run(spark, cfg, ref, num_proc, tracking_uri, run_id))
     return results[0]["weights"], results[0]["history"]

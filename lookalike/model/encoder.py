@@ -18,10 +18,11 @@ from lookalike.model.config import KERAS_APP_PREFIX, ConfigError, TrainConfig
 from lookalike.model.data import EmptyDataError, ImageSet
 
 
-def _backbone(cfg: TrainConfig, x: Any) -> Any:
+def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = None) -> Any:
     import tensorflow as tf
 
     layers = tf.keras.layers
+    batch_norm = batch_norm or layers.BatchNormalization
     if cfg.backbone == "seed_cnn":
         # The reference design: Conv32, max-pool, dropout, flatten.
         x = layers.Conv2D(cfg.width, 3, activation="relu")(x)
@@ -33,7 +34,7 @@ def _backbone(cfg: TrainConfig, x: Any) -> Any:
         for filters in (cfg.width, cfg.width * 2):
             for _ in range(2):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-                x = layers.BatchNormalization()(x)
+                x = batch_norm()(x)
                 x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D()(x)
             x = layers.Dropout(cfg.dropout / 2)(x)
@@ -55,8 +56,12 @@ def _backbone(cfg: TrainConfig, x: Any) -> Any:
     return base(x)
 
 
-def build_encoder(cfg: TrainConfig) -> Any:
-    """A tfsim SimilarityModel: pixels -> L2-normalised ``embedding_size`` vector."""
+def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None) -> Any:
+    """A tfsim SimilarityModel: pixels -> L2-normalised ``embedding_size`` vector.
+
+    ``batch_norm`` replaces the ``convnet`` backbone's BatchNormalization layer class (Horovod's
+    SyncBatchNormalization, measured in ``bench/horovod.py``); the weights keep their layout.
+    """
     import tensorflow as tf
     import tensorflow_similarity as tfsim
 
@@ -68,7 +73,9 @@ def build_encoder(cfg: TrainConfig) -> Any:
             x = tf.keras.layers.RandomTranslation(
                 cfg.shift, cfg.shift, fill_mode="constant", seed=cfg.seed
             )(x)
-    outputs = tfsim.layers.MetricEmbedding(cfg.embedding_size, name="embedding")(_backbone(cfg, x))
+    outputs = tfsim.layers.MetricEmbedding(cfg.embedding_size, name="embedding")(
+        _backbone(cfg, x, batch_norm)
+    )
     return tfsim.models.SimilarityModel(
         inputs, outputs, name=f"encoder_{cfg.backbone.replace(':', '_')}"
     )
@@ -81,6 +88,7 @@ def train_encoder(
     wrap_optimizer: Callable[[Any], Any] | None = None,
     callbacks: Sequence[Any] = (),
     learning_rate_scale: float = 1.0,
+    batch_norm: Callable[[], Any] | None = None,
     verbose: int = 0,
 ) -> tuple[Any, dict[str, list[float]]]:
     """Train an encoder on ``train`` with class-balanced batches; returns (model, history).
@@ -97,7 +105,7 @@ def train_encoder(
     if len(classes) < 2:
         raise EmptyDataError(f"metric learning needs >= 2 categories, got {len(classes)}")
     tf.keras.utils.set_random_seed(cfg.seed)
-    model = build_encoder(cfg)
+    model = build_encoder(cfg, batch_norm)
     sampler = tfsim.samplers.MultiShotMemorySampler(
         train.x,
         train.y,

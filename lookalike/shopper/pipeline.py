@@ -141,7 +141,7 @@ def train_shopper(
         )
         t0 = time.monotonic()
         if horovod > 0:
-            from lookalike.model.distributed import run_ranks
+            from lookalike.model.distributed import check_consistent, run_ranks
 
             with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
                 split_path = Path(tmp) / "split.npz"
@@ -156,10 +156,7 @@ def train_shopper(
                     (cfg, str(split_path), settings.tracking_uri, run.info.run_id, features_path),
                     horovod,
                 )
-            results = sorted(results, key=lambda r: r["rank"])
-            sums = {round(r["checksum"], 3) for r in results}
-            if len(sums) != 1:
-                raise RuntimeError(f"Horovod ranks ended with different weights: {sorted(sums)}")
+            results = check_consistent(results)
             factors, history = results[0]["factors"], results[0]["history"]
         else:
 

@@ -156,3 +156,25 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
         assert gone not in {i["item_id"] for i in found["items"]}
         for item_id in sorted(landed)[1:]:
             assert c.get(f"/v1/items/{item_id}").status_code == 200
+
+
+@pytest.mark.slow
+def test_weekly_training_dag_at_its_defaults_reaches_promote(bootstrapped):
+    """The weekly DAG with its default parameters (4 Hyperopt trials on SparkTrials, Horovod
+    with 2 processes, the default ``convnet`` backbone with batch norm, 10 epochs), only fewer
+    steps per epoch and fewer test queries: tune -> train -> gate -> full index -> promote."""
+    from lookalike.bundle.registry import production_version
+    from lookalike.config import Settings
+
+    env, home = bootstrapped
+    settings = Settings(home=home)
+    before = production_version(settings)
+    _dag_test(env, "lookalike_train_and_promote", {"steps_per_epoch": 40, "eval_limit": 200})
+    runs = home / "runs" / "lookalike_train_and_promote"
+    train = json.loads(next(runs.rglob("train.json")).read_text())
+    config = json.loads(next(runs.rglob("best_config.json")).read_text())
+    assert config["backbone"] == "convnet" and config["steps_per_epoch"] == 40
+    assert train["model_version"] and 0.0 < train["metrics"]["precision_at_1"] <= 1.0
+    after = production_version(settings)  # promote ran: the new encoder serves
+    assert after is not None and int(after.version) > int(before.version)
+    assert after.tags["lookalike.encoder"].endswith(f"/{train['model_version']}")

@@ -18,17 +18,32 @@ TINY = {
 }
 
 
+#: One cheap configuration per backbone family. ``convnet`` is the default configuration
+#: (batch norm, flips, dropout) with only the cost knobs turned down; a Keras application
+#: carries batch norm inside a nested model.
+HOROVOD_CASES = {
+    "convnet": {"epochs": 1, "steps_per_epoch": 8, "train_limit": 300},
+    "seed_cnn": TINY | {"steps_per_epoch": 8},
+    "keras:MobileNetV2": TINY | {"backbone": "keras:MobileNetV2", "input_size": 32, "width": 8},
+}
+
+
 @pytest.mark.slow
-def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog):
+@pytest.mark.parametrize("backbone", list(HOROVOD_CASES))
+def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog, backbone):
     from lookalike.model.distributed import horovod_run
 
-    cfg = TrainConfig.from_dict(TINY | {"steps_per_epoch": 8})
+    cfg = TrainConfig.from_dict(HOROVOD_CASES[backbone])
+    assert cfg.backbone == backbone
     ref = DataRef(str(small_catalog.catalog_path), 1)
     results = sorted(horovod_run(spark, cfg, ref, num_proc=2), key=lambda r: r["rank"])
     assert [r["rank"] for r in results] == [0, 1] and results[0]["size"] == 2
     assert results[0]["shard_items"] == results[1]["shard_items"] == 150  # disjoint halves
     assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-9)
     assert results[0]["weights"] is not None and results[1]["weights"] is None
+    # batch norm's moving statistics are the state gradients never touch: averaged at the end
+    has_batch_norm = backbone != "seed_cnn"
+    assert (results[0]["averaged_variables"] > 0) == has_batch_norm
 
 
 @pytest.mark.slow
@@ -94,7 +109,8 @@ def test_train_job_through_spark_submit_with_horovod(small_catalog, tmp_path):
         "LOOKALIKE_HOME": str(small_catalog.home),
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
     }
-    sets = [f"{k}={json.dumps(v)}" for k, v in TINY.items()]
+    # the default configuration (backbone convnet, batch norm), only fewer steps on a slice
+    sets = [f"{k}={json.dumps(v)}" for k, v in HOROVOD_CASES["convnet"].items()]
     args = [
         str(bin_dir / "spark-submit"),
         "--master",
