@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     index_min_recall: float = Field(
         default=0.98, gt=0.0, le=1.0, description="recall@10 vs exact search to publish"
     )
+    recall_tolerance: float = Field(
+        default=1e-3,
+        ge=0.0,
+        description="a result counts as a hit when its exact score is within this of the k-th "
+        "exact score (ann-benchmarks' recall; near-identical photos are ties, not misses)",
+    )
     index_rebalance_share: float = Field(
         default=0.2, gt=0.0, description="rebalance once this share changed since the last"
     )
@@ -55,6 +61,11 @@ class Settings(BaseSettings):
         default=0.0, ge=0.0, description="challenger must beat champion by more than this"
     )
     promote_eval_limit: int | None = Field(default=None, description="test queries (None: all)")
+    promote_require_baseline: bool = Field(
+        default=True,
+        description="a challenger must also beat the raw-pixel baseline (encoder) or "
+        "popularity (shopper model) on the gate metric",
+    )
 
     # The recommendation service.
     serve_host: str = Field(default="127.0.0.1", description="Bind address (loopback default).")
