@@ -23,6 +23,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lookalike.index.recall import (
+    DEFAULT_TOLERANCE,
+    RecallResult,
+    exact_top_indices,
+    recall_at_k,
+    rows_of,
+)
+
 MANIFEST = "manifest.json"
 SEARCHER_DIR = "searcher"
 VECTORS = "vectors.npy"
@@ -95,18 +103,6 @@ def build_searcher(
     )
 
 
-def exact_top_indices(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
-    """Rows of the exact top-k by dot product, best first (partial sort: linear per query)."""
-    k = min(k, len(vectors))
-    out = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), 256):
-        sims = queries[start : start + 256] @ vectors.T
-        top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
-        order = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
-        out[start : start + 256] = np.take_along_axis(top, order, axis=1)
-    return out
-
-
 def exact_neighbours(
     vectors: np.ndarray, ids: list[str], queries: np.ndarray, k: int
 ) -> list[list[str]]:
@@ -122,15 +118,16 @@ def measure_recall(
     k: int = 10,
     sample: int = 500,
     seed: int = 0,
-) -> float:
-    """recall@k of the searcher against exact search, for a sample of the indexed items."""
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> RecallResult:
+    """recall@k of the searcher against exact search, for a sample of the indexed items as
+    queries; ``with_ties`` (scores within ``tolerance`` of the k-th count) is what gates."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
     queries = vectors[pick]
-    truth = exact_neighbours(vectors, ids, queries, k)
-    found, _ = searcher.search_batched(queries, final_num_neighbors=k)
-    hits = sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True))
-    return hits / (len(pick) * min(k, len(ids)))
+    found, distances = searcher.search_batched(queries, final_num_neighbors=k)
+    rows = rows_of(found, distances, {item_id: j for j, item_id in enumerate(ids)})
+    return recall_at_k(rows, vectors, queries, k, tolerance)
 
 
 def _sha256(path: Path) -> str:
