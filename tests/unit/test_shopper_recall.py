@@ -1,0 +1,98 @@
+"""The shopper bundle's MIPS recall check counts equal scores as ties, and still refuses a
+searcher that misses (hand-made factors: no training)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+from lookalike.index.scann_index import RecallTooLow
+from lookalike.shopper import recommender
+from lookalike.shopper.data import Split
+from lookalike.shopper.model import Factors
+from lookalike.shopper.recommender import build_bundle, build_searcher, searcher_recall
+
+
+def duplicated_items(groups: int = 30, size: int = 20, d: int = 8) -> np.ndarray:
+    """Items in groups of ``size`` with identical factors (not normalised: MIPS scores)."""
+    rng = np.random.default_rng(0)
+    return np.repeat(rng.normal(size=(groups, d)), size, axis=0).astype(np.float32)
+
+
+def world(n_users: int = 50) -> tuple[Factors, Split]:
+    rng = np.random.default_rng(1)
+    items = duplicated_items()
+    n_items, d = items.shape
+    factors = Factors(
+        user_gmf=rng.normal(size=(n_users, d)).astype(np.float32),
+        item_gmf=items,
+        item_bias=np.zeros(n_items, np.float32),
+        w_gmf=np.ones(d, np.float32),
+    )
+    users = np.repeat(np.arange(n_users, dtype=np.int32), 3)
+    split = Split(
+        user_ids=[f"u{j}" for j in range(n_users)],
+        item_ids=[f"p{j}" for j in range(n_items)],
+        train_users=users,
+        train_items=rng.integers(0, n_items, len(users)).astype(np.int32),
+        train_strength=np.ones(len(users), np.float32),
+        test_items=np.full(n_users, -1, np.int32),
+        last_items=np.zeros(n_users, np.int32),
+    )
+    return factors, split
+
+
+class RandomSearcher:
+    """Returns random items: a searcher that really misses."""
+
+    def search_batched(self, queries: np.ndarray, final_num_neighbors: int) -> tuple[Any, Any]:
+        rng = np.random.default_rng(0)
+        found = rng.integers(0, 600, (len(queries), final_num_neighbors)).astype(np.uint32)
+        return found, np.zeros(found.shape, np.float32)
+
+
+def test_searcher_recall_counts_equal_scores_as_ties() -> None:
+    items = duplicated_items()
+    queries = np.random.default_rng(2).normal(size=(100, items.shape[1])).astype(np.float32)
+    recall = searcher_recall(build_searcher(items), items, queries)
+    assert recall.with_ties == 1.0 and recall.strict < 0.98
+    assert searcher_recall(RandomSearcher(), items, queries).with_ties < 0.5
+
+
+def test_bundle_passes_on_ties_and_records_both_recalls(tmp_path) -> None:
+    factors, split = world()
+    manifest = build_bundle(
+        tmp_path / "b",
+        factors,
+        split,
+        None,
+        config={},
+        interactions_version=0,
+        metrics={},
+        min_recall=0.98,
+        recall_tolerance=1e-3,
+    )
+    index = json.loads((tmp_path / "b" / "manifest.json").read_text())["index"]
+    assert index == manifest["index"]
+    assert index["recall_at_10"] == 1.0 and index["recall_at_10_strict"] < 0.98
+    assert index["recall_tolerance"] == 1e-3 and index["size"] == 600
+
+
+def test_bundle_refuses_a_searcher_that_misses(tmp_path, monkeypatch) -> None:
+    factors, split = world()
+    monkeypatch.setattr(recommender, "build_searcher", lambda vectors: RandomSearcher())
+    with pytest.raises(RecallTooLow, match=r"recall@10 0\.\d+ \(strict 0\.\d+\) < 0\.98"):
+        build_bundle(
+            tmp_path / "b",
+            factors,
+            split,
+            None,
+            config={},
+            interactions_version=0,
+            metrics={},
+            min_recall=0.98,
+        )
+    assert not (tmp_path / "b" / "manifest.json").exists()
