@@ -32,6 +32,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from lookalike.index.recall import DEFAULT_TOLERANCE, exact_top_indices, recall_at_k  # noqa: E402
+
 
 def rss_mib() -> float:
     with open("/proc/self/status") as f:
@@ -41,27 +43,18 @@ def rss_mib() -> float:
     return 0.0
 
 
-def recall(found: list[np.ndarray], truth: np.ndarray) -> float:
-    """Strict recall@k: the share of the exact top-k ids returned."""
-    k = truth.shape[1]
-    hits = sum(
-        len(set(f[:k].tolist()) & set(t.tolist())) for f, t in zip(found, truth, strict=True)
-    )
-    return hits / (len(truth) * k)
-
-
-def recall_with_ties(
-    found: list[np.ndarray], truth: np.ndarray, vectors: np.ndarray, queries: np.ndarray
-) -> float:
-    """ann-benchmarks' recall: a returned item counts when its exact distance is within 1e-3 of
-    the k-th exact distance, so near-ties at the boundary are not counted as misses."""
-    k = truth.shape[1]
-    hits = 0
-    for f, t, q in zip(found, truth, queries, strict=True):
-        kth = float(vectors[t[-1]] @ q)
-        sims = vectors[np.asarray(f[:k], dtype=np.int64)] @ q
-        hits += min(k, int(np.sum(sims >= kth - 1e-3)))
-    return hits / (len(truth) * k)
+def recall_keys(
+    found: list[np.ndarray],
+    truth: np.ndarray,
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, float]:
+    """Both recall@k definitions as this file's JSON keys, from the library function the
+    publish gates use: ``recall_at_10`` strict (share of the exact top-k ids),
+    ``recall_at_10_ties`` ann-benchmarks' (exact score within ``tolerance`` of the k-th)."""
+    r = recall_at_k(found, vectors, queries, truth.shape[1], tolerance, exact=truth)
+    return {"recall_at_10": round(r.strict, 4), "recall_at_10_ties": round(r.with_ties, 4)}
 
 
 def timed_queries(fn: Any, queries: np.ndarray) -> tuple[list[np.ndarray], float]:
@@ -82,12 +75,17 @@ HNSW_MS = (6, 8, 16)
 HNSW_EFS = (10, 12, 16, 20, 30, 40, 80)
 
 
-def compare_searchers(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict[str, Any]:
+def compare_searchers(
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    k: int = 10,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
     """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data.
 
     ScaNN is built twice: with the production parameters (1-dimensional AH blocks) and with
     2-dimensional blocks (half the hashing work per candidate, coarser scores)."""
-    from lookalike.index.scann_index import IndexParams, build_searcher, exact_top_indices
+    from lookalike.index.scann_index import IndexParams, build_searcher
 
     truth = exact_top_indices(vectors, queries, k)
     rows: list[dict[str, Any]] = []
@@ -98,11 +96,9 @@ def compare_searchers(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> 
         return top[np.argsort(-sims[top])]
 
     def row(found: list[np.ndarray], qps: float, **what: Any) -> dict[str, Any]:
-        return what | {
-            "recall_at_10": round(recall(found, truth), 4),
-            "recall_at_10_ties": round(recall_with_ties(found, truth, vectors, queries), 4),
-            "qps": round(qps, 1),
-        }
+        return (
+            what | recall_keys(found, truth, vectors, queries, tolerance) | {"qps": round(qps, 1)}
+        )
 
     found, qps = timed_queries(exact, queries)
     rows.append(row(found, qps, method="exact-numpy"))
@@ -316,6 +312,7 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
             "incremental_share_of_full": round(inc_s / full_s, 4),
             "changes": changed,
             "recall_at_10_after_update": inc.recall_at_10,
+            "recall_at_10_after_update_strict": inc.recall_at_10_strict,
             "rebalanced": inc.rebalanced,
         },
         "fresh_processes": {
@@ -330,7 +327,7 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
 def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[str, Any]:
     """Build + query a ScaNN index over n clustered unit vectors (memory from VmRSS)."""
 
-    from lookalike.index.scann_index import IndexParams, build_searcher, exact_top_indices
+    from lookalike.index.scann_index import IndexParams, build_searcher
 
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(2000, d)).astype(np.float32)
@@ -364,9 +361,9 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
                     "method": "scann",
                     "leaves_to_search": leaves,
                     "reorder": reorder,
-                    "recall_at_10": round(recall(found, truth), 4),
-                    "qps": round(qps, 1),
                 }
+                | recall_keys(found, truth, x, q)
+                | {"qps": round(qps, 1)}
             )
     del s
     hnsw, hnsw_build, hnsw_rss = build_hnsw(x, m=16, ef_construction=100)
@@ -378,9 +375,9 @@ def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[s
                 "method": "hnswlib",
                 "M": 16,
                 "ef": ef,
-                "recall_at_10": round(recall(found, truth), 4),
-                "qps": round(qps, 1),
             }
+            | recall_keys(found, truth, x, q)
+            | {"qps": round(qps, 1)}
         )
     scann_rows = [r for r in rows if r["method"] == "scann"]
     ok = [r for r in scann_rows if r["recall_at_10"] >= 0.95]
@@ -449,7 +446,7 @@ def main() -> None:
     rng = np.random.default_rng(1)
     queries = vectors[rng.choice(len(vectors), min(args.queries, len(vectors)), replace=False)]
     print(f"[bench] searchers on {len(vectors)} catalogue embeddings", flush=True)
-    out["catalogue"] = compare_searchers(vectors, queries)
+    out["catalogue"] = compare_searchers(vectors, queries, tolerance=settings.recall_tolerance)
     print(json.dumps(out["catalogue"]["summary"], indent=2), flush=True)
     if not args.skip_reindex:
         from lookalike.spark import spark_session

@@ -6,7 +6,6 @@ import importlib.util
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 _SPEC = importlib.util.spec_from_file_location(
     "bench_index", Path(__file__).resolve().parents[2] / "bench" / "index.py"
@@ -16,18 +15,15 @@ bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
 
 
-def test_strict_recall_counts_only_exact_ids() -> None:
-    truth = np.array([[0, 1], [2, 3]])
-    assert bench.recall([np.array([0, 1]), np.array([3, 9])], truth) == pytest.approx(0.75)
-
-
-def test_recall_with_ties_accepts_a_near_tie_but_not_a_far_item() -> None:
+def test_recall_keys_are_strict_and_with_ties_from_the_library() -> None:
     vectors = np.array([[1.0, 0.0], [0.9999, 0.0141], [0.0, 1.0]], dtype=np.float32)
-    queries = np.array([[1.0, 0.0]], dtype=np.float32)
-    truth = np.array([[0]])
-    assert bench.recall_with_ties([np.array([1])], truth, vectors, queries) == 1.0
-    assert bench.recall_with_ties([np.array([2])], truth, vectors, queries) == 0.0
-    assert bench.recall([np.array([1])], truth) == 0.0
+    queries = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    truth = np.array([[0], [2]])
+    # query 1 gets a near-tie (counts with ties only), query 2 a far item (never counts)
+    keys = bench.recall_keys([np.array([1]), np.array([0])], truth, vectors, queries)
+    assert keys == {"recall_at_10": 0.0, "recall_at_10_ties": 0.5}
+    exact = bench.recall_keys([np.array([0]), np.array([2])], truth, vectors, queries)
+    assert exact == {"recall_at_10": 1.0, "recall_at_10_ties": 1.0}
 
 
 def _rows() -> list[dict]:
