@@ -234,6 +234,9 @@ def publish_bundle(
                 }
             )
             mlflow.log_metric("index_recall_at_10", float(manifest["recall_at_10"]))
+            if "recall_at_10_strict" in manifest:  # index versions built before it lack it
+                strict = float(manifest["recall_at_10_strict"])
+                mlflow.log_metric("index_recall_at_10_strict", strict)
             mlflow.log_dict(manifest, "index_manifest.json")
             import pandas as pd
 
