@@ -34,15 +34,22 @@ def _print_ingest(summary: dict[str, Any], as_json: bool) -> None:
         return
     s = summary
     before = "none" if s["version_before"] is None else s["version_before"]
+    taken = f" ({s['taken_over']} taken over)" if s.get("taken_over") else ""
     print(
-        f"{s['source']}: read {s['rows_read']}, inserted {s['inserted']}, updated {s['updated']}, "
-        f"deleted {s['deleted']}, unchanged {s['unchanged']}, rejected {s['rejected']} "
+        f"{s['source']}: read {s['rows_read']}, inserted {s['inserted']}, "
+        f"updated {s['updated']}{taken}, deleted {s['deleted']}, unchanged {s['unchanged']}, "
+        f"rejected {s['rejected']} "
         f"-> catalog version {s['version_after']} (was {before}) in {s['seconds']:.1f} s"
     )
     for r in s["reject_examples"]:
         print(f"  rejected {r['path'] or r['item_id']}: {r['reason']}")
     if s["rejected"] > len(s["reject_examples"]):
         print(f"  ... all {s['rejected']} reasons: lookalike catalog rejects --run {s['run_id']}")
+    if any(r["reason"].startswith("item id owned by source") for r in s["reject_examples"]):
+        print(
+            "  ids another source owns stay its products: --id-prefix PREFIX keeps both feeds, "
+            "--take-over [FILE] moves them to this source"
+        )
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -51,9 +58,22 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     discontinued = _read_ids(args.discontinued, "--discontinued")
+    # --take-over alone: every collision of the run; --take-over FILE: only the listed ids.
+    take_over = (
+        args.take_over
+        if isinstance(args.take_over, bool)
+        else _read_ids(args.take_over, "--take-over")
+    )
     if args.source_kind == "folder":
         if not args.path.is_dir():
             raise UsageError(f"PATH: not a folder: {args.path}")
+        if args.id_prefix is not None:
+            from lookalike.catalog.sources import check_id_prefix
+
+            try:
+                check_id_prefix(args.id_prefix)
+            except ValueError as e:
+                raise UsageError(f"--id-prefix: {e}") from None
         if args.metadata is not None:
             from lookalike.catalog.sources import read_metadata_header
 
@@ -72,6 +92,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             limit=args.limit,
             delete_missing=args.delete_missing,
             discontinued=discontinued,
+            take_over=take_over,
         )
     else:
         summary = ingest.ingest_folder(
@@ -82,6 +103,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             source=args.source,
             delete_missing=args.delete_missing,
             discontinued=discontinued,
+            take_over=take_over,
+            id_prefix=args.id_prefix or "",
         )
     _print_ingest(summary.to_dict(), args.json)
     _write_summary(summary.to_dict(), args.summary_file)
@@ -357,6 +380,16 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--discontinued", type=Path, metavar="FILE", help="file of item ids to delete, one a line"
     )
+    common.add_argument(
+        "--take-over",
+        nargs="?",
+        const=True,
+        default=False,
+        type=Path,
+        metavar="FILE",
+        help="move items another source owns to this source: all of this run's collisions, "
+        "or only the ids listed in FILE (one a line); without it they are rejected",
+    )
     common.add_argument("--json", action="store_true", help="print the summary as JSON")
     common.add_argument(
         "--summary-file",
@@ -373,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--metadata", type=Path, metavar="CSV", help="CSV: item_id,category,path[,split]"
     )
     folder.add_argument("--source", help="source name (default: folder:<folder name>)")
+    folder.add_argument(
+        "--id-prefix",
+        metavar="PREFIX",
+        help="put PREFIX in front of every item id of this feed (CSV ids too), so feeds with "
+        "overlapping file names coexist",
+    )
     folder.set_defaults(func=cmd_ingest)
 
     catalog = sub.add_parser("catalog", help="inspect the catalogue")

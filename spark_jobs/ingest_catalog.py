@@ -2,6 +2,7 @@
 
     spark-submit --master local[2] spark_jobs/ingest_catalog.py fashion-mnist [--limit N]
     spark-submit spark_jobs/ingest_catalog.py folder PATH [--metadata CSV] [--delete-missing]
+        [--source NAME] [--id-prefix PREFIX] [--take-over [FILE]]
 
 Takes exactly the arguments of ``lookalike ingest``; the work is in ``lookalike.catalog``.
 """

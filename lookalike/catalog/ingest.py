@@ -6,7 +6,8 @@ Data flow (nothing proportional to the catalogue is collected on the driver):
    and writes only the CHANGES (inserts, updates, deletes) as Parquet;
 3. the driver streams the changes, in bounded batches, into one delta-rs MERGE: one atomic
    commit. No changes, no commit, so re-running an ingest is a no-op.
-Rejected inputs (with reasons) are appended to the ``catalog_rejects`` table, once per run.
+Rejected inputs (with reasons) are appended to the ``catalog_rejects`` table, once per run;
+so are rows whose item id another source owns (ownership moves only with ``take_over``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ STALE_STAGING_SECONDS = 24 * 3600
 
 @dataclass
 class IngestSummary:
+    """What one run did. ``updated`` counts every updated row (Delta's view, as in the change
+    feed); ``taken_over`` says how many of those moved from another source to this one.
+    ``rejected`` counts invalid inputs and rows whose item id another source owns."""
+
     source: str
     run_id: str
     rows_read: int = 0
@@ -47,6 +52,7 @@ class IngestSummary:
     deleted: int = 0
     unchanged: int = 0
     rejected: int = 0
+    taken_over: int = 0
     version_before: int | None = None
     version_after: int | None = None
     seconds: float = 0.0
@@ -116,6 +122,25 @@ def _snapshot(spark: SparkSession, table: Path) -> DataFrame:
     return spark.read.parquet(*files).selectExpr(*[c.split()[0] for c in SNAPSHOT_DDL.split(", ")])
 
 
+def take_over_spec(take_over: bool | Iterable[str]) -> tuple[bool, list[str]]:
+    """``take_over`` as (take every collision?, listed ids). A bare string is refused: it
+    would otherwise be read as a list of one-character ids."""
+    if isinstance(take_over, bool):
+        return take_over, []
+    if isinstance(take_over, str):
+        raise TypeError("take_over: give True or an iterable of item ids, not a string")
+    return False, sorted(set(take_over))
+
+
+#: Reject reason of a row whose item id another source owns (a Spark ``format_string``).
+OWNED_REASON = "item id owned by source '%s'"
+
+
+def owned_reason(owner: str) -> str:
+    """``OWNED_REASON`` for one owner, as Spark writes it (for callers matching reasons)."""
+    return OWNED_REASON % owner
+
+
 def run_ingest(
     spark: SparkSession,
     staged: DataFrame,
@@ -124,13 +149,22 @@ def run_ingest(
     settings: Settings | None = None,
     delete_missing: bool = False,
     discontinued: Iterable[str] = (),
+    take_over: bool | Iterable[str] = False,
     preferred_categories: dict[str, int] | None = None,
     log: Callable[[str, float], None] = _log,
 ) -> IngestSummary:
-    """Bring the catalogue in line with ``staged`` (rows of one source) in one Delta commit."""
+    """Bring the catalogue in line with ``staged`` (rows of one source) in one Delta commit.
+
+    Which source owns a product never changes by accident (retailers merge feeds): a row
+    whose item id another source owns is rejected with the owner's name, and the product is
+    left as it was, unless ``take_over`` is True (every such collision of this run) or lists
+    the id; taken-over rows are updated in the run's one MERGE. Discontinued ids are deleted
+    whoever owns them (an explicit list), and are not collisions.
+    """
     from pyspark.sql import functions as F
 
     settings = settings or get_settings()
+    take_all, take_ids = take_over_spec(take_over)
     t0 = time.monotonic()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     summary = IngestSummary(source=source, run_id=run_id)
@@ -148,8 +182,7 @@ def run_ingest(
             .collect()
         }
         summary.rows_read = sum(counts.values())
-        summary.rejected = counts.get(False, 0)
-        log(f"read {summary.rows_read} rows, {summary.rejected} rejected", t0)
+        log(f"read {summary.rows_read} rows, {counts.get(False, 0)} invalid", t0)
 
         summary.version_before = table_version(table)
         snap = _snapshot(spark, table)
@@ -160,7 +193,56 @@ def run_ingest(
         categories = spark.createDataFrame(
             list(mapping.items()), "category_name string, category int"
         )
+        gone = spark.createDataFrame([(i,) for i in sorted(set(discontinued))], "item_id string")
+        listed = spark.createDataFrame(
+            [(i, True) for i in take_ids], "item_id string, _listed boolean"
+        )
         t = snap.select([F.col(c).alias(f"t_{c}") for c in snap.columns])
+        # _owner: the other source that owns the row's item id (null: new, or ours already).
+        owner = F.when(F.col("t_source") != F.col("source"), F.col("t_source"))
+        diff = (
+            good.join(gone, "item_id", "left_anti")
+            .join(F.broadcast(categories), "category_name")
+            .join(t, F.col("item_id") == F.col("t_item_id"), "left")
+            .join(F.broadcast(listed), "item_id", "left")
+            .withColumn("_owner", owner)
+            .withColumn(
+                "_take", owner.isNotNull() & (F.lit(take_all) | F.col("_listed").isNotNull())
+            )
+        )
+        # Collisions go to disk first (small columns only): they decide the rejects, the
+        # take-over count and, with the rejected ids, the unchanged count.
+        diff.where(F.col("_owner").isNotNull()).select(
+            "item_id", "path", "_owner", "_take"
+        ).write.mode("error").parquet(str(work / "collisions"))
+        collisions = spark.read.parquet(str(work / "collisions"))
+        n_coll = dict(collisions.groupBy("_take").count().collect())
+        summary.taken_over = n_coll.get(True, 0)
+        if n_coll:
+            log(
+                f"{sum(n_coll.values())} item ids owned by other sources: "
+                f"{summary.taken_over} taken over, {n_coll.get(False, 0)} rejected",
+                t0,
+            )
+        refused = collisions.where(~F.col("_take"))
+
+        rejects = staged.where(F.col("reason").isNotNull()).select("path", "item_id", "reason")
+        rejects = rejects.unionByName(
+            refused.select(
+                "path", "item_id", F.format_string(OWNED_REASON, "_owner").alias("reason")
+            )
+        )
+        rejects.select(
+            F.lit(run_id).alias("run_id"),
+            F.lit(source).alias("source"),
+            "path",
+            "item_id",
+            "reason",
+            F.current_timestamp().alias("rejected_at"),
+        ).write.mode("error").parquet(str(work / "rejects"))
+        rejects = spark.read.parquet(str(work / "rejects"))
+        summary.rejected = rejects.count()
+
         changed = (
             F.col("t_item_id").isNull()
             | (F.col("t_content_hash") != F.col("content_hash"))
@@ -169,13 +251,7 @@ def run_ingest(
             | (F.col("t_split") != F.col("split"))
             | (F.col("t_source") != F.col("source"))
         )
-        upserts = (
-            good.join(F.broadcast(categories), "category_name")
-            .join(t, F.col("item_id") == F.col("t_item_id"), "left")
-            .where(changed)
-        )
-        gone = spark.createDataFrame([(i,) for i in sorted(set(discontinued))], "item_id string")
-        upserts = upserts.join(gone, "item_id", "left_anti")
+        upserts = diff.where(changed & (F.col("_owner").isNull() | F.col("_take")))
         deletes = snap.join(gone, "item_id", "left_semi").select("item_id")
         if delete_missing:
             missing = snap.where(F.col("source") == source).join(staged, "item_id", "left_anti")
@@ -199,22 +275,21 @@ def run_ingest(
 
         if n_changes:
             log(f"committing {n_changes} changes in one MERGE", t0)
-            metrics = merge_changes(
-                table,
-                work / "changes",
-                commit_metadata={"lookalike.run_id": run_id, "lookalike.source": source},
-            )
+            metadata = {"lookalike.run_id": run_id, "lookalike.source": source}
+            if summary.taken_over:
+                metadata["lookalike.taken_over"] = str(summary.taken_over)
+            metrics = merge_changes(table, work / "changes", commit_metadata=metadata)
             summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
             summary.updated = int(metrics.get("num_target_rows_updated", 0))
             summary.deleted = int(metrics.get("num_target_rows_deleted", 0))
         else:
             log("no changes: nothing to commit", t0)
         summary.version_after = table_version(table)
-        changed_ids = spark.read.parquet(str(work / "changes")).select("item_id")
-        summary.unchanged = good.join(changed_ids, "item_id", "left_anti").count()
+        untouched = spark.read.parquet(str(work / "changes")).select("item_id")
+        untouched = untouched.unionByName(refused.select("item_id"))
+        summary.unchanged = good.join(untouched, "item_id", "left_anti").count()
 
         if summary.rejected:
-            rejects = staged.where(F.col("reason").isNotNull())
             summary.reject_examples = [
                 {"path": r["path"] or "", "item_id": r["item_id"] or "", "reason": r["reason"]}
                 for r in rejects.select("path", "item_id", "reason")
@@ -222,14 +297,6 @@ def run_ingest(
                 .limit(10)
                 .collect()
             ]
-            rejects.select(
-                F.lit(run_id).alias("run_id"),
-                F.lit(source).alias("source"),
-                "path",
-                "item_id",
-                "reason",
-                F.current_timestamp().alias("rejected_at"),
-            ).write.mode("error").parquet(str(work / "rejects"))
             append_rejects(settings.rejects_path, work / "rejects", run_id)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -250,6 +317,7 @@ def ingest_fashion_mnist(
     limit: int | None = None,
     delete_missing: bool = False,
     discontinued: Iterable[str] = (),
+    take_over: bool | Iterable[str] = False,
 ) -> IngestSummary:
     settings = settings or get_settings()
     staged = sources.fashion_mnist_frame(spark, settings.fashion_mnist_dir, limit)
@@ -260,6 +328,7 @@ def ingest_fashion_mnist(
         settings=settings,
         delete_missing=delete_missing,
         discontinued=discontinued,
+        take_over=take_over,
         preferred_categories={n: i for i, n in enumerate(sources.FASHION_MNIST_LABELS)},
     )
 
@@ -273,7 +342,12 @@ def ingest_folder(
     source: str | None = None,
     delete_missing: bool = False,
     discontinued: Iterable[str] = (),
+    take_over: bool | Iterable[str] = False,
+    id_prefix: str = "",
 ) -> IngestSummary:
+    """Ingest a folder of photos as ``source`` (default ``folder:<name>``). ``id_prefix``
+    goes in front of every item id of the feed, CSV ids included (see
+    ``sources.folder_frame``); ``take_over`` as in ``run_ingest``."""
     settings = settings or get_settings()
     root = Path(root).resolve()
     source = source or f"folder:{root.name}"
@@ -289,6 +363,7 @@ def ingest_folder(
         ),
         test_fraction=settings.test_fraction,
         metadata_csv=metadata_csv,
+        id_prefix=id_prefix,
     )
     return run_ingest(
         spark,
@@ -297,4 +372,5 @@ def ingest_folder(
         settings=settings,
         delete_missing=delete_missing,
         discontinued=discontinued,
+        take_over=take_over,
     )

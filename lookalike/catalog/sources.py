@@ -190,6 +190,16 @@ def folder_item_id(relpath: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem.replace(os.sep, "-")).strip("-.") or "item"
 
 
+def check_id_prefix(prefix: str) -> str:
+    """A folder feed's id prefix must itself look like an item id, so every prefixed id does."""
+    if not ITEM_ID_RE.match(prefix):
+        raise ValueError(
+            f"invalid id prefix {prefix!r} (letters, digits, '.', '_', '-'; "
+            "starts with a letter or digit; max 128)"
+        )
+    return prefix
+
+
 def land_fashion_mnist_photos(
     data_dir: Path, landing: Path, indexes: Iterable[int], *, mirror: bool = False
 ) -> dict[str, Path]:
@@ -221,20 +231,23 @@ def folder_batch(
     source: str,
     limits: ImageLimits,
     test_fraction: float,
+    id_prefix: str = "",
 ) -> pa.RecordBatch:
     """Read, validate and normalise the files of one batch of the folder's plan.
 
     Plan columns: ``path`` (local file path, null when a metadata row names no existing
     file), ``item_id``, ``category_name``, ``split``, ``reason`` (metadata problems found
     earlier), optionally ``metadata_path``; missing values are derived from the path (the
-    first sub-folder below ``root`` is the category).
+    first sub-folder below ``root`` is the category). ``id_prefix`` is put in front of every
+    id (see ``folder_frame``); the split is hashed from the prefixed id.
     """
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     rows = []
     for i in range(batch.num_rows):
         path = cols["path"][i]
         rel = os.path.relpath(path, root) if path else None
-        item_id = cols["item_id"][i] or (folder_item_id(rel) if rel else None)
+        base_id = cols["item_id"][i] or (folder_item_id(rel) if rel else None)
+        item_id = id_prefix + base_id if base_id else None
         category = cols["category_name"][i] or (
             rel.split(os.sep)[0] if rel and os.sep in rel else None
         )
@@ -304,10 +317,21 @@ def folder_frame(
     limits: ImageLimits,
     test_fraction: float,
     metadata_csv: Path | None = None,
+    id_prefix: str = "",
 ) -> DataFrame:
-    """Staged rows for every file below ``root`` (and every row of the metadata CSV)."""
+    """Staged rows for every file below ``root`` (and every row of the metadata CSV).
+
+    ``id_prefix`` namespaces the whole feed, so two feeds with overlapping file names (or
+    overlapping SKUs) can coexist: every item id becomes PREFIX + the id made from the
+    relative path, and ids from a metadata CSV get it too. One rule for all of a feed's ids
+    keeps them predictable; whoever wants a CSV's ids verbatim leaves the prefix out (or
+    writes it into the CSV). Ids in ``--discontinued`` / ``--take-over`` files are full
+    catalogue ids: they are not prefixed.
+    """
     from pyspark.sql import functions as F
 
+    if id_prefix:
+        check_id_prefix(id_prefix)
     root = Path(root).resolve()
     if not root.is_dir():
         raise NotADirectoryError(f"not a folder: {root}")
@@ -359,7 +383,12 @@ def folder_frame(
     def run(batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         for b in batches:
             yield folder_batch(
-                b, root=root_str, source=source, limits=limits, test_fraction=test_fraction
+                b,
+                root=root_str,
+                source=source,
+                limits=limits,
+                test_fraction=test_fraction,
+                id_prefix=id_prefix,
             )
 
     return plan.repartition(parts).mapInArrow(run, STAGED_DDL)
