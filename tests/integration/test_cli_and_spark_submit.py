@@ -40,6 +40,19 @@ def run(args: list[str], home: Path, timeout: int = 300) -> subprocess.Completed
             "--metadata: metadata CSV not found",
         ),
         (["ingest", "mnist"], "invalid choice: 'mnist'"),
+        (
+            ["ingest", "folder", ".", "--take-over", "/no/ids.txt"],
+            "--take-over: file not found: /no/ids.txt",
+        ),
+        (
+            ["ingest", "fashion-mnist", "--take-over=/no/ids.txt"],
+            "--take-over: file not found: /no/ids.txt",
+        ),
+        (
+            ["ingest", "folder", ".", "--id-prefix", "new feed/"],
+            "--id-prefix: invalid id prefix 'new feed/'",
+        ),
+        (["ingest", "fashion-mnist", "--id-prefix", "x-"], "unrecognized arguments: --id-prefix"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_argument(tmp_path, args, message):

@@ -3,12 +3,14 @@
 import itertools
 
 import pyarrow as pa
+import pytest
 
 from lookalike.catalog.ingest import assign_categories
 from lookalike.catalog.sources import (
     FASHION_MNIST_LABELS,
     STAGED_SCHEMA,
     ImageLimits,
+    check_id_prefix,
     fashion_mnist_batch,
     fashion_mnist_chunks,
     folder_batch,
@@ -111,3 +113,28 @@ def test_category_ids_are_stable_and_prefer_given_labels():
     got = assign_categories(existing, ["Bag", "T-shirt/top", "Hats"], fm)
     assert got["Bag"] == 8 and got["Shoes"] == 0  # existing ids never move
     assert got["T-shirt/top"] == 9 and got["Hats"] == 10  # label 0 taken: next free ids
+
+
+def test_id_prefix_goes_in_front_of_path_and_csv_ids(photo_folder):
+    shoe = str(photo_folder / "Shoes" / "item 0.png")
+    out = folder_batch(
+        _plan([shoe, shoe, shoe], item_id=[None, "sku-1", "x" * 124]),
+        root=str(photo_folder),
+        source="conc",
+        limits=ImageLimits(),
+        test_fraction=0.25,
+        id_prefix="conc-",
+    ).to_pylist()
+    assert [r["item_id"] for r in out[:2]] == ["conc-Shoes-item-0", "conc-sku-1"]
+    assert out[0]["split"] == hashed_split("conc-Shoes-item-0", 0.25)
+    assert out[2]["reason"].startswith("invalid item_id 'conc-xxx")  # 129 characters
+
+
+@pytest.mark.parametrize("prefix", ["", "-conc", "conc/", "new feed-", "x" * 129])
+def test_bad_id_prefixes_are_refused(prefix):
+    with pytest.raises(ValueError, match="invalid id prefix"):
+        check_id_prefix(prefix)
+
+
+def test_good_id_prefixes_pass():
+    assert check_id_prefix("conc-") == "conc-" and check_id_prefix("B2.") == "B2."
