@@ -1,11 +1,13 @@
 """The promotion gate: encoder ``challenger`` vs ``champion``, then index, bundle, production.
 
 Both versions are evaluated by the same function (``evaluate_registered``) on the same
-catalogue version. The challenger wins when there is no champion or when it beats the
-champion's metric by more than the margin. A winner first gets its full index built and its
-bundle published; only then do ``champion`` (encoder) and ``production`` (bundle) move, so a
-failed index never replaces a working one. Every decision is an MLflow run with both sets
-of metrics.
+catalogue version, beside the raw-pixel baseline (cosine of the pixels at the challenger's
+input size). The challenger must beat that baseline (``promote_require_baseline``: an
+encoder no better than pixels is not worth serving, even without a champion), and then wins
+when there is no champion or when it beats the champion's metric by more than the margin. A
+winner first gets its full index built and its bundle published; only then do ``champion``
+(encoder) and ``production`` (bundle) move, so a failed index never replaces a working one.
+Every decision is an MLflow run with all sets of metrics and its reason.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ CHAMPION = "champion"
 CHALLENGER = "challenger"
 PREVIOUS_CHAMPION_TAG = "lookalike.previous_champion"
 EXPERIMENT = "lookalike-promotion"
+RAW_PIXELS = "raw pixels"
 
 
 class PromotionError(RuntimeError):
@@ -41,6 +44,8 @@ class Decision:
     challenger_value: float
     champion_value: float | None
     margin: float
+    baseline: str | None = None  # e.g. "raw pixels", "popularity"
+    baseline_value: float | None = None
 
 
 @dataclass
@@ -50,6 +55,7 @@ class PromotionResult:
     challenger_metrics: dict[str, Any]
     champion_metrics: dict[str, Any] | None
     run_id: str
+    baseline_metrics: dict[str, Any] | None = None
     index: dict[str, Any] | None = None
     bundle: dict[str, Any] | None = None
     moved: dict[str, str] = field(default_factory=dict)
@@ -68,25 +74,39 @@ def decide(
     challenger: tuple[str, dict[str, Any]],
     champion: tuple[str, dict[str, Any]] | None,
     margin: float,
+    baseline: tuple[str, dict[str, Any]] | None = None,
 ) -> Decision:
-    """Pure gate: promote when there is no champion or challenger > champion + margin."""
+    """Pure gate: refuse a challenger that does not beat the baseline (when one is given);
+    else promote when there is no champion or challenger > champion + margin."""
     c_ver, c_metrics = challenger
     if metric not in c_metrics:
         raise PromotionError(f"promote_metric: {metric!r} is not an evaluation metric")
     c_val = float(c_metrics[metric])
-    if champion is None:
-        return Decision(True, "no champion yet", metric, c_ver, None, c_val, None, margin)
-    p_ver, p_metrics = champion
-    p_val = float(p_metrics[metric])
-    if c_ver == p_ver:
-        return Decision(
-            False, "challenger is already the champion", metric, c_ver, p_ver, c_val, p_val, margin
+    p_ver = None if champion is None else champion[0]
+    p_val = None if champion is None else float(champion[1][metric])
+    b_name = None if baseline is None else baseline[0]
+    b_val = None if baseline is None else float(baseline[1][metric])
+
+    def verdict(promote: bool, reason: str) -> Decision:
+        return Decision(promote, reason, metric, c_ver, p_ver, c_val, p_val, margin, b_name, b_val)
+
+    if b_val is not None and not c_val > b_val:
+        return verdict(
+            False, f"{metric} {c_val:.4f} does not beat the {b_name} baseline {b_val:.4f}"
         )
+    beats = "" if b_val is None else f" (beats the {b_name} baseline {b_val:.4f})"
+    if champion is None:
+        return verdict(True, f"no champion yet{beats}")
+    assert p_val is not None
+    if c_ver == p_ver:
+        return verdict(False, "challenger is already the champion")
     if c_val > p_val + margin:
-        reason = f"{metric} {c_val:.4f} > champion {p_val:.4f} + margin {margin}"
-        return Decision(True, reason, metric, c_ver, p_ver, c_val, p_val, margin)
-    reason = f"{metric} {c_val:.4f} does not beat champion {p_val:.4f} + margin {margin}"
-    return Decision(False, reason, metric, c_ver, p_ver, c_val, p_val, margin)
+        return verdict(
+            True, f"{metric} {c_val:.4f} > champion {p_val:.4f} + margin {margin}{beats}"
+        )
+    return verdict(
+        False, f"{metric} {c_val:.4f} does not beat champion {p_val:.4f} + margin {margin}"
+    )
 
 
 def _log(msg: str) -> None:
@@ -121,19 +141,27 @@ def evaluate_gate(
     except MlflowException:
         champ_mv = None
 
-    def evaluate(v: str) -> dict[str, Any]:
+    def evaluate(v: str, with_baseline: bool = False) -> dict[str, Any]:
         _log(f"evaluating {name}/{v} on catalogue v{version}")
         return evaluate_registered(
-            settings, v, catalog_version=version, eval_limit=settings.promote_eval_limit
-        )["metrics"]
+            settings,
+            v,
+            catalog_version=version,
+            eval_limit=settings.promote_eval_limit,
+            with_baseline=with_baseline,
+        )
 
-    chal = (str(chal_mv.version), evaluate(str(chal_mv.version)))
+    chal_eval = evaluate(str(chal_mv.version), with_baseline=settings.promote_require_baseline)
+    chal = (str(chal_mv.version), chal_eval["metrics"])
+    baseline = None
+    if settings.promote_require_baseline:
+        baseline = (RAW_PIXELS, chal_eval["baseline"])
     champ = None
     if champ_mv is not None and str(champ_mv.version) != chal[0]:
-        champ = (str(champ_mv.version), evaluate(str(champ_mv.version)))
+        champ = (str(champ_mv.version), evaluate(str(champ_mv.version))["metrics"])
     elif champ_mv is not None:
         champ = chal
-    decision = decide(settings.promote_metric, chal, champ, margin)
+    decision = decide(settings.promote_metric, chal, champ, margin, baseline)
     _log(("PROMOTE: " if decision.promote else "keep champion: ") + decision.reason)
 
     tracking.setup_mlflow(settings, EXPERIMENT)
@@ -146,6 +174,7 @@ def evaluate_gate(
                 "metric": decision.metric,
                 "margin": margin,
                 "catalog_version": version,
+                "baseline": RAW_PIXELS if baseline else "none",
             }
         )
 
@@ -155,6 +184,8 @@ def evaluate_gate(
         mlflow.log_metrics(numbers("challenger", chal[1]))
         if champ is not None:
             mlflow.log_metrics(numbers("champion", champ[1]))
+        if baseline is not None:
+            mlflow.log_metrics(numbers("baseline_raw_pixels", baseline[1]))
         verdict = "promote" if decision.promote else "keep"
         mlflow.set_tags({"decision": verdict, "reason": decision.reason})
     return PromotionResult(
@@ -163,6 +194,7 @@ def evaluate_gate(
         challenger_metrics=chal[1],
         champion_metrics=champ[1] if champ else None,
         run_id=run.info.run_id,
+        baseline_metrics=baseline[1] if baseline else None,
     )
 
 

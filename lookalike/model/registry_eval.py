@@ -7,7 +7,7 @@ from typing import Any
 from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings
 from lookalike.model.data import load_split
-from lookalike.model.evaluate import retrieval_metrics
+from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 
 def resolve_model_version(name: str, model: str) -> Any:
@@ -26,7 +26,10 @@ def evaluate_registered(
     *,
     catalog_version: int | None = None,
     eval_limit: int | None = None,
+    with_baseline: bool = False,
 ) -> dict[str, Any]:
+    """Metrics of a registered version; ``with_baseline`` adds the raw-pixel baseline on the
+    same queries and index at the version's input size (what the promotion gate compares)."""
     import mlflow
 
     from lookalike.model import tracking
@@ -42,16 +45,26 @@ def evaluate_registered(
     queries = load_split(
         table, version, "test", input_size=size, channels=channels, limit=eval_limit
     )
+    names = index.category_names | queries.category_names
     metrics = retrieval_metrics(
         pyfunc.predict(queries.x),
         queries.y,
         pyfunc.predict(index.x),
         index.y,
-        category_names=index.category_names | queries.category_names,
+        category_names=names,
     )
-    return {
+    out = {
         "model": settings.encoder_model_name,
         "version": str(mv.version),
         "catalog_version": version,
         "metrics": metrics,
     }
+    if with_baseline:
+        out["baseline"] = retrieval_metrics(
+            raw_pixel_embeddings(queries.x),
+            queries.y,
+            raw_pixel_embeddings(index.x),
+            index.y,
+            category_names=names,
+        )
+    return out

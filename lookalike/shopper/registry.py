@@ -142,7 +142,7 @@ def promote(
 
     from lookalike.model import tracking
     from lookalike.shopper.data import prepare
-    from lookalike.shopper.evaluate import rank_metrics
+    from lookalike.shopper.evaluate import popularity_scorer, rank_metrics
     from lookalike.shopper.interactions import read_interactions
 
     margin = settings.shopper_promote_margin if margin is None else margin
@@ -176,9 +176,17 @@ def promote(
                 champion = (str(prod.version), evaluate(load_version(settings, str(prod.version))))
             except Exception as e:  # production itself broken: anything that loads is better
                 log.warning("production v%s does not load, gating without it: %s", prod.version, e)
+    baseline = None
+    if settings.promote_require_baseline:  # a model no better than best-sellers is not served
+        baseline = ("popularity", rank_metrics(popularity_scorer(split), split))
     decision = decide(
-        settings.shopper_promote_metric, (str(chal.version), chal_metrics), champion, margin
+        settings.shopper_promote_metric,
+        (str(chal.version), chal_metrics),
+        champion,
+        margin,
+        baseline,
     )
+    log.info("shopper gate: %s", decision.reason)
     tracking.setup_mlflow(settings, PROMOTION_EXPERIMENT)
     with mlflow.start_run(run_name=f"gate-{name}-v{chal.version}") as run:
         mlflow.log_params(
@@ -189,11 +197,16 @@ def promote(
                 "metric": decision.metric,
                 "margin": margin,
                 "interactions_version": data_version if data_version is not None else "latest",
+                "baseline": baseline[0] if baseline else "none",
             }
         )
         mlflow.log_metrics({f"challenger_{k}": float(v) for k, v in chal_metrics.items()})
         if champion is not None:
             mlflow.log_metrics({f"production_{k}": float(v) for k, v in champion[1].items()})
+        if baseline is not None:
+            mlflow.log_metrics(
+                {f"baseline_popularity_{k}": float(v) for k, v in baseline[1].items()}
+            )
         mlflow.set_tags(
             {"decision": "promote" if decision.promote else "keep", "reason": decision.reason}
         )
@@ -212,6 +225,7 @@ def promote(
         "production": str(chal.version) if moved else (str(prod.version) if prod else None),
         "challenger_metrics": chal_metrics,
         "production_metrics": champion[1] if champion else None,
+        "baseline_metrics": baseline[1] if baseline else None,
         "interactions_version": data_version,
         "run_id": run.info.run_id,
     }

@@ -163,3 +163,25 @@ def test_evaluating_the_registered_version_reproduces_the_run(small_catalog):
     # Same evaluation function and catalogue version, the model reloaded from the registry.
     for key in ("precision_at_1", "map_at_r", "recall_at_10"):
         assert out["metrics"][key] == pytest.approx(result.metrics[key], abs=0.005), key
+
+
+def test_gate_refuses_an_encoder_worse_than_raw_pixels(small_catalog):
+    """A 2-d embedding after 2 steps ranks worse than pixels: not promoted, even without a
+    champion; the reason and the baseline's metrics are in the gate's MLflow run."""
+    from mlflow import MlflowClient
+
+    from lookalike.model.pipeline import run_training
+    from lookalike.model.promotion import evaluate_gate
+
+    cfg = TrainConfig.from_dict(TINY | {"embedding_size": 2, "epochs": 1, "steps_per_epoch": 2})
+    weak = run_training(cfg, settings=small_catalog, eval_limit=100)
+    gate = evaluate_gate(small_catalog, challenger=weak.model_version)
+    assert not gate.decision.promote
+    assert "does not beat the raw pixels baseline" in gate.decision.reason
+    assert gate.baseline_metrics["precision_at_1"] > gate.challenger_metrics["precision_at_1"]
+    run = MlflowClient(small_catalog.tracking_uri).get_run(gate.run_id)
+    assert run.data.tags["decision"] == "keep" and "baseline" in run.data.tags["reason"]
+    assert "baseline_raw_pixels_precision_at_1" in run.data.metrics
+    # the setting turns the baseline off: the challenger is judged against the champion only
+    off = small_catalog.model_copy(update={"promote_require_baseline": False})
+    assert evaluate_gate(off, challenger=weak.model_version).decision.baseline is None

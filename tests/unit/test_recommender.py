@@ -32,6 +32,21 @@ def test_gate_promotes_without_champion_and_only_when_better_by_the_margin():
         decide("accuracy", ("2", {"precision_at_1": 0.9}), None, 0.0)
 
 
+def test_gate_refuses_a_challenger_that_does_not_beat_the_baseline():
+    pixels = ("raw pixels", {"precision_at_1": 0.76})
+    first = decide("precision_at_1", ("1", {"precision_at_1": 0.67}), None, 0.0, pixels)
+    assert not first.promote and first.baseline_value == 0.76
+    assert first.reason == "precision_at_1 0.6700 does not beat the raw pixels baseline 0.7600"
+    tie = decide("precision_at_1", ("1", {"precision_at_1": 0.76}), None, 0.0, pixels)
+    assert not tie.promote
+    # better than the champion is not enough when both are worse than pixels
+    champ = ("1", {"precision_at_1": 0.60})
+    worse = decide("precision_at_1", ("2", {"precision_at_1": 0.70}), champ, 0.0, pixels)
+    assert not worse.promote and "baseline" in worse.reason
+    good = decide("precision_at_1", ("2", {"precision_at_1": 0.80}), champ, 0.0, pixels)
+    assert good.promote and "beats the raw pixels baseline 0.7600" in good.reason
+
+
 @pytest.fixture(scope="module")
 def rec():
     from lookalike.bundle.recommender import Recommender
