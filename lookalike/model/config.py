@@ -10,6 +10,7 @@ from typing import Any
 
 BACKBONES = ("seed_cnn", "convnet")
 KERAS_APP_PREFIX = "keras:"
+WEIGHTS = ("random", "imagenet")
 
 
 class ConfigError(ValueError):
@@ -33,8 +34,10 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 @dataclass(frozen=True)
 class TrainConfig:
     backbone: str = "convnet"  # seed_cnn | convnet | keras:<tf.keras.applications name>
-    input_size: int = 28  # images are letterboxed to input_size x input_size
-    channels: int = 1  # 1 = grayscale, 3 = RGB
+    # images are letterboxed to input_size x input_size; None: chosen from the catalogue
+    # (lookalike.model.data.input_shape_for), so a retailer's RGB photos train in colour
+    input_size: int | None = None
+    channels: int | None = None  # 1 = grayscale, 3 = RGB; None: from the catalogue
     embedding_size: int = 128
     width: int = 32  # filters of the first conv block (backbone width)
     dropout: float = 0.2
@@ -56,7 +59,13 @@ class TrainConfig:
     seed: int = 42
     train_limit: int | None = None  # at most this many training items (small runs, tests)
     exclude_categories: tuple[int, ...] = ()  # held out of training: the "unseen" evaluation
-    weights_file: str | None = None  # initial weights for a keras: backbone
+    # keras: backbones only. Initial weights: "random", "imagenet" (Keras downloads them:
+    # machines that can reach it) or a weights file of the application without its top.
+    weights: str = "random"
+    weights_file: str | None = None
+    freeze_epochs: int = 0  # first epochs train the head only (the backbone frozen)
+    fine_tune_layers: int = 0  # then unfreeze this many top backbone layers (0 = all)
+    fine_tune_lr_scale: float = 0.1  # ... at this share of the learning rate
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, msg: str) -> None:
@@ -68,8 +77,8 @@ class TrainConfig:
             "backbone",
             f"unknown backbone (choose {', '.join(BACKBONES)} or keras:<ApplicationName>)",
         )
-        need(self.input_size >= 8, "input_size", "must be >= 8")
-        need(self.channels in (1, 3), "channels", "must be 1 or 3")
+        need(self.input_size is None or self.input_size >= 8, "input_size", "must be >= 8")
+        need(self.channels in (None, 1, 3), "channels", "must be 1 or 3")
         need(self.embedding_size >= 2, "embedding_size", "must be >= 2")
         need(self.width >= 1, "width", "must be >= 1")
         need(0.0 <= self.dropout < 1.0, "dropout", "must be in [0, 1)")
@@ -89,8 +98,47 @@ class TrainConfig:
         need(self.classes_per_batch >= 2, "classes_per_batch", "must be >= 2")
         need(self.examples_per_class >= 2, "examples_per_class", "must be >= 2")
         need(self.train_limit is None or self.train_limit >= 2, "train_limit", "must be >= 2")
+        need(self.weights in WEIGHTS, "weights", f"must be one of {', '.join(WEIGHTS)}")
+        need(self.freeze_epochs >= 0, "freeze_epochs", "must be >= 0")
+        need(
+            self.freeze_epochs < self.epochs or self.freeze_epochs == 0,
+            "freeze_epochs",
+            "must leave at least one epoch to fine-tune (< epochs)",
+        )
+        need(self.fine_tune_layers >= 0, "fine_tune_layers", "must be >= 0")
+        need(0.0 < self.fine_tune_lr_scale <= 1.0, "fine_tune_lr_scale", "must be in (0, 1]")
         if self.backbone.startswith(KERAS_APP_PREFIX):
-            need(self.input_size >= 32, "input_size", "keras: backbones need >= 32")
+            need(
+                self.input_size is None or self.input_size >= 32,
+                "input_size",
+                "keras: backbones need >= 32",
+            )
+        else:
+            for name in ("weights_file", "freeze_epochs"):
+                need(not getattr(self, name), name, "only for keras:<Application> backbones")
+            need(self.weights == "random", "weights", "only for keras:<Application> backbones")
+        need(
+            not (self.weights == "imagenet" and self.weights_file),
+            "weights_file",
+            "give weights=imagenet or a weights_file, not both",
+        )
+
+    @property
+    def input_shape_known(self) -> bool:
+        return self.input_size is not None and self.channels is not None
+
+    @property
+    def size(self) -> int:
+        """The input side; only valid once the shape is resolved (see ``input_shape_for``)."""
+        if self.input_size is None:
+            raise ConfigError("input_size: not resolved from the catalogue yet")
+        return self.input_size
+
+    @property
+    def n_channels(self) -> int:
+        if self.channels is None:
+            raise ConfigError("channels: not resolved from the catalogue yet")
+        return self.channels
 
     @property
     def batch_size(self) -> int:
@@ -117,9 +165,13 @@ class TrainConfig:
         if "exclude_categories" in clean:
             clean["exclude_categories"] = tuple(int(c) for c in clean["exclude_categories"] or ())
         # Numbers may arrive as text (--set, environment, JSON strings): cast by declared type.
-        casts = {"int": (int, "an integer"), "float": (float, "a number")}
+        casts = {
+            "int": (int, "an integer"),
+            "int | None": (int, "an integer"),
+            "float": (float, "a number"),
+        }
         for k, f in names.items():
-            if k in clean and str(f.type) in casts:
+            if k in clean and clean[k] is not None and str(f.type) in casts:
                 cast, what = casts[str(f.type)]
                 try:
                     clean[k] = cast(clean[k])

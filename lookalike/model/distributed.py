@@ -13,6 +13,7 @@ MLflow run and returns the trained weights; the driver refuses ranks that still 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -138,6 +139,9 @@ def horovod_run(
     sync_batch_norm: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``rank_main`` on ``num_proc`` Spark tasks; returns every rank's result."""
+    from lookalike.model.data import input_shape_for
+
+    cfg = input_shape_for(cfg, Path(ref.table_path), ref.version)
     args = (cfg, ref, tracking_uri, run_id, sync_batch_norm)
     return run_ranks(spark, rank_main, args, num_proc)
 

@@ -41,19 +41,42 @@ def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = N
         x = layers.Flatten()(x)
         x = layers.Dense(cfg.width * 8, activation="relu")(x)
         return layers.Dropout(cfg.dropout)(x)
+    app = _keras_app(cfg)
+    weights = cfg.weights_file or (None if cfg.weights == "random" else cfg.weights)
+    base = app(
+        include_top=False,
+        weights=weights,
+        input_shape=(cfg.size, cfg.size, 3),
+        pooling="avg",
+    )
+    base._name = BACKBONE_LAYER  # found again by the fine-tuning schedule
+    return base(x)
+
+
+#: The name of a keras: application's nested model inside the encoder.
+BACKBONE_LAYER = "backbone"
+
+
+def _app_preprocess(cfg: TrainConfig, x: Any) -> Any:
+    """A keras: application's own ``preprocess_input`` on 0..255 RGB pixels (gray repeated),
+    in place of the 1/255 scaling: pretrained weights expect their own input range."""
+    import importlib
+
+    import tensorflow as tf
+
+    if cfg.n_channels == 1:  # applications want RGB: repeat the gray channel
+        x = tf.keras.layers.Concatenate()([x, x, x])
+    return importlib.import_module(_keras_app(cfg).__module__).preprocess_input(x)
+
+
+def _keras_app(cfg: TrainConfig) -> Callable[..., Any]:
+    import tensorflow as tf
+
     name = cfg.backbone.removeprefix(KERAS_APP_PREFIX)
     app = getattr(tf.keras.applications, name, None)
     if app is None or not callable(app):
         raise ConfigError(f"backbone: tf.keras.applications has no {name!r}")
-    if cfg.channels == 1:  # applications want RGB: repeat the gray channel
-        x = layers.Concatenate()([x, x, x])
-    base = app(
-        include_top=False,
-        weights=cfg.weights_file,
-        input_shape=(cfg.input_size, cfg.input_size, 3),
-        pooling="avg",
-    )
-    return base(x)
+    return app
 
 
 def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None) -> Any:
@@ -65,8 +88,11 @@ def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None)
     import tensorflow as tf
     import tensorflow_similarity as tfsim
 
-    inputs = tf.keras.Input((cfg.input_size, cfg.input_size, cfg.channels), name="pixels")
-    x = tf.keras.layers.Rescaling(1.0 / 255.0)(inputs)  # the one and only scaling
+    inputs = tf.keras.Input((cfg.size, cfg.size, cfg.n_channels), name="pixels")
+    if cfg.backbone.startswith(KERAS_APP_PREFIX):
+        x = _app_preprocess(cfg, inputs)  # the one and only scaling: the application's own
+    else:
+        x = tf.keras.layers.Rescaling(1.0 / 255.0)(inputs)  # the one and only scaling
     if cfg.augment:
         x = tf.keras.layers.RandomFlip("horizontal", seed=cfg.seed)(x)
         if cfg.shift > 0:
@@ -104,6 +130,8 @@ def train_encoder(
         raise EmptyDataError("no training items")
     if len(classes) < 2:
         raise EmptyDataError(f"metric learning needs >= 2 categories, got {len(classes)}")
+    if not cfg.input_shape_known:  # the images define it
+        cfg = cfg.replace(input_size=train.x.shape[1], channels=train.x.shape[3])
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build_encoder(cfg, batch_norm)
     sampler = tfsim.samplers.MultiShotMemorySampler(
@@ -114,29 +142,81 @@ def train_encoder(
         steps_per_epoch=cfg.steps_per_epoch,
         augmenter=RandomErasing(cfg.erase, seed=cfg.seed) if cfg.augment and cfg.erase else None,
     )
-    lr: Any = cfg.learning_rate * learning_rate_scale
-    if cfg.lr_schedule == "cosine":
-        lr = tf.keras.optimizers.schedules.CosineDecay(
-            lr, cfg.epochs * cfg.steps_per_epoch, alpha=0.05
+    base = _nested_backbone(model)
+    history: dict[str, list[float]] = {}
+
+    def fit(first_epoch: int, last_epoch: int, lr_scale: float) -> None:
+        lr: Any = cfg.learning_rate * learning_rate_scale * lr_scale
+        if cfg.lr_schedule == "cosine":
+            lr = tf.keras.optimizers.schedules.CosineDecay(
+                lr, (last_epoch - first_epoch) * cfg.steps_per_epoch, alpha=0.05
+            )
+        optimizer = tf.keras.optimizers.Adam(
+            lr, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99
         )
-    optimizer = tf.keras.optimizers.Adam(
-        lr, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99
-    )
-    if wrap_optimizer is not None:
-        optimizer = wrap_optimizer(optimizer)
-    model.compile(
-        optimizer=optimizer,
-        loss=tfsim.losses.MultiSimilarityLoss(
-            distance="cosine",
-            alpha=cfg.loss_alpha,
-            beta=cfg.loss_beta,
-            lmda=cfg.loss_lmda,
-            epsilon=cfg.loss_epsilon,
-        ),
-        jit_compile=False,  # XLA measured ~20% slower per step on 2 CPU cores
-    )
-    history = model.fit(sampler, epochs=cfg.epochs, callbacks=list(callbacks), verbose=verbose)
-    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+        if wrap_optimizer is not None:
+            optimizer = wrap_optimizer(optimizer)
+        model.compile(
+            optimizer=optimizer,
+            loss=tfsim.losses.MultiSimilarityLoss(
+                distance="cosine",
+                alpha=cfg.loss_alpha,
+                beta=cfg.loss_beta,
+                lmda=cfg.loss_lmda,
+                epsilon=cfg.loss_epsilon,
+            ),
+            jit_compile=False,  # XLA measured ~20% slower per step on 2 CPU cores
+        )
+        h = model.fit(
+            sampler,
+            initial_epoch=first_epoch,
+            epochs=last_epoch,
+            callbacks=list(callbacks),
+            verbose=verbose,
+        )
+        for k, vs in h.history.items():
+            history.setdefault(k, []).extend(float(v) for v in vs)
+
+    pretrained = cfg.weights != "random" or bool(cfg.weights_file)
+    if base is not None and cfg.freeze_epochs:
+        base.trainable = False  # warm-up: only the embedding head learns
+        fit(0, cfg.freeze_epochs, 1.0)
+        set_fine_tuning(base, cfg.fine_tune_layers, freeze_batch_norm=pretrained)
+        fit(cfg.freeze_epochs, cfg.epochs, cfg.fine_tune_lr_scale)
+    else:
+        if base is not None and cfg.fine_tune_layers:
+            set_fine_tuning(base, cfg.fine_tune_layers, freeze_batch_norm=pretrained)
+        fit(0, cfg.epochs, 1.0)
+    return model, history
+
+
+def _nested_backbone(model: Any) -> Any | None:
+    """A keras: application's model inside the encoder (None for the built-in backbones)."""
+    try:
+        return model.get_layer(BACKBONE_LAYER)
+    except ValueError:
+        return None
+
+
+def set_fine_tuning(base: Any, top_layers: int, *, freeze_batch_norm: bool) -> None:
+    """Make the top ``top_layers`` layers of a backbone trainable (0: all of them).
+
+    With pretrained weights batch norm layers stay frozen: with ``trainable=False`` Keras
+    runs them in inference mode, so small fine-tuning batches do not overwrite the pretrained
+    statistics (the Keras transfer-learning guide's advice).
+    """
+    base.trainable = True
+    layers = base.layers
+    cut = len(layers) - top_layers if top_layers else 0
+    for i, layer in enumerate(layers):
+        frozen = i < cut or (freeze_batch_norm and isinstance(layer, _batch_norm_class()))
+        layer.trainable = not frozen
+
+
+def _batch_norm_class() -> type:
+    import tensorflow as tf
+
+    return tf.keras.layers.BatchNormalization
 
 
 #: Batches up to this size skip ``model.predict`` (which builds a tf.data pipeline per call,

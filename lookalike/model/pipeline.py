@@ -4,6 +4,7 @@ register as ``lookalike-encoder`` with alias ``challenger``."""
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -16,11 +17,15 @@ import numpy as np
 from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings, get_settings
 from lookalike.model.config import DataRef, TrainConfig
-from lookalike.model.data import ImageSet, load_split, load_training_items
+from lookalike.model.data import ImageSet, input_shape_for, load_split, load_training_items
 from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+
+def _log(msg: str) -> None:
+    print(f"[train] {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -99,6 +104,9 @@ def run_training(
     settings = settings or get_settings()
     table = settings.catalog_path
     version = resolve_version(table, catalog_version)
+    if not cfg.input_shape_known:
+        cfg = input_shape_for(cfg, table, version)
+        _log(f"input shape from the catalogue: {cfg.input_size} px, {cfg.channels} channel(s)")
     ref = DataRef(
         str(table), version, {"split": "train", "exclude_categories": list(cfg.exclude_categories)}
     )

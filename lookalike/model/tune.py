@@ -69,6 +69,7 @@ def run_tuning(
 
     from lookalike.catalog.table import resolve_version
     from lookalike.model import tracking
+    from lookalike.model.data import input_shape_for
 
     settings = settings or get_settings()
     if trials < 1:
@@ -80,6 +81,7 @@ def run_tuning(
     parallelism = parallelism or settings.tune_parallelism
     version = resolve_version(settings.catalog_path, catalog_version)
     ref = DataRef(str(settings.catalog_path), version, {"split": "train", "purpose": "tuning"})
+    base = input_shape_for(base, settings.catalog_path, version)
     experiment_id = tracking.setup_mlflow(settings)
     tracking_uri = settings.tracking_uri
     space = search_space(base)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lookalike.model.config import TrainConfig
-from lookalike.model.data import EmptyDataError, load_split, validation_split
+from lookalike.model.data import EmptyDataError, input_shape_for, load_split, validation_split
 
 TINY = {
     "backbone": "seed_cnn",
@@ -33,6 +33,11 @@ def test_load_split_is_deterministic_sharded_and_filtered(small_catalog):
     assert rgb.x.shape == (5, 32, 32, 3) and 9 not in rgb.y
     fit, val = validation_split(full)
     assert len(val) > 20 and not set(fit.item_ids) & set(val.item_ids)
+    # no input shape given: Fashion-MNIST stays 28 px grayscale; explicit settings win
+    auto = input_shape_for(TrainConfig(), table, 1)
+    assert (auto.input_size, auto.channels) == (28, 1)
+    given = input_shape_for(TrainConfig(input_size=40), table, 1)
+    assert (given.input_size, given.channels) == (40, 1)
 
 
 def test_empty_split_is_a_clear_error(small_catalog):
@@ -134,6 +139,9 @@ def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, setting
     from lookalike.model.encoder import embed, train_encoder
 
     ingest_folder(spark, photo_folder, settings=settings)
+    # RGB photos 32 px wide: without settings, training picks 3 channels and 32 px
+    auto = input_shape_for(TrainConfig(backbone="keras:MobileNetV2"), settings.catalog_path, 1)
+    assert (auto.input_size, auto.channels) == (32, 3)
     photos = load_split(settings.catalog_path, 1, "train", input_size=32, channels=3)
     assert photos.x.shape[1:] == (32, 32, 3) and len(set(photos.y)) == 3
     cfg = TrainConfig.from_dict(
@@ -185,3 +193,94 @@ def test_gate_refuses_an_encoder_worse_than_raw_pixels(small_catalog):
     # the setting turns the baseline off: the challenger is judged against the champion only
     off = small_catalog.model_copy(update={"promote_require_baseline": False})
     assert evaluate_gate(off, challenger=weak.model_version).decision.baseline is None
+
+
+def test_pretrained_backbone_loads_from_a_weights_file_and_fine_tunes(tmp_path):
+    """A Keras application starts from a weights file (saved here: no downloads), trains the
+    head only for the warm-up epoch, then fine-tunes its top layers; batch norm statistics
+    and the bottom layers keep the pretrained values; the encoder saves and reloads."""
+    import tensorflow as tf
+
+    import lookalike.model.encoder as enc
+    from lookalike.model.data import ImageSet
+
+    def layer_weights(base) -> dict[str, np.ndarray]:
+        names = ("kernel", "depthwise_kernel", "gamma", "beta", "moving_mean", "moving_variance")
+        return {
+            f"{layer.name}/{name}": getattr(layer, name).numpy()
+            for layer in base.layers
+            for name in names
+            if getattr(layer, name, None) is not None
+        }
+
+    tf.keras.utils.set_random_seed(1)
+    pretrained = tf.keras.applications.MobileNetV2(
+        include_top=False, weights=None, input_shape=(32, 32, 3), pooling="avg"
+    )
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (36, 32, 32, 3), dtype=np.uint8)
+    # "pretrain": batch norm statistics of real activations (one pass with momentum 0), as a
+    # trained network has; random statistics would saturate its ReLU6s in inference mode
+    for layer in pretrained.layers:
+        if isinstance(layer, tf.keras.layers.BatchNormalization):
+            layer.momentum = 0.0
+    pretrained(
+        tf.keras.applications.mobilenet_v2.preprocess_input(x.astype("float32")), training=True
+    )
+    weights_file = tmp_path / "mobilenet_v2_notop.h5"
+    pretrained.save_weights(weights_file)
+    saved = layer_weights(pretrained)
+    cfg = TrainConfig.from_dict(
+        {
+            "backbone": "keras:MobileNetV2",
+            "input_size": 32,
+            "channels": 3,
+            "weights_file": str(weights_file),
+            "epochs": 2,
+            "freeze_epochs": 1,
+            "fine_tune_layers": 10,
+            "steps_per_epoch": 3,
+            "classes_per_batch": 3,
+            "examples_per_class": 4,
+            "embedding_size": 16,
+            "augment": False,
+        }
+    )
+    images = ImageSet(
+        np.asarray([f"i{i}" for i in range(36)]),
+        x,
+        np.repeat(np.arange(3, dtype=np.int32), 12),
+        {0: "a", 1: "b", 2: "c"},
+    )
+
+    def backbone_weights(model) -> dict[str, np.ndarray]:
+        return layer_weights(model.get_layer(enc.BACKBONE_LAYER))
+
+    assert all(
+        np.array_equal(saved[k], v) for k, v in backbone_weights(enc.build_encoder(cfg)).items()
+    )
+
+    after_warmup: dict[str, np.ndarray] = {}
+
+    class Snapshot(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 0:
+                after_warmup.update(backbone_weights(self.model))
+
+    model, history = enc.train_encoder(cfg, images, callbacks=[Snapshot()])
+    assert len(history["loss"]) == 2 and np.isfinite(history["loss"]).all()
+    assert all(np.array_equal(saved[k], v) for k, v in after_warmup.items())  # frozen
+    final = backbone_weights(model)
+    assert np.array_equal(final["Conv1/kernel"], saved["Conv1/kernel"])  # bottom: kept
+    assert not np.array_equal(final["Conv_1/kernel"], saved["Conv_1/kernel"])  # top: tuned
+    bn = "Conv_1_bn/moving_mean"
+    assert np.array_equal(final[bn], saved[bn])  # pretrained statistics kept
+
+    path = tmp_path / "encoder.keras"
+    enc.as_plain_keras(model).save(path)
+    import tensorflow_similarity  # noqa: F401  (registers MetricEmbedding)
+
+    loaded = tf.keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(
+        enc.embed(loaded, images.x[:4]), enc.embed(model, images.x[:4]), atol=1e-5
+    )

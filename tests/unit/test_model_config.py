@@ -21,6 +21,16 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"loss_beta": 0}, "loss_beta"),
         ({"loss_lmda": 3.0}, "loss_lmda"),
         ({"learning_rate": "fast"}, "learning_rate"),
+        ({"input_size": "big"}, "input_size"),
+        ({"backbone": "keras:MobileNetV2", "weights": "coco"}, "weights"),
+        ({"weights": "imagenet"}, "weights"),  # convnet has no pretrained weights
+        ({"freeze_epochs": 1, "epochs": 3}, "freeze_epochs"),  # convnet: nothing to freeze
+        ({"backbone": "keras:MobileNetV2", "freeze_epochs": 3, "epochs": 3}, "freeze_epochs"),
+        ({"backbone": "keras:MobileNetV2", "fine_tune_lr_scale": 0}, "fine_tune_lr_scale"),
+        (
+            {"backbone": "keras:MobileNetV2", "weights": "imagenet", "weights_file": "w.h5"},
+            "weights_file",
+        ),
     ],
 )
 def test_bad_values_name_the_field(values, field):
@@ -36,3 +46,12 @@ def test_round_trip_through_params_and_dict():
     assert TrainConfig.from_dict(cfg.as_dict()) == cfg
     assert cfg.to_params()["exclude_categories"] == "[7, 8, 9]"
     assert cfg.batch_size == 100
+
+
+def test_input_shape_is_open_until_resolved():
+    cfg = TrainConfig()
+    assert not cfg.input_shape_known
+    with pytest.raises(ConfigError, match="^input_size: not resolved"):
+        _ = cfg.size
+    sized = TrainConfig.from_dict({"input_size": "48", "channels": 3})
+    assert sized.input_shape_known and (sized.size, sized.n_channels) == (48, 3)
