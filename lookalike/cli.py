@@ -6,11 +6,12 @@ Bad arguments exit with status 2 and a message naming the argument; a failed job
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from lookalike.config import get_settings
 
@@ -28,25 +29,36 @@ def _read_ids(path: Path | None, arg: str) -> list[str]:
     return [i for i in ids if i and not i.startswith("#")]
 
 
+#: Where results go: the real stdout. While a command runs, ``sys.stdout`` is stderr, so
+#: library chatter (TF Similarity prints progress with ``print``) never mixes into a JSON
+#: result that a script or DAG parses.
+_RESULTS: TextIO = sys.stdout
+
+
+def _out(text: str) -> None:
+    """A command's result: the only thing written to stdout."""
+    print(text, file=_RESULTS, flush=True)
+
+
 def _print_ingest(summary: dict[str, Any], as_json: bool) -> None:
     if as_json:
-        print(json.dumps(summary, indent=2))
+        _out(json.dumps(summary, indent=2))
         return
     s = summary
     before = "none" if s["version_before"] is None else s["version_before"]
     taken = f" ({s['taken_over']} taken over)" if s.get("taken_over") else ""
-    print(
+    _out(
         f"{s['source']}: read {s['rows_read']}, inserted {s['inserted']}, "
         f"updated {s['updated']}{taken}, deleted {s['deleted']}, unchanged {s['unchanged']}, "
         f"rejected {s['rejected']} "
         f"-> catalog version {s['version_after']} (was {before}) in {s['seconds']:.1f} s"
     )
     for r in s["reject_examples"]:
-        print(f"  rejected {r['path'] or r['item_id']}: {r['reason']}")
+        _out(f"  rejected {r['path'] or r['item_id']}: {r['reason']}")
     if s["rejected"] > len(s["reject_examples"]):
-        print(f"  ... all {s['rejected']} reasons: lookalike catalog rejects --run {s['run_id']}")
+        _out(f"  ... all {s['rejected']} reasons: lookalike catalog rejects --run {s['run_id']}")
     if any(r["reason"].startswith("item id owned by source") for r in s["reject_examples"]):
-        print(
+        _out(
             "  ids another source owns stay its products: --id-prefix PREFIX keeps both feeds, "
             "--take-over [FILE] moves them to this source"
         )
@@ -114,7 +126,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 def cmd_catalog_stats(args: argparse.Namespace) -> int:
     from lookalike.catalog.table import catalog_stats
 
-    print(json.dumps(catalog_stats(get_settings().catalog_path), indent=2, default=str))
+    _out(json.dumps(catalog_stats(get_settings().catalog_path), indent=2, default=str))
     return 0
 
 
@@ -127,7 +139,7 @@ def cmd_catalog_changes(args: argparse.Namespace) -> int:
         "updated_ids": changes.updates.column("item_id").to_pylist()[: args.show],
         "deleted_ids": changes.deletes[: args.show],
     }
-    print(json.dumps(out, indent=2))
+    _out(json.dumps(out, indent=2))
     return 0
 
 
@@ -136,13 +148,13 @@ def cmd_catalog_rejects(args: argparse.Namespace) -> int:
 
     path = get_settings().rejects_path
     if not DeltaTable.is_deltatable(str(path)):
-        print("[]")
+        _out("[]")
         return 0
     rows = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
     if args.run:
         rows = [r for r in rows if r["run_id"] == args.run]
     rows = sorted(rows, key=lambda r: (r["rejected_at"], r["path"] or ""), reverse=True)
-    print(json.dumps(rows[: args.limit], indent=2, default=str))
+    _out(json.dumps(rows[: args.limit], indent=2, default=str))
     return 0
 
 
@@ -284,7 +296,7 @@ def cmd_index_list(args: argparse.Namespace) -> int:
             }
             | {"encoder": f"{m['encoder']['name']}/{m['encoder']['version']}"}
         )
-    print(json.dumps(rows, indent=2))
+    _out(json.dumps(rows, indent=2))
     return 0
 
 
@@ -294,14 +306,14 @@ def cmd_index_verify(args: argparse.Namespace) -> int:
 
     path = find_version(get_settings(), args.version)
     manifest = verify_version(path)
-    print(f"{path.name}: {len(manifest.get('files', {}))} files match their checksums")
+    _out(f"{path.name}: {len(manifest.get('files', {}))} files match their checksums")
     return 0
 
 
 def cmd_bundle_show(args: argparse.Namespace) -> int:
     from lookalike.bundle.registry import describe
 
-    print(json.dumps(describe(get_settings()), indent=2, default=str))
+    _out(json.dumps(describe(get_settings()), indent=2, default=str))
     return 0
 
 
@@ -361,8 +373,12 @@ def _write_summary(result: dict[str, Any], summary_file: Path | None) -> None:
 
 
 def _emit(result: dict[str, Any], summary_file: Path | None) -> None:
-    print(json.dumps(result, indent=2, default=str))
+    _out(json.dumps(result, indent=2, default=str))
     _write_summary(result, summary_file)
+
+
+#: Commands whose result is always JSON accept --json too, so scripts can pass it everywhere.
+JSON_HELP = "the result is JSON on stdout (always; logs go to stderr)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -434,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model_opts.add_argument("--catalog-version", type=int, help="default: the latest version")
     model_opts.add_argument("--summary-file", type=Path, metavar="FILE")
+    model_opts.add_argument("--json", action="store_true", help=JSON_HELP)
     train = sub.add_parser("train", parents=[model_opts], help="train + evaluate + register")
     train.add_argument(
         "--horovod", type=int, metavar="N", help="data-parallel on N Spark tasks (0: in-process)"
@@ -450,10 +467,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--catalog-version", type=int)
     ev.add_argument("--eval-limit", type=int)
     ev.add_argument("--summary-file", type=Path, metavar="FILE")
+    ev.add_argument("--json", action="store_true", help=JSON_HELP)
     ev.set_defaults(func=cmd_evaluate)
 
     out_opts = argparse.ArgumentParser(add_help=False)
     out_opts.add_argument("--summary-file", type=Path, metavar="FILE")
+    out_opts.add_argument("--json", action="store_true", help=JSON_HELP)
     emb = sub.add_parser("embed", parents=[out_opts], help="embed the catalogue (Spark)")
     emb.add_argument("--encoder", default="champion", help="alias or version (default champion)")
     emb.add_argument("--catalog-version", type=int)
@@ -537,10 +556,13 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    global _RESULTS
     parser = build_parser()
     args = parser.parse_args(argv)
+    _RESULTS = sys.stdout
     try:
-        return args.func(args)
+        with contextlib.redirect_stdout(sys.stderr):
+            return args.func(args)
     except UsageError as e:
         parser.error(str(e))
     except Exception as e:

@@ -176,6 +176,7 @@ def add_parser(sub: Any) -> None:
     ssub = shop.add_subparsers(dest="shopper_command", required=True)
     out = argparse.ArgumentParser(add_help=False)
     out.add_argument("--summary-file", type=Path, metavar="FILE")
+    out.add_argument("--json", action="store_true", help="the result is JSON on stdout (always)")
 
     sim = ssub.add_parser("simulate", parents=[out], help="simulated shoppers over the catalogue")
     sim.add_argument("--users", type=int, default=5000)

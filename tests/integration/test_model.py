@@ -134,6 +134,30 @@ def test_cli_refuses_a_bad_configuration(tmp_path):
         assert out.returncode == 2 and message in out.stderr, out.stderr
 
 
+def test_json_commands_print_only_json_on_stdout(small_catalog):
+    """TF Similarity prints progress with print(): it goes to stderr, the result to stdout."""
+    env = os.environ | {"LOOKALIKE_HOME": str(small_catalog.home)}
+    sets = ["backbone=seed_cnn", "epochs=1", "steps_per_epoch=3", "augment=false"]
+    outputs = []
+    for args in [
+        ["train", "--json", "--no-register", "--eval-limit", "50"]
+        + [a for s in sets for a in ("--set", s)],
+        ["catalog", "stats"],
+    ]:
+        out = subprocess.run(
+            [sys.executable, "-m", "lookalike.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        outputs.append(out)
+        json.loads(out.stdout)  # nothing else on stdout
+        assert "Warmup complete" not in out.stdout
+    assert "Warmup complete" in outputs[0].stderr  # the chatter went to stderr
+
+
 def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, settings, photo_folder):
     from lookalike.catalog.ingest import ingest_folder
     from lookalike.model.encoder import embed, train_encoder

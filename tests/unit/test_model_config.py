@@ -51,7 +51,7 @@ def test_round_trip_through_params_and_dict():
 def test_input_shape_is_open_until_resolved():
     cfg = TrainConfig()
     assert not cfg.input_shape_known
-    with pytest.raises(ConfigError, match="^input_size: not resolved"):
+    with pytest.raises(ConfigError, match=r"^input_size: not resolved"):
         _ = cfg.size
     sized = TrainConfig.from_dict({"input_size": "48", "channels": 3})
     assert sized.input_shape_known and (sized.size, sized.n_channels) == (48, 3)
