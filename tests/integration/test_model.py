@@ -308,3 +308,24 @@ def test_pretrained_backbone_loads_from_a_weights_file_and_fine_tunes(tmp_path):
     np.testing.assert_allclose(
         enc.embed(loaded, images.x[:4]), enc.embed(model, images.x[:4]), atol=1e-5
     )
+
+
+def test_batch_norm_statistics_are_recomputed_with_the_final_weights():
+    import tensorflow as tf
+
+    from lookalike.model.encoder import recalibrate_batch_norm
+
+    inputs = tf.keras.Input((4,))
+    bn = tf.keras.layers.BatchNormalization(momentum=0.99)
+    model = tf.keras.Model(inputs, bn(inputs))
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 2.0, (2000, 4)).astype("float32")
+    bn.moving_mean.assign([-100.0] * 4)  # stale statistics, as early in training
+    assert recalibrate_batch_norm(model, x, 100, batches=40) == 1
+    np.testing.assert_allclose(bn.moving_mean.numpy(), x.mean(axis=0), atol=0.2)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), x.var(axis=0), rtol=0.15)
+    assert bn.momentum == 0.99  # restored
+    bn.trainable = False  # a frozen (pretrained) layer keeps its statistics
+    before = bn.moving_mean.numpy().copy()
+    assert recalibrate_batch_norm(model, x + 10, 100, batches=5) == 0
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
