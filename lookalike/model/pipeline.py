@@ -37,6 +37,7 @@ class TrainResult:
     baseline: dict[str, Any]
     unseen: dict[str, Any] = field(default_factory=dict)
     train_seconds: float = 0.0
+    config: dict[str, Any] = field(default_factory=dict)  # as trained (input shape resolved)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -174,5 +175,12 @@ def run_training(
             )
             mlflow.set_tag("registered_version", model_version)
     return TrainResult(
-        run.info.run_id, model_version, version, metrics, baseline, unseen, train_seconds
+        run.info.run_id,
+        model_version,
+        version,
+        metrics,
+        baseline,
+        unseen,
+        train_seconds,
+        cfg.as_dict(),
     )
