@@ -203,6 +203,7 @@ def train_shopper(
                 interactions_version=interactions_version,
                 metrics=metrics,
                 min_recall=settings.index_min_recall,
+                recall_tolerance=settings.recall_tolerance,
             )
             mlflow.log_metric("index_recall_at_10", manifest["index"]["recall_at_10"])
             if register:

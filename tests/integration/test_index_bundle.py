@@ -61,7 +61,7 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
 
     # -- no champion yet: v1 wins, gets a full index, a bundle, and production
     first = promote(settings, challenger=v1, spark=spark)
-    assert first.decision.promote and first.decision.reason == "no champion yet"
+    assert first.decision.promote and first.decision.reason.startswith("no champion yet")
     assert first.moved == {"champion": v1, "production": first.bundle["bundle_version"]}
     assert first.index["size"] == 600 and first.index["recall_at_10"] >= 0.98
     bundle1 = _production(settings)
