@@ -55,7 +55,7 @@ def main() -> None:
 
     from lookalike.catalog.table import resolve_version
     from lookalike.model.config import DataRef, TrainConfig, parse_overrides
-    from lookalike.model.data import input_shape_for, load_split, load_training_items
+    from lookalike.model.data import fit_to_catalogue, load_split, load_training_items
     from lookalike.model.distributed import check_consistent, horovod_run
     from lookalike.model.encoder import build_encoder, embed
     from lookalike.model.evaluate import retrieval_metrics
@@ -63,7 +63,7 @@ def main() -> None:
 
     cfg = TrainConfig.from_dict({"epochs": args.epochs} | parse_overrides(args.set))
     version = resolve_version(settings.catalog_path)
-    cfg = input_shape_for(cfg, settings.catalog_path, version)
+    cfg = fit_to_catalogue(cfg, settings.catalog_path, version)
     ref = DataRef(str(settings.catalog_path), version, {"split": "train"})
     index = load_training_items(cfg, ref)
     queries = load_split(

@@ -45,7 +45,7 @@ def main() -> None:
     import tensorflow as tf
 
     from lookalike.model.config import TrainConfig, parse_overrides
-    from lookalike.model.data import input_shape_for, load_split
+    from lookalike.model.data import fit_to_catalogue, load_split
     from lookalike.model.encoder import embed
     from lookalike.model.evaluate import l2_normalise, retrieval_metrics
     from lookalike.model.pipeline import run_training
@@ -55,7 +55,7 @@ def main() -> None:
     from lookalike.catalog.table import resolve_version
 
     version = resolve_version(settings.catalog_path)
-    cfg = input_shape_for(cfg, settings.catalog_path, version)
+    cfg = fit_to_catalogue(cfg, settings.catalog_path, version)
     probe_q = load_split(
         settings.catalog_path,
         version,

@@ -36,9 +36,17 @@ VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
         "trials": Param(4, type="integer", minimum=1, description="Hyperopt trials"),
         "parallelism": Param(2, type="integer", minimum=1, description="SparkTrials parallelism"),
         "horovod": Param(2, type="integer", minimum=0, description="Horovod processes (0: none)"),
-        "epochs": Param(10, type="integer", minimum=1, description="epochs of the final training"),
+        "epochs": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="epochs of the final training (empty: from the catalogue, 10 or more)",
+        ),
         "steps_per_epoch": Param(
-            600, type="integer", minimum=1, description="steps per epoch (tuning and training)"
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            description="steps per epoch, tuning and training (empty: one pass over the items)",
         ),
         "backbone": Param("convnet", type="string", description="seed_cnn | convnet | keras:..."),
         "tune_epochs": Param(2, type="integer", minimum=1, description="epochs per trial"),
@@ -77,7 +85,7 @@ def lookalike_train_and_promote() -> None:
             "--set",
             "epochs={{ params.tune_epochs }}",
             "--set",
-            "steps_per_epoch={{ params.steps_per_epoch }}",
+            "steps_per_epoch={{ params.steps_per_epoch | tojson }}",
             "--summary-file",
             summary_path("tune"),
         ],

@@ -147,7 +147,8 @@ def confirm_service(
 def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
     """The tuned parameters plus the run's form (backbone, epochs, steps per epoch) as a
     training config file; validated here so a bad combination fails before the long training
-    starts."""
+    starts. The tuning trials' short schedule is not kept: epochs and steps per epoch come
+    from the form, or (empty) from the catalogue when the training starts."""
     from lookalike.model.config import TrainConfig
 
     summary = read_summary(tune_summary)
@@ -155,6 +156,7 @@ def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
     if params.get("backbone"):
         values["backbone"] = params["backbone"]
     for key in ("epochs", "steps_per_epoch"):
+        values.pop(key, None)
         if params.get(key):
             values[key] = int(params[key])
     cfg = TrainConfig.from_dict(values)

@@ -95,29 +95,36 @@ AUTO_INPUT_SIZE_CAP = 64
 AUTO_INPUT_SIZE_MIN = 16
 
 
-def input_shape_for(cfg: TrainConfig, table_path: Path, version: int) -> TrainConfig:
-    """``cfg`` with ``input_size``/``channels`` chosen from the catalogue where not given.
+def fit_to_catalogue(cfg: TrainConfig, table_path: Path, version: int) -> TrainConfig:
+    """``cfg`` with what was not given chosen from the catalogue at ``version``.
 
     Channels: 3 when most training photos are colour, else 1 (grayscale stays grayscale).
     Size: the median longer side of the training photos, within
     [AUTO_INPUT_SIZE_MIN, AUTO_INPUT_SIZE_CAP] (at least 32 for keras: backbones).
+    Schedule: ``TrainConfig.for_items`` of the items this configuration trains on.
     """
-    if cfg.input_shape_known:
+    if cfg.input_shape_known and cfg.schedule_known:
         return cfg
     dataset = open_table(table_path, version).to_pyarrow_dataset()
+    excluded = set(cfg.exclude_categories)
     sides: list[int] = []
     colour = 0
-    for b in dataset.to_batches(columns=["split", "width", "height", "channels"]):
-        for sp, w, h, c in zip(*(b.column(i).to_pylist() for i in range(4)), strict=True):
+    items = 0
+    columns = ["split", "width", "height", "channels", "category"]
+    for b in dataset.to_batches(columns=columns):
+        for sp, w, h, c, cat in zip(*(b.column(i).to_pylist() for i in range(5)), strict=True):
             if sp == "train":
                 sides.append(max(w, h))
                 colour += c == 3
+                items += cat not in excluded
     if not sides:
         raise EmptyDataError(f"no 'train' items at catalogue version {version}")
     channels = cfg.channels or (3 if colour * 2 >= len(sides) else 1)
     low = 32 if cfg.backbone.startswith(KERAS_APP_PREFIX) else AUTO_INPUT_SIZE_MIN
     size = cfg.input_size or int(np.clip(int(np.median(sides)), low, AUTO_INPUT_SIZE_CAP))
-    return cfg.replace(input_size=size, channels=channels)
+    if cfg.train_limit is not None:
+        items = min(items, cfg.train_limit)
+    return cfg.replace(input_size=size, channels=channels).for_items(items)
 
 
 def load_training_items(

@@ -103,7 +103,7 @@ def rank_main(
         callbacks.append(_Rank0Logger())
     # Same number of examples per epoch as one process: each rank does 1/size of the steps
     # with a size-times larger effective batch, so the learning rate scales with size.
-    rank_cfg = cfg.replace(steps_per_epoch=max(1, cfg.steps_per_epoch // size))
+    rank_cfg = cfg.replace(steps_per_epoch=max(1, cfg.n_steps // size))
     t0 = time.monotonic()
     model, history = train_encoder(
         rank_cfg,
@@ -122,7 +122,7 @@ def rank_main(
         "shard_items": len(shard),
         "averaged_variables": averaged,
         "train_seconds": train_seconds,
-        "images": rank_cfg.epochs * rank_cfg.steps_per_epoch * rank_cfg.batch_size,
+        "images": rank_cfg.n_epochs * rank_cfg.n_steps * rank_cfg.batch_size,
         "checksum": weights_checksum(weights),
         "weights": weights if rank == 0 else None,
         "history": history,
@@ -139,9 +139,9 @@ def horovod_run(
     sync_batch_norm: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``rank_main`` on ``num_proc`` Spark tasks; returns every rank's result."""
-    from lookalike.model.data import input_shape_for
+    from lookalike.model.data import fit_to_catalogue
 
-    cfg = input_shape_for(cfg, Path(ref.table_path), ref.version)
+    cfg = fit_to_catalogue(cfg, Path(ref.table_path), ref.version)
     args = (cfg, ref, tracking_uri, run_id, sync_batch_norm)
     return run_ranks(spark, rank_main, args, num_proc)
 

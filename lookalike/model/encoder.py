@@ -132,6 +132,7 @@ def train_encoder(
         raise EmptyDataError(f"metric learning needs >= 2 categories, got {len(classes)}")
     if not cfg.input_shape_known:  # the images define it
         cfg = cfg.replace(input_size=train.x.shape[1], channels=train.x.shape[3])
+    cfg = cfg.for_items(len(train))  # the schedule, where not given
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build_encoder(cfg, batch_norm)
     sampler = tfsim.samplers.MultiShotMemorySampler(
@@ -139,7 +140,7 @@ def train_encoder(
         train.y,
         classes_per_batch=min(cfg.classes_per_batch, len(classes)),
         examples_per_class_per_batch=cfg.examples_per_class,
-        steps_per_epoch=cfg.steps_per_epoch,
+        steps_per_epoch=cfg.n_steps,
         augmenter=RandomErasing(cfg.erase, seed=cfg.seed) if cfg.augment and cfg.erase else None,
     )
     base = _nested_backbone(model)
@@ -149,7 +150,7 @@ def train_encoder(
         lr: Any = cfg.learning_rate * learning_rate_scale * lr_scale
         if cfg.lr_schedule == "cosine":
             lr = tf.keras.optimizers.schedules.CosineDecay(
-                lr, (last_epoch - first_epoch) * cfg.steps_per_epoch, alpha=0.05
+                lr, (last_epoch - first_epoch) * cfg.n_steps, alpha=0.05
             )
         optimizer = tf.keras.optimizers.Adam(
             lr, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99
@@ -182,11 +183,11 @@ def train_encoder(
         base.trainable = False  # warm-up: only the embedding head learns
         fit(0, cfg.freeze_epochs, 1.0)
         set_fine_tuning(base, cfg.fine_tune_layers, freeze_batch_norm=pretrained)
-        fit(cfg.freeze_epochs, cfg.epochs, cfg.fine_tune_lr_scale)
+        fit(cfg.freeze_epochs, cfg.n_epochs, cfg.fine_tune_lr_scale)
     else:
         if base is not None and cfg.fine_tune_layers:
             set_fine_tuning(base, cfg.fine_tune_layers, freeze_batch_norm=pretrained)
-        fit(0, cfg.epochs, 1.0)
+        fit(0, cfg.n_epochs, 1.0)
     recalibrate_batch_norm(model, train.x, cfg.batch_size, seed=cfg.seed)
     return model, history
 

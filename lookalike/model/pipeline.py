@@ -17,7 +17,7 @@ import numpy as np
 from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings, get_settings
 from lookalike.model.config import DataRef, TrainConfig
-from lookalike.model.data import ImageSet, input_shape_for, load_split, load_training_items
+from lookalike.model.data import ImageSet, fit_to_catalogue, load_split, load_training_items
 from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 if TYPE_CHECKING:
@@ -105,9 +105,12 @@ def run_training(
     settings = settings or get_settings()
     table = settings.catalog_path
     version = resolve_version(table, catalog_version)
-    if not cfg.input_shape_known:
-        cfg = input_shape_for(cfg, table, version)
-        _log(f"input shape from the catalogue: {cfg.input_size} px, {cfg.channels} channel(s)")
+    if not (cfg.input_shape_known and cfg.schedule_known):
+        cfg = fit_to_catalogue(cfg, table, version)
+        _log(
+            f"from the catalogue: {cfg.input_size} px, {cfg.channels} channel(s), "
+            f"{cfg.epochs} epochs x {cfg.steps_per_epoch} steps"
+        )
     ref = DataRef(
         str(table), version, {"split": "train", "exclude_categories": list(cfg.exclude_categories)}
     )

@@ -34,7 +34,7 @@ def search_space(base: TrainConfig) -> dict[str, Any]:
         "learning_rate": hp.loguniform("learning_rate", math.log(3e-4), math.log(3e-3)),
         "embedding_size": hp.choice("embedding_size", [64, 128, 256]),
         "examples_per_class": hp.choice("examples_per_class", [5, 10, 20]),
-        "epochs": hp.choice("epochs", sorted({max(1, base.epochs + d) for d in (-1, 0, 1, 2)})),
+        "epochs": hp.choice("epochs", sorted({max(1, base.n_epochs + d) for d in (-1, 0, 1, 2)})),
         "width": hp.choice("width", [16, 32, 48]),
     }
 
@@ -69,7 +69,7 @@ def run_tuning(
 
     from lookalike.catalog.table import resolve_version
     from lookalike.model import tracking
-    from lookalike.model.data import input_shape_for
+    from lookalike.model.data import fit_to_catalogue
 
     settings = settings or get_settings()
     if trials < 1:
@@ -81,7 +81,7 @@ def run_tuning(
     parallelism = parallelism or settings.tune_parallelism
     version = resolve_version(settings.catalog_path, catalog_version)
     ref = DataRef(str(settings.catalog_path), version, {"split": "train", "purpose": "tuning"})
-    base = input_shape_for(base, settings.catalog_path, version)
+    base = fit_to_catalogue(base, settings.catalog_path, version)
     experiment_id = tracking.setup_mlflow(settings)
     tracking_uri = settings.tracking_uri
     space = search_space(base)

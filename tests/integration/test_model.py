@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from lookalike.model.config import TrainConfig
-from lookalike.model.data import EmptyDataError, input_shape_for, load_split, validation_split
+from lookalike.model.data import EmptyDataError, fit_to_catalogue, load_split, validation_split
 
 TINY = {
     "backbone": "seed_cnn",
@@ -34,9 +34,9 @@ def test_load_split_is_deterministic_sharded_and_filtered(small_catalog):
     fit, val = validation_split(full)
     assert len(val) > 20 and not set(fit.item_ids) & set(val.item_ids)
     # no input shape given: Fashion-MNIST stays 28 px grayscale; explicit settings win
-    auto = input_shape_for(TrainConfig(), table, 1)
+    auto = fit_to_catalogue(TrainConfig(), table, 1)
     assert (auto.input_size, auto.channels) == (28, 1)
-    given = input_shape_for(TrainConfig(input_size=40), table, 1)
+    given = fit_to_catalogue(TrainConfig(input_size=40), table, 1)
     assert (given.input_size, given.channels) == (40, 1)
 
 
@@ -164,7 +164,7 @@ def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, setting
 
     ingest_folder(spark, photo_folder, settings=settings)
     # RGB photos 32 px wide: without settings, training picks 3 channels and 32 px
-    auto = input_shape_for(TrainConfig(backbone="keras:MobileNetV2"), settings.catalog_path, 1)
+    auto = fit_to_catalogue(TrainConfig(backbone="keras:MobileNetV2"), settings.catalog_path, 1)
     assert (auto.input_size, auto.channels) == (32, 3)
     photos = load_split(settings.catalog_path, 1, "train", input_size=32, channels=3)
     assert photos.x.shape[1:] == (32, 32, 3) and len(set(photos.y)) == 3

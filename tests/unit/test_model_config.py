@@ -55,3 +55,14 @@ def test_input_shape_is_open_until_resolved():
         _ = cfg.size
     sized = TrainConfig.from_dict({"input_size": "48", "channels": 3})
     assert sized.input_shape_known and (sized.size, sized.n_channels) == (48, 3)
+
+
+def test_schedule_follows_the_catalogue_size_unless_given():
+    fm = TrainConfig().for_items(60_000)  # Fashion-MNIST: today's 10 x 600
+    assert (fm.epochs, fm.steps_per_epoch) == (10, 600)
+    small = TrainConfig().for_items(1_070)  # one pass = 11 steps; at least 300 steps in all
+    assert (small.epochs, small.steps_per_epoch) == (28, 11)
+    given = TrainConfig(epochs=2, steps_per_epoch=5).for_items(1_070)
+    assert (given.epochs, given.steps_per_epoch) == (2, 5)
+    with pytest.raises(ConfigError, match=r"^freeze_epochs: must be < epochs \(10\)"):
+        TrainConfig(backbone="keras:MobileNetV2", freeze_epochs=10).for_items(60_000)
