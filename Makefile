@@ -5,7 +5,7 @@ VENV := $(CURDIR)/.venv
 export PATH := $(VENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 
-.PHONY: setup demo stop serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving bench-shopper bench-pipeline clean
+.PHONY: setup demo stop serve test test-fast lint format bench-ingest bench-quality bench-index bench-serving bench-shopper bench-pipeline bench-horovod bench-byo clean
 
 setup:
 	@bash scripts/setup.sh
@@ -48,6 +48,14 @@ bench-shopper: setup
 
 bench-pipeline: setup
 	python bench/pipeline.py
+
+bench-horovod: setup
+	python bench/horovod.py
+
+# the photos: PNG icons that Debian's mate-icon-theme ships (one size, context folders = categories)
+bench-byo: setup
+	@[ -d /usr/share/icons/mate/48x48 ] || { s=""; [ "$$(id -u)" = 0 ] || s=sudo; $$s apt-get install -y -qq --no-install-recommends mate-icon-theme >/dev/null; }
+	python bench/byo.py
 
 bench-serving: setup
 	@command -v wrk >/dev/null || { s=""; [ "$$(id -u)" = 0 ] || s=sudo; $$s apt-get install -y -qq wrk >/dev/null; }
