@@ -50,7 +50,7 @@ bench-pipeline: setup
 	python bench/pipeline.py
 
 bench-horovod: setup
-	python bench/horovod.py
+	python bench/data_parallel.py
 
 # the photos: PNG icons that Debian's mate-icon-theme ships (one size, context folders = categories)
 bench-byo: setup

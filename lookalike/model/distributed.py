@@ -65,7 +65,7 @@ def rank_main(
 ) -> dict[str, Any]:
     """What one Horovod rank runs (inside a Spark task).
 
-    ``sync_batch_norm`` (``convnet`` only; measured in ``bench/horovod.py``, not the default)
+    ``sync_batch_norm`` (``convnet`` only; measured in ``bench/data_parallel.py``, not the default)
     normalises with the statistics of all ranks' batches at every step instead of averaging
     the moving statistics once at the end.
     """

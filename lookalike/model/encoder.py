@@ -83,7 +83,7 @@ def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None)
     """A tfsim SimilarityModel: pixels -> L2-normalised ``embedding_size`` vector.
 
     ``batch_norm`` replaces the ``convnet`` backbone's BatchNormalization layer class (Horovod's
-    SyncBatchNormalization, measured in ``bench/horovod.py``); the weights keep their layout.
+    SyncBatchNormalization, measured in ``bench/data_parallel.py``); the weights keep their layout.
     """
     import tensorflow as tf
     import tensorflow_similarity as tfsim

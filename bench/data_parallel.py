@@ -1,6 +1,6 @@
 """Benchmark: Horovod data-parallel training, 2 processes against 1, side by side in one run.
 
-    .venv/bin/python bench/horovod.py [--epochs 2] [--set KEY=VALUE ...] [--variants 1,2,2sync]
+    .venv/bin/python bench/data_parallel.py [--epochs 2] [--set KEY=VALUE ...] [--variants 1,2,2sync]
 
 Trains the default encoder (``convnet``, batch norm) on the same Fashion-MNIST training split
 through ``horovod.spark.run`` on local[2] with 1 process, with 2 processes (batch-norm
@@ -76,7 +76,7 @@ def main() -> None:
     spark = spark_session("bench-horovod", settings)
     out: dict = {
         "benchmark": "horovod",
-        "command": "python bench/horovod.py"
+        "command": "python bench/data_parallel.py"
         + f" --epochs {args.epochs}"
         + "".join(f" --set {s}" for s in args.set)
         + f" --variants {args.variants}",
