@@ -1,6 +1,6 @@
 """Benchmark: Horovod data-parallel training, 2 processes against 1, side by side in one run.
 
-    .venv/bin/python bench/data_parallel.py [--epochs 2] [--set KEY=VALUE ...] [--variants 1,2,2sync]
+    .venv/bin/python bench/data_parallel.py [--epochs 2] [--set K=V ...] [--variants 1,2,2sync]
 
 Trains the default encoder (``convnet``, batch norm) on the same Fashion-MNIST training split
 through ``horovod.spark.run`` on local[2] with 1 process, with 2 processes (batch-norm
