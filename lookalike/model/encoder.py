@@ -22,6 +22,7 @@ def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = N
     import tensorflow as tf
 
     layers = tf.keras.layers
+    named = batch_norm is not None  # Horovod's SyncBatchNormalization reuses one fixed name
     batch_norm = batch_norm or layers.BatchNormalization
     if cfg.backbone == "seed_cnn":
         # The reference design: Conv32, max-pool, dropout, flatten.
@@ -31,10 +32,10 @@ def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = N
         return layers.Flatten()(x)
     if cfg.backbone == "convnet":
         # Two blocks of two 3x3 convolutions with batch norm; Flatten beat global pooling here.
-        for filters in (cfg.width, cfg.width * 2):
-            for _ in range(2):
+        for block, filters in enumerate((cfg.width, cfg.width * 2)):
+            for conv in range(2):
                 x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
-                x = batch_norm()(x)
+                x = batch_norm(**({"name": f"bn_{block}_{conv}"} if named else {}))(x)
                 x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D()(x)
             x = layers.Dropout(cfg.dropout / 2)(x)
