@@ -68,7 +68,7 @@ def test_training_beats_the_untrained_model(small_catalog):
             "precision_at_1"
         ]
 
-    untrained = p_at_1(build_encoder(cfg))
+    untrained = p_at_1(build_encoder(cfg.replace(input_size=28, channels=1)))
     model, history = train_encoder(cfg, train)
     trained = p_at_1(model)
     assert history["loss"][-1] < history["loss"][0]
