@@ -32,12 +32,12 @@ def _read_ids(path: Path | None, arg: str) -> list[str]:
 #: Where results go: the real stdout. While a command runs, ``sys.stdout`` is stderr, so
 #: library chatter (TF Similarity prints progress with ``print``) never mixes into a JSON
 #: result that a script or DAG parses.
-_RESULTS: TextIO = sys.stdout
+_RESULTS: TextIO | None = None  # set by main() while a command runs
 
 
 def _out(text: str) -> None:
     """A command's result: the only thing written to stdout."""
-    print(text, file=_RESULTS, flush=True)
+    print(text, file=_RESULTS or sys.stdout, flush=True)
 
 
 def _print_ingest(summary: dict[str, Any], as_json: bool) -> None:
@@ -570,6 +570,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"lookalike: error: {e}", file=sys.stderr)
             return 1
         raise
+    finally:
+        _RESULTS = None
     return 0
 
 
