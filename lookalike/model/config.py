@@ -153,17 +153,21 @@ class TrainConfig:
             )
         return self.replace(epochs=epochs, steps_per_epoch=steps)
 
+    def _resolved(self, name: str) -> int:
+        """A setting that may be left to the catalogue (None) once ``fit_to_catalogue`` or
+        ``for_items`` chose it; before that, using it is a clear error naming the field."""
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"{name}: not resolved from the catalogue yet")
+        return int(value)
+
     @property
     def n_epochs(self) -> int:
-        if self.epochs is None:
-            raise ConfigError("epochs: not resolved from the catalogue yet")
-        return self.epochs
+        return self._resolved("epochs")
 
     @property
     def n_steps(self) -> int:
-        if self.steps_per_epoch is None:
-            raise ConfigError("steps_per_epoch: not resolved from the catalogue yet")
-        return self.steps_per_epoch
+        return self._resolved("steps_per_epoch")
 
     @property
     def input_shape_known(self) -> bool:
@@ -172,15 +176,11 @@ class TrainConfig:
     @property
     def size(self) -> int:
         """The input side; only valid once the shape is resolved (see ``fit_to_catalogue``)."""
-        if self.input_size is None:
-            raise ConfigError("input_size: not resolved from the catalogue yet")
-        return self.input_size
+        return self._resolved("input_size")
 
     @property
     def n_channels(self) -> int:
-        if self.channels is None:
-            raise ConfigError("channels: not resolved from the catalogue yet")
-        return self.channels
+        return self._resolved("channels")
 
     @property
     def batch_size(self) -> int:
