@@ -218,9 +218,14 @@ def land_fashion_mnist_photos(
     return landed
 
 
-def hashed_split(item_id: str, test_fraction: float) -> str:
-    """Deterministic hold-out: the same item always lands in the same split."""
-    bucket = int(hashlib.sha256(item_id.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
+def hashed_split(key: str, test_fraction: float) -> str:
+    """Deterministic hold-out: the same key always lands in the same split.
+
+    Folder photos are keyed by their pixel hash, not their item id: catalogues list the same
+    photo under many ids (colour variants, reused shots), and identical photos on both sides
+    would score duplicate look-up instead of similarity (raw pixels find them trivially).
+    """
+    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) / 0x1_0000_0000
     return "test" if bucket < test_fraction else "train"
 
 
@@ -239,7 +244,8 @@ def folder_batch(
     file), ``item_id``, ``category_name``, ``split``, ``reason`` (metadata problems found
     earlier), optionally ``metadata_path``; missing values are derived from the path (the
     first sub-folder below ``root`` is the category). ``id_prefix`` is put in front of every
-    id (see ``folder_frame``); the split is hashed from the prefixed id.
+    id (see ``folder_frame``); a split not given is hashed from the photo's pixels, so
+    identical photos always share a split.
     """
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
     rows = []
@@ -251,7 +257,7 @@ def folder_batch(
         category = cols["category_name"][i] or (
             rel.split(os.sep)[0] if rel and os.sep in rel else None
         )
-        split = cols["split"][i] or (hashed_split(item_id, test_fraction) if item_id else None)
+        split = cols["split"][i]  # None: hashed from the photo once it is decoded
         row = {"item_id": item_id, "category_name": category, "split": split, "source": source}
         row["path"] = path or cols.get("metadata_path", [None] * batch.num_rows)[i]
         reason = cols["reason"][i]
@@ -262,7 +268,7 @@ def folder_batch(
                 "no category: put the file in a sub-folder named after its category, "
                 "or give it in the metadata CSV"
             )
-        if reason is None and split not in SPLITS:
+        if reason is None and split is not None and split not in SPLITS:
             reason = f"invalid split {split!r} (train or test)"
         if reason is None:
             try:
@@ -281,6 +287,7 @@ def folder_batch(
                     "height": img.height,
                     "channels": img.channels,
                     "content_hash": img.content_hash,
+                    "split": split or hashed_split(img.content_hash, test_fraction),
                 }
             except ImageRejected as e:
                 reason = str(e)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +146,14 @@ def load_training_items(
 
 
 def validation_split(items: ImageSet, fraction: float = 0.1) -> tuple[ImageSet, ImageSet]:
-    """(fit, validation) slices of the TRAIN split, by a hash of the item id.
+    """(fit, validation) slices of the TRAIN split, by a hash of each item's pixels.
 
-    Hyperparameter search scores on the validation slice, never on the test split.
+    Hyperparameter search scores on the validation slice, never on the test split. Hashing
+    the pixels (not the id) keeps copies of one photo on one side, as the ingest split does.
     """
-    held = np.array([hashed_split(str(i), fraction) == "test" for i in items.item_ids])
+    held = np.array(
+        [hashed_split(hashlib.sha256(x.tobytes()).hexdigest(), fraction) == "test" for x in items.x]
+    )
     fit, val = items.subset(~held), items.subset(held)
     if len(val) == 0 or len(fit) == 0:
         raise EmptyDataError(

@@ -106,6 +106,24 @@ def test_folder_batch_uses_given_metadata_and_checks_it(photo_folder):
     assert out[3]["reason"] == "file not found: /x.png"
 
 
+def test_copies_of_one_photo_share_a_split_whatever_their_ids(photo_folder):
+    """Identical photos never straddle train and test: the split is hashed from the pixels."""
+    shoe = str(photo_folder / "Shoes" / "item 0.png")
+    hat = str(photo_folder / "Hats" / "item 0.png")
+    ids = [f"sku-{i}" for i in range(40)]
+    out = folder_batch(
+        _plan([shoe] * 20 + [hat] * 20, item_id=ids, category_name=["c"] * 40),
+        root=str(photo_folder),
+        source="s",
+        limits=ImageLimits(),
+        test_fraction=0.5,
+    ).to_pylist()
+    assert len({r["split"] for r in out[:20]}) == 1 and len({r["split"] for r in out[20:]}) == 1
+    assert {r["split"] for r in out} <= {"train", "test"}
+    # by item id, 40 ids at a fraction of 0.5 would have landed on both sides
+    assert len({hashed_split(i, 0.5) for i in ids[:20]}) == 2
+
+
 def test_category_ids_are_stable_and_prefer_given_labels():
     fm = {n: i for i, n in enumerate(FASHION_MNIST_LABELS)}
     assert assign_categories({}, ["Bag", "Trouser"], fm) == {"Bag": 8, "Trouser": 1}
@@ -126,7 +144,7 @@ def test_id_prefix_goes_in_front_of_path_and_csv_ids(photo_folder):
         id_prefix="conc-",
     ).to_pylist()
     assert [r["item_id"] for r in out[:2]] == ["conc-Shoes-item-0", "conc-sku-1"]
-    assert out[0]["split"] == hashed_split("conc-Shoes-item-0", 0.25)
+    assert out[0]["split"] == hashed_split(out[0]["content_hash"], 0.25)  # from the photo
     assert out[2]["reason"].startswith("invalid item_id 'conc-xxx")  # 129 characters
 
 
