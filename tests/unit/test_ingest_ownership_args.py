@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from lookalike.catalog.ingest import take_over_spec
-from lookalike.cli import _print_ingest, build_parser
+from lookalike.cli import build_parser
+from lookalike.cli.catalog import print_ingest
 
 
 def test_take_over_is_all_or_the_listed_ids():
@@ -55,7 +56,7 @@ def test_summary_line_counts_take_overs_and_explains_ownership_rejects(capsys):
             {"path": "/c/Shoes/b.png", "item_id": "Shoes-b", "reason": "empty file"},
         ],
     }
-    _print_ingest(summary, as_json=False)
+    print_ingest(summary, as_json=False)
     out = capsys.readouterr().out
     assert "updated 1 (1 taken over), deleted 0" in out
     assert "rejected /c/Shoes/a.png: item id owned by source 'landing'" in out

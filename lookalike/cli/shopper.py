@@ -1,4 +1,4 @@
-"""``lookalike shopper ...``: simulate, ingest, train, promote, recommend (thin, like cli.py)."""
+"""``lookalike shopper ...``: simulate, ingest, train, promote, recommend (thin, like the rest)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from lookalike.cli.output import UsageError, emit, output_options
 from lookalike.config import get_settings
-
-
-def _usage(msg: str) -> Exception:
-    from lookalike.cli import UsageError
-
-    return UsageError(msg)
-
-
-def _emit(result: dict[str, Any], summary_file: Path | None) -> None:
-    from lookalike.cli import _emit as emit
-
-    emit(result, summary_file)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -28,7 +17,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     for name in ("users", "events"):
         if getattr(args, name) < 1:
-            raise _usage(f"--{name}: must be >= 1, got {getattr(args, name)}")
+            raise UsageError(f"--{name}: must be >= 1, got {getattr(args, name)}")
     settings = get_settings()
     cfg = SimConfig(users=args.users, events=args.events, seed=args.seed)
     space = load_item_space(settings, limit=args.items)
@@ -53,7 +42,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     }
     if args.ingest:
         result["ingest"] = ingest_file(settings, out, source="simulator").to_dict()
-    _emit(result, args.summary_file)
+    emit(result, args.summary_file)
     return 0
 
 
@@ -65,12 +54,12 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if args.landing:
         files += landed_files(settings)
     if not files:
-        raise _usage(
+        raise UsageError(
             f"PATH: give interaction files, or --landing for {settings.interactions_landing_dir}"
         )
     for f in files:
         if not Path(f).is_file():
-            raise _usage(f"PATH: file not found: {f}")
+            raise UsageError(f"PATH: file not found: {f}")
     summaries = [
         ingest_file(settings, Path(f), check_items=not args.no_item_check).to_dict() for f in files
     ]
@@ -80,7 +69,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         "rejected": sum(s["rejected"] for s in summaries),
         "table_version": summaries[-1]["table_version"],
     }
-    _emit(result, args.summary_file)
+    emit(result, args.summary_file)
     return 0
 
 
@@ -91,9 +80,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         cfg = MFConfig.from_overrides([*(args.set or []), *args.sets.split()])
     except ShopperConfigError as e:
-        raise _usage(f"--set: {e}") from None
+        raise UsageError(f"--set: {e}") from None
     if args.horovod < 0:
-        raise _usage(f"--horovod: must be >= 0, got {args.horovod}")
+        raise UsageError(f"--horovod: must be >= 0, got {args.horovod}")
     spark = None
     if args.horovod or not args.no_baselines:
         from lookalike.spark import spark_session
@@ -109,7 +98,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_users=args.eval_users,
         spark=spark,
     )
-    _emit(result, args.summary_file)
+    emit(result, args.summary_file)
     return 0
 
 
@@ -117,10 +106,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
     from lookalike.shopper.registry import promote
 
     if args.margin is not None and args.margin < 0:
-        raise _usage(f"--margin: must be >= 0, got {args.margin}")
-    _emit(
-        promote(get_settings(), challenger=args.challenger, margin=args.margin), args.summary_file
-    )
+        raise UsageError(f"--margin: must be >= 0, got {args.margin}")
+    emit(promote(get_settings(), challenger=args.challenger, margin=args.margin), args.summary_file)
     return 0
 
 
@@ -134,12 +121,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
         raise PromotionError(f"{settings.shopper_model_name!r} has no version {args.model!r}")
     if not 0 <= args.blend <= 1:
-        raise _usage(f"--blend: must be within 0..1, got {args.blend}")
+        raise UsageError(f"--blend: must be within 0..1, got {args.blend}")
     rec = load_version(settings, str(mv.version))
     hits, mode = rec.recommend(
         args.user_id, args.k, exclude_seen=not args.include_seen, blend=args.blend
     )
-    _emit(
+    emit(
         {
             "user_id": args.user_id,
             "mode": mode,
@@ -167,16 +154,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             if mv is None
             else {"version": str(mv.version), "trained_on": (mv.tags or {}).get(VERSION_TAG)}
         )
-    _emit(result, None)
+    emit(result, None)
     return 0
 
 
 def add_parser(sub: Any) -> None:
+    """``shopper simulate|ingest|train|promote|show|recommend``."""
     shop = sub.add_parser("shopper", help="shopper recommendations (matrix factorisation)")
     ssub = shop.add_subparsers(dest="shopper_command", required=True)
-    out = argparse.ArgumentParser(add_help=False)
-    out.add_argument("--summary-file", type=Path, metavar="FILE")
-    out.add_argument("--json", action="store_true", help="the result is JSON on stdout (always)")
+    out = output_options("the result is JSON on stdout (always)")
 
     sim = ssub.add_parser("simulate", parents=[out], help="simulated shoppers over the catalogue")
     sim.add_argument("--users", type=int, default=5000)

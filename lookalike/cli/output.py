@@ -1,0 +1,62 @@
+"""What every command shares: its result on stdout, its usage errors, the output options."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, TextIO
+
+
+class UsageError(Exception):
+    """A command-line argument is wrong; the message names it (exit 2)."""
+
+
+#: Commands whose result is always JSON accept --json too, so scripts can pass it everywhere.
+JSON_HELP = "the result is JSON on stdout (always; logs go to stderr)"
+
+#: Where results go: the real stdout. While a command runs, ``sys.stdout`` is stderr, so
+#: library chatter (TF Similarity prints progress with ``print``) never mixes into a JSON
+#: result that a script or DAG parses.
+_RESULTS: TextIO | None = None  # set by command_output() while a command runs
+
+
+@contextlib.contextmanager
+def command_output() -> Iterator[None]:
+    """While a command runs: ``out`` writes to the stdout of the moment, ``print`` to stderr."""
+    global _RESULTS
+    _RESULTS = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _RESULTS = None
+
+
+def out(text: str) -> None:
+    """A command's result: the only thing written to stdout."""
+    print(text, file=_RESULTS or sys.stdout, flush=True)
+
+
+def write_summary(result: dict[str, Any], summary_file: Path | None) -> None:
+    """``--summary-file``: the JSON result in a file (spark-submit mixes logs into stdout)."""
+    if summary_file:
+        summary_file.parent.mkdir(parents=True, exist_ok=True)
+        summary_file.write_text(json.dumps(result, indent=2, default=str))
+
+
+def emit(result: dict[str, Any], summary_file: Path | None) -> None:
+    """A JSON result: on stdout, and in ``summary_file`` when one is given."""
+    out(json.dumps(result, indent=2, default=str))
+    write_summary(result, summary_file)
+
+
+def output_options(json_help: str = JSON_HELP) -> argparse.ArgumentParser:
+    """A parent parser: ``--summary-file FILE`` and ``--json``."""
+    opts = argparse.ArgumentParser(add_help=False)
+    opts.add_argument("--summary-file", type=Path, metavar="FILE")
+    opts.add_argument("--json", action="store_true", help=json_help)
+    return opts
