@@ -19,9 +19,13 @@ def get_live(request: Request) -> Live:
         raise HTTPException(status_code=503, detail=f"not ready: {e}") from None
 
 
+def get_shopper_state(request: Request) -> ServiceState:
+    return request.app.state.shopper
+
+
 def get_shopper_live(request: Request) -> Live:
     """The live shopper-model bundle, taken once per request."""
     try:
-        return request.app.state.shopper.current()
+        return get_shopper_state(request).current()
     except NotReady as e:
         raise HTTPException(status_code=503, detail=f"not ready: {e}") from None

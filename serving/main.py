@@ -20,13 +20,18 @@ from serving.routes import items, page, shoppers, similar, system
 from serving.state import Followed, ServiceState
 
 
-def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastAPI:
-    """A service instance. ``watch=False`` loads once at start-up and never polls (tests)."""
-    import mlflow
-
+def create_app(
+    settings: Settings | None = None, *, watch: bool = True, follow: bool = True
+) -> FastAPI:
+    """A service instance. ``watch=False`` loads once at start-up and never polls (tests).
+    ``follow=False`` never touches the registry: no MLflow URIs set, no start-up load, no
+    watcher; both states stay empty until a caller puts bundles in (the route tests)."""
     settings = settings or get_settings()
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
+    if follow:
+        import mlflow
+
+        mlflow.set_tracking_uri(settings.tracking_uri)
+        mlflow.set_registry_uri(settings.tracking_uri)
     metrics = Metrics()
     state = ServiceState(settings=settings, metrics=metrics)
     shopper = ServiceState(settings=settings, metrics=metrics, followed=Followed.shopper(settings))
@@ -46,7 +51,7 @@ def create_app(settings: Settings | None = None, *, watch: bool = True) -> FastA
         title="lookalike",
         summary="Visually similar products from the production bundle.",
         version="1",
-        lifespan=lifespan,
+        lifespan=lifespan if follow else None,
     )
     app.state.service = state
     app.state.shopper = shopper

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, UploadFile
 
 from lookalike.images import ImageRejected
-from serving.deps import get_live
+from serving.deps import get_live, get_state
 from serving.routes.items import NOT_READY, json_response, scored
 from serving.schemas import MAX_K, Problem, SimilarResponse
-from serving.state import Live
+from serving.state import Live, ServiceState
 
 router = APIRouter(prefix="/v1", tags=["similar"])
 ACCEPTED = {"image/png", "image/jpeg", "image/jpg"}
@@ -27,13 +27,13 @@ ACCEPTED = {"image/png", "image/jpeg", "image/jpg"}
     },
 )
 def similar_to_photo(
-    request: Request,
+    state: Annotated[ServiceState, Depends(get_state)],
     live: Annotated[Live, Depends(get_live)],
     photo: Annotated[UploadFile, File(description="product photo, PNG or JPEG, any size")],
     k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     category: Annotated[int | None, Query(ge=0)] = None,
 ) -> Response:
-    limit = request.app.state.service.settings.serve_max_upload_bytes
+    limit = state.settings.serve_max_upload_bytes
     ctype = (photo.content_type or "").split(";")[0].strip().lower()
     if ctype not in ACCEPTED:
         got = ctype or "missing"

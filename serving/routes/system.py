@@ -5,16 +5,17 @@ from __future__ import annotations
 import hmac
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.deps import get_live, get_state
+from serving.deps import get_live, get_shopper_state, get_state
 from serving.schemas import Health, Problem, Ready, ReloadResult, ShopperVersions, Versions
 from serving.state import Live, NotReady, ServiceState
 
 router = APIRouter(tags=["system"])
 StateDep = Annotated[ServiceState, Depends(get_state)]
+ShopperStateDep = Annotated[ServiceState, Depends(get_shopper_state)]
 
 
 @router.get("/healthz", response_model=Health)
@@ -24,13 +25,13 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
-def readyz(request: Request, state: StateDep) -> Ready | JSONResponse:
+def readyz(state: StateDep, shopper_state: ShopperStateDep) -> Ready | JSONResponse:
     """Ready when a similarity bundle is loaded; otherwise 503 and why. Also says whether a
     shopper model is loaded (the user routes answer 503 until one is)."""
     shopper: ShopperVersions | None = None
     shopper_reason: str | None = None
     try:
-        shopper = ShopperVersions(**request.app.state.shopper.current().versions())
+        shopper = ShopperVersions(**shopper_state.current().versions())
     except NotReady as e:
         shopper_reason = str(e)
     try:
@@ -71,16 +72,15 @@ def version(live: Annotated[Live, Depends(get_live)]) -> Versions:
     },
 )
 def reload(
-    request: Request,
+    similar_state: StateDep,
+    shopper_state: ShopperStateDep,
     authorization: Annotated[str | None, Header()] = None,
     model: Annotated[
         Literal["similar", "shopper"], Query(description="which followed model")
     ] = "similar",
 ) -> ReloadResult:
     """Follow the alias now (also retries a version that failed before). Bearer token."""
-    state: ServiceState = (
-        request.app.state.service if model == "similar" else request.app.state.shopper
-    )
+    state = similar_state if model == "similar" else shopper_state
     expected = state.settings.serve_admin_token
     if not authorization or not authorization.lower().startswith("bearer "):
         raise HTTPException(

@@ -1,0 +1,1 @@
+"""Reusable test fakes and builders (no Spark, MLflow registry or TensorFlow needed)."""
