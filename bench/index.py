@@ -204,7 +204,7 @@ def summarise(
 def ensure_champion(settings: Any, epochs: int) -> dict[str, Any]:
     """Catalogue + champion encoder + production bundle, created when missing."""
     from lookalike.bundle.registry import production_version
-    from lookalike.model.encoder_store import EncoderNotFound, fetch_encoder
+    from lookalike.registry.encoders import EncoderNotFound, fetch_encoder
 
     made: dict[str, Any] = {}
     lookalike = str(Path(sys.executable).parent / "lookalike")
@@ -272,7 +272,7 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
     from deltalake import DeltaTable
 
     from lookalike.index.builder import build_full, update_index
-    from lookalike.model.encoder_store import fetch_encoder, load_predict
+    from lookalike.registry.encoders import fetch_encoder, load_predict
 
     encoder = fetch_encoder(settings, "champion")
     lookalike = str(Path(sys.executable).parent / "lookalike")

@@ -297,7 +297,7 @@ def main() -> None:
         print("[bench] hot swap under load: preparing a new index version", flush=True)
         from lookalike.bundle.registry import publish_bundle
         from lookalike.index.builder import build_full
-        from lookalike.model.encoder_store import fetch_encoder
+        from lookalike.registry.encoders import fetch_encoder
 
         new_index = build_full(settings, fetch_encoder(settings, "champion"))
         import pyarrow.parquet as pq

@@ -167,7 +167,7 @@ def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
 
 def run_gate(train_summary: str, catalog_version: int, margin: float) -> dict[str, Any]:
     """Evaluate the encoder version a training run registered against the champion."""
-    from lookalike.model.promotion import evaluate_gate
+    from lookalike.workflows.promotion import evaluate_gate
 
     version = read_summary(train_summary).get("model_version")
     if not version:
@@ -180,7 +180,7 @@ def run_gate(train_summary: str, catalog_version: int, margin: float) -> dict[st
 
 def finalize_promotion(decision: dict[str, Any], index_summary: str) -> dict[str, Any]:
     """Publish the winner's index as the production bundle and move ``champion``."""
-    from lookalike.model.promotion import PromotionResult, finalize
+    from lookalike.workflows.promotion import PromotionResult, finalize
 
     index = read_summary(index_summary)
     if not index.get("path"):
@@ -238,14 +238,15 @@ def interactions_changed_since_production(settings: Settings | None = None) -> b
     """True when the interactions table moved past what the production shopper model was
     trained on (or there is no production model yet): otherwise training would only redo it."""
     from lookalike.catalog.table import table_version
-    from lookalike.shopper.registry import PRODUCTION, VERSION_TAG, version_by
+    from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
+    from lookalike.shopper.registry import version_by
 
     settings = settings or get_settings()
     current = table_version(settings.interactions_path)
     if current is None:
         return False
-    prod = version_by(settings, PRODUCTION)
-    raw = (prod.tags or {}).get(VERSION_TAG, "") if prod is not None else ""
+    prod = version_by(settings, settings.shopper_alias)
+    raw = (prod.tags or {}).get(INTERACTIONS_VERSION_TAG, "") if prod is not None else ""
     return not raw.isdigit() or current > int(raw)
 
 
@@ -262,4 +263,4 @@ def validate_shopper(train_summary: str) -> bool:
 def promote_shopper(margin: float | None = None) -> dict[str, Any]:
     from lookalike.shopper.registry import promote
 
-    return promote(get_settings(), margin=margin)
+    return promote(get_settings(), margin=margin).to_dict()

@@ -28,10 +28,9 @@ def create_app(
     watcher; both states stay empty until a caller puts bundles in (the route tests)."""
     settings = settings or get_settings()
     if follow:
-        import mlflow
+        from lookalike.registry.mlflow_setup import configure
 
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        mlflow.set_registry_uri(settings.tracking_uri)
+        configure(settings)
     metrics = Metrics()
     state = ServiceState(settings=settings, metrics=metrics)
     shopper = ServiceState(settings=settings, metrics=metrics, followed=Followed.shopper(settings))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -19,8 +18,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lookalike.bundle.registry import load_registered
 from lookalike.config import Settings
+from lookalike.registry import cache
+from lookalike.registry.cache import load_registered
 from serving.metrics import Metrics
 
 log = logging.getLogger("lookalike.serving")
@@ -100,13 +100,7 @@ class Followed:
 
 def prune_bundle_cache(settings: Settings, name: str, keep: set[str]) -> None:
     """Downloaded bundles other than the live and the previous one are not needed any more."""
-    root = settings.cache_dir / "bundles"
-    prefix = f"{name}-v"
-    if not root.is_dir():
-        return
-    for d in root.iterdir():
-        if d.name.startswith(prefix) and d.name.removeprefix(prefix) not in keep:
-            shutil.rmtree(d, ignore_errors=True)
+    cache.prune(settings, cache.BUNDLES, name, keep)
 
 
 @dataclass
@@ -141,18 +135,15 @@ class ServiceState:
         return live
 
     def _alias_version(self) -> str | None:
-        from mlflow import MlflowClient
-        from mlflow.exceptions import MlflowException
+        """The version the followed alias points to; None when none does (other registry
+        failures raise)."""
+        from lookalike.registry.mlflow_setup import registry_client
+        from lookalike.registry.versions import find_version
 
         if self._client is None:  # one client for the life of the service
-            self._client = MlflowClient(self.settings.tracking_uri, self.settings.tracking_uri)
-        try:
-            mv = self._client.get_model_version_by_alias(self.source.model_name, self.source.alias)
-        except MlflowException as e:
-            if "RESOURCE_DOES_NOT_EXIST" in str(e.error_code) or "not found" in str(e).lower():
-                return None
-            raise
-        return str(mv.version)
+            self._client = registry_client(self.settings)
+        mv = find_version(self.source.model_name, self.source.alias, client=self._client)
+        return None if mv is None else str(mv.version)
 
     def reload(self, *, force: bool = False) -> ReloadOutcome:
         """Follow the alias once. ``force`` retries a version that failed before."""

@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from lookalike.images import normalise_image
 from lookalike.index import scann_index as sx
-from lookalike.model.encoder_store import Predict, embed_images, load_predict
+from lookalike.registry.encoders import Predict, embed_images, load_predict
 
 
 class BundleCheckError(RuntimeError):

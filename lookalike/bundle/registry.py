@@ -1,17 +1,16 @@
-"""The ``lookalike-recommender`` registered model: publishing bundles, the ``production``
-alias, and rolling it back.
+"""The ``lookalike-recommender`` registered model: publishing bundles, the alias the service
+follows (``Settings.serve_alias``, default ``production``), and rolling it back.
 
 A bundle version = encoder version + index version (+ its item rows) in one pyfunc. It is
-loaded and self-checked BEFORE it is logged, and ``production`` moves only after that; each
-version remembers the version ``production`` pointed to before it, which is what
-``rollback`` returns to.
+loaded and self-checked BEFORE it is logged, and the alias moves only after that; each
+version remembers the version the alias pointed to before it, which is what ``rollback``
+returns to. Downloading and loading a version is the registry's cache
+(``lookalike.registry.cache.load_registered``).
 """
 
 from __future__ import annotations
 
 import base64
-import shutil
-import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,14 @@ from typing import Any
 from lookalike.bundle.recommender import Recommender
 from lookalike.config import Settings
 from lookalike.index import scann_index as sx
+from lookalike.registry.aliases import (
+    CATALOG_VERSION_TAG,
+    ENCODER_TAG,
+    INDEX_VERSION_TAG,
+    PREVIOUS_PRODUCTION_TAG,
+    RECOMMENDER_EXPERIMENT,
+)
 
-PRODUCTION = "production"
-PREVIOUS_TAG = "lookalike.previous_production"
-INDEX_TAG = "lookalike.index_version"
-EXPERIMENT = "lookalike-recommender"
 DEFAULT_K = 10
 
 
@@ -148,44 +150,18 @@ class PublishResult:
 
 
 def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
+    from lookalike.registry.mlflow_setup import client
 
-    from lookalike.model import tracking
-
-    tracking.setup_mlflow(settings, EXPERIMENT)
-    return MlflowClient()
-
-
-def load_registered(settings: Settings, name: str, version: str) -> Any:
-    """Download registered ``name`` version ``version`` (once, into the cache; a half-done
-    download never takes the final name) and load it through its pyfunc, which verifies
-    checksums and self-checks; returns its recommender with ``bundle_version`` set.
-
-    Used for both bundles: the similarity one and the shopper model."""
-    import mlflow
-
-    dest = settings.cache_dir / "bundles" / f"{name}-v{version}"
-    if not (dest / "MLmodel").is_file():
-        tmp = dest.with_name(f".{dest.name}.tmp-{threading.get_ident()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        mlflow.artifacts.download_artifacts(f"models:/{name}/{version}", dst_path=str(tmp))
-        shutil.rmtree(dest, ignore_errors=True)
-        tmp.rename(dest)
-    rec = mlflow.pyfunc.load_model(str(dest)).unwrap_python_model().rec
-    rec.bundle_version = version
-    return rec
+    return client(settings, RECOMMENDER_EXPERIMENT)
 
 
 def production_version(settings: Settings) -> Any | None:
-    """The model version ``production`` points to, or None."""
-    from mlflow.exceptions import MlflowException
+    """The model version the served alias (``Settings.serve_alias``) points to, or None."""
+    from lookalike.registry.versions import find_version
 
-    client = _client(settings)
-    try:
-        return client.get_model_version_by_alias(settings.recommender_model_name, PRODUCTION)
-    except MlflowException:
-        return None
+    return find_version(
+        settings.recommender_model_name, settings.serve_alias, client=_client(settings)
+    )
 
 
 def _existing_bundle(settings: Settings, client: Any, index_version: str) -> Any | None:
@@ -198,7 +174,7 @@ def _existing_bundle(settings: Settings, client: Any, index_version: str) -> Any
     except MlflowException:
         return None
     for mv in sorted(versions, key=lambda v: int(v.version), reverse=True):
-        if (mv.tags or {}).get(INDEX_TAG) == index_version:
+        if (mv.tags or {}).get(INDEX_VERSION_TAG) == index_version:
             return mv
     return None
 
@@ -206,10 +182,12 @@ def _existing_bundle(settings: Settings, client: Any, index_version: str) -> Any
 def publish_bundle(
     settings: Settings, index_dir: Path, *, set_production: bool = True
 ) -> PublishResult:
-    """Log + register encoder and index as one bundle version; move ``production`` to it."""
+    """Log + register encoder and index as one bundle version; move the served alias
+    (``Settings.serve_alias``) to it unless ``set_production`` is False."""
     import mlflow
 
-    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.registry.encoders import fetch_encoder
+    from lookalike.registry.gate import move_alias
 
     manifest = sx.verify_version(index_dir)
     enc = manifest["encoder"]
@@ -258,17 +236,22 @@ def publish_bundle(
             )
             uri = f"runs:/{run.info.run_id}/recommender"
         tags = {
-            INDEX_TAG: manifest["index_version"],
-            "lookalike.encoder": f"{enc['name']}/{enc['version']}",
-            "lookalike.catalog_version": str(manifest["catalog_version"]),
+            INDEX_VERSION_TAG: manifest["index_version"],
+            ENCODER_TAG: f"{enc['name']}/{enc['version']}",
+            CATALOG_VERSION_TAG: str(manifest["catalog_version"]),
         }
         version = str(mlflow.register_model(uri, name, tags=tags).version)
     previous = str(current.version) if current is not None else None
     moved = False
     if set_production and previous != version:
-        if previous is not None:
-            client.set_model_version_tag(name, version, PREVIOUS_TAG, previous)
-        client.set_registered_model_alias(name, PRODUCTION, version)
+        move_alias(
+            client,
+            name,
+            settings.serve_alias,
+            version,
+            previous=previous,
+            previous_tag=PREVIOUS_PRODUCTION_TAG,
+        )
         moved = True
     return PublishResult(
         bundle_version=version,
@@ -287,18 +270,18 @@ def _first_item(index_dir: Path) -> str:
 
 
 def rollback(settings: Settings) -> dict[str, Any]:
-    """Move ``production`` back to the version it pointed to before the current one."""
+    """Move the served alias back to the version it pointed to before the current one."""
     client = _client(settings)
-    name = settings.recommender_model_name
+    name, alias = settings.recommender_model_name, settings.serve_alias
     current = production_version(settings)
     if current is None:
-        raise BundleError(f"{name!r} has no {PRODUCTION!r} version to roll back from")
-    previous = (current.tags or {}).get(PREVIOUS_TAG)
+        raise BundleError(f"{name!r} has no {alias!r} version to roll back from")
+    previous = (current.tags or {}).get(PREVIOUS_PRODUCTION_TAG)
     if not previous:
         raise BundleError(
-            f"{name} version {current.version} has no previous production version to return to"
+            f"{name} version {current.version} has no previous {alias} version to return to"
         )
-    client.set_registered_model_alias(name, PRODUCTION, previous)
+    client.set_registered_model_alias(name, alias, previous)
     return {"from": str(current.version), "to": str(previous)}
 
 

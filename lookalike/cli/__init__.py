@@ -32,8 +32,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from lookalike.catalog.table import CatalogError
     from lookalike.index.builder import IndexBuildError
     from lookalike.index.scann_index import IndexVersionError, RecallTooLow
-    from lookalike.model.encoder_store import EncoderNotFound
-    from lookalike.model.promotion import PromotionError
+    from lookalike.registry.gate import PromotionError
+    from lookalike.registry.versions import VersionNotFound
     from lookalike.shopper.data import EmptyInteractions
     from lookalike.shopper.interactions import InteractionsError
 
@@ -45,7 +45,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
         IndexBuildError,
         IndexVersionError,
         RecallTooLow,
-        EncoderNotFound,
+        VersionNotFound,  # EncoderNotFound too
         BundleError,
         BundleCheckError,
         PromotionError,

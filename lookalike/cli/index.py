@@ -9,11 +9,12 @@ from typing import Any
 
 from lookalike.cli.output import UsageError, emit, out, output_options
 from lookalike.config import get_settings
+from lookalike.registry.aliases import CHALLENGER, CHAMPION
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
     from lookalike.index.embeddings import embed_catalog
-    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.registry.encoders import fetch_encoder
     from lookalike.spark import spark_session
 
     settings = get_settings()
@@ -34,7 +35,7 @@ def _publish(index_path: str | None, publish: bool) -> dict[str, Any] | None:
 
 def cmd_index_build(args: argparse.Namespace) -> int:
     from lookalike.index.builder import build_full, prune_versions
-    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.registry.encoders import fetch_encoder
     from lookalike.spark import spark_session
 
     settings = get_settings()
@@ -49,7 +50,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 def cmd_index_update(args: argparse.Namespace) -> int:
     from lookalike.index.builder import find_version, prune_versions, update_index
-    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.registry.encoders import fetch_encoder
 
     settings = get_settings()
     base = find_version(settings, args.base)
@@ -105,8 +106,8 @@ def cmd_bundle_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from lookalike.model.promotion import promote
     from lookalike.spark import spark_session
+    from lookalike.workflows.promotion import promote
 
     if args.margin is not None and args.margin < 0:
         raise UsageError(f"--margin: must be >= 0, got {args.margin}")
@@ -135,7 +136,7 @@ def add_parser(sub: Any) -> None:
     ``rollback``."""
     out_opts = output_options()
     emb = sub.add_parser("embed", parents=[out_opts], help="embed the catalogue (Spark)")
-    emb.add_argument("--encoder", default="champion", help="alias or version (default champion)")
+    emb.add_argument("--encoder", default=CHAMPION, help=f"alias or version (default {CHAMPION})")
     emb.add_argument("--catalog-version", type=int)
     emb.set_defaults(func=cmd_embed)
 
@@ -144,7 +145,7 @@ def add_parser(sub: Any) -> None:
     ib = isub.add_parser(
         "build", parents=[out_opts], help="full build: embed, index, check, publish"
     )
-    ib.add_argument("--encoder", default="champion", help="alias or version (default champion)")
+    ib.add_argument("--encoder", default=CHAMPION, help=f"alias or version (default {CHAMPION})")
     ib.add_argument("--catalog-version", type=int)
     ib.add_argument("--no-publish", action="store_true", help="build only; production stays")
     ib.set_defaults(func=cmd_index_build)
@@ -170,7 +171,7 @@ def add_parser(sub: Any) -> None:
     pr = sub.add_parser(
         "promote", parents=[out_opts], help="gate challenger vs champion; index; production"
     )
-    pr.add_argument("--challenger", default="challenger", help="alias or version")
+    pr.add_argument("--challenger", default=CHALLENGER, help="alias or version")
     pr.add_argument("--margin", type=float, help="default: LOOKALIKE_PROMOTE_MARGIN")
     pr.add_argument("--catalog-version", type=int)
     pr.set_defaults(func=cmd_promote)

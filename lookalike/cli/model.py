@@ -9,6 +9,7 @@ from typing import Any
 
 from lookalike.cli.output import JSON_HELP, UsageError, emit, output_options
 from lookalike.config import get_settings
+from lookalike.registry.aliases import CHALLENGER
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -108,7 +109,7 @@ def add_parser(sub: Any) -> None:
     tune.add_argument("--parallelism", type=int, help="default: LOOKALIKE_TUNE_PARALLELISM")
     tune.set_defaults(func=cmd_tune)
     ev = sub.add_parser("evaluate", help="evaluate a registered encoder on the catalogue")
-    ev.add_argument("--model", default="challenger", help="alias or version (default challenger)")
+    ev.add_argument("--model", default=CHALLENGER, help=f"alias or version (default {CHALLENGER})")
     ev.add_argument("--catalog-version", type=int)
     ev.add_argument("--eval-limit", type=int)
     ev.add_argument("--summary-file", type=Path, metavar="FILE")

@@ -8,6 +8,7 @@ from typing import Any
 
 from lookalike.cli.output import UsageError, emit, output_options
 from lookalike.config import get_settings
+from lookalike.registry.aliases import CHALLENGER, PRODUCTION
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -107,7 +108,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
     if args.margin is not None and args.margin < 0:
         raise UsageError(f"--margin: must be >= 0, got {args.margin}")
-    emit(promote(get_settings(), challenger=args.challenger, margin=args.margin), args.summary_file)
+    result = promote(get_settings(), challenger=args.challenger, margin=args.margin)
+    emit(result.to_dict(), args.summary_file)
     return 0
 
 
@@ -117,7 +119,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     settings = get_settings()
     mv = version_by(settings, args.model)
     if mv is None:
-        from lookalike.model.promotion import PromotionError
+        from lookalike.registry.gate import PromotionError
 
         raise PromotionError(f"{settings.shopper_model_name!r} has no version {args.model!r}")
     if not 0 <= args.blend <= 1:
@@ -140,19 +142,23 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     from lookalike.catalog.table import table_version
-    from lookalike.shopper.registry import CHALLENGER, PRODUCTION, VERSION_TAG, version_by
+    from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
+    from lookalike.shopper.registry import version_by
 
     settings = get_settings()
     result: dict[str, Any] = {
         "model": settings.shopper_model_name,
         "interactions_version": table_version(settings.interactions_path),
     }
-    for alias in (PRODUCTION, CHALLENGER):
+    for key, alias in (("production", settings.shopper_alias), (CHALLENGER, CHALLENGER)):
         mv = version_by(settings, alias)
-        result[alias] = (
+        result[key] = (
             None
             if mv is None
-            else {"version": str(mv.version), "trained_on": (mv.tags or {}).get(VERSION_TAG)}
+            else {
+                "version": str(mv.version),
+                "trained_on": (mv.tags or {}).get(INTERACTIONS_VERSION_TAG),
+            }
         )
     emit(result, None)
     return 0
@@ -194,7 +200,7 @@ def add_parser(sub: Any) -> None:
     tr.set_defaults(func=cmd_train)
 
     pr = ssub.add_parser("promote", parents=[out], help="gate challenger vs production")
-    pr.add_argument("--challenger", default="challenger", help="alias or version")
+    pr.add_argument("--challenger", default=CHALLENGER, help="alias or version")
     pr.add_argument("--margin", type=float)
     pr.set_defaults(func=cmd_promote)
 
@@ -206,5 +212,5 @@ def add_parser(sub: Any) -> None:
     rc.add_argument("--k", type=int, default=10)
     rc.add_argument("--blend", type=float, default=0.0, help="weight of visual similarity 0..1")
     rc.add_argument("--include-seen", action="store_true")
-    rc.add_argument("--model", default="production", help="alias or version")
+    rc.add_argument("--model", default=PRODUCTION, help="alias or version")
     rc.set_defaults(func=cmd_recommend)

@@ -31,7 +31,7 @@ from lookalike.config import Settings
 from lookalike.index import scann_index as sx
 from lookalike.index.embeddings import embed_catalog, merge_embeddings, read_embeddings
 from lookalike.index.embeddings import staged_rows as embedding_rows
-from lookalike.model.encoder_store import EncoderRef, embed_images, load_predict
+from lookalike.registry.encoders import EncoderRef, embed_images, load_predict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -280,7 +280,7 @@ def update_index(
     ``encoder`` defaults to the base's own encoder version (fetched from the registry); a
     different version is refused: a new encoder needs a full build.
     """
-    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.registry.encoders import fetch_encoder
 
     t0 = time.monotonic()
     timings: dict[str, float] = {}

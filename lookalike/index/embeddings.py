@@ -25,7 +25,7 @@ from deltalake import CommitProperties, DeltaTable
 
 from lookalike.catalog.table import TS, ensure_table, open_table, resolve_version, snapshot_files
 from lookalike.config import Settings
-from lookalike.model.encoder_store import EncoderRef, embed_images, load_predict
+from lookalike.registry.encoders import EncoderRef, embed_images, load_predict
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

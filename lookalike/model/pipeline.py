@@ -101,6 +101,8 @@ def run_training(
 
     from lookalike.model import tracking
     from lookalike.model.encoder import build_encoder, embed, train_encoder
+    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.registry.versions import register
 
     settings = settings or get_settings()
     table = settings.catalog_path
@@ -120,7 +122,7 @@ def run_training(
         table, version, "test", limit=eval_limit, exclude_categories=cfg.exclude_categories, **size
     )
 
-    tracking.setup_mlflow(settings)
+    setup_mlflow(settings)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.log_params(cfg.to_params() | {"num_proc": num_proc or 0, "train_items": len(train)})
         tracking.log_dataset(ref)
@@ -171,7 +173,7 @@ def run_training(
         model_version = None
         if register_model:
             info = tracking.log_encoder(model, cfg, train.x[:2])
-            model_version = tracking.register(
+            model_version = register(
                 info.model_uri,
                 settings.encoder_model_name,
                 tags={"catalog.version": str(version), "run_id": run.info.run_id},

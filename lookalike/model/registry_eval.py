@@ -10,16 +10,6 @@ from lookalike.model.data import load_split
 from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 
-def resolve_model_version(name: str, model: str) -> Any:
-    """A model version from an alias (``challenger``) or a version number (``3``)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient()
-    if model.isdigit():
-        return client.get_model_version(name, model)
-    return client.get_model_version_by_alias(name, model)
-
-
 def evaluate_registered(
     settings: Settings,
     model: str,
@@ -32,10 +22,11 @@ def evaluate_registered(
     same queries and index at the version's input size (what the promotion gate compares)."""
     import mlflow
 
-    from lookalike.model import tracking
+    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.registry.versions import get_version
 
-    tracking.setup_mlflow(settings)
-    mv = resolve_model_version(settings.encoder_model_name, model)
+    setup_mlflow(settings)
+    mv = get_version(settings.encoder_model_name, model)
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.encoder_model_name}/{mv.version}")
     meta = pyfunc.metadata.metadata or {}
     size, channels = int(meta["input_size"]), int(meta["channels"])

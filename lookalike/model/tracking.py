@@ -1,8 +1,10 @@
-"""MLflow: experiment set-up, per-epoch metrics, the encoder as a pyfunc model, registry.
+"""MLflow logging of encoder training: dataset lineage, per-epoch metrics, the encoder as a
+pyfunc model.
 
 The registered model ``lookalike-encoder`` holds pyfunc versions that map uint8 pixels
 ``(n, size, size, channels)`` to L2-normalised embeddings; a new version gets the alias
-``challenger``; promotion (a later step) moves ``champion``.
+``challenger``; promotion moves ``champion``. Set-up and registration are the registry's
+(``lookalike.registry``).
 """
 
 from __future__ import annotations
@@ -14,28 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.config import Settings
 from lookalike.model.config import DataRef, TrainConfig
-
-CHALLENGER = "challenger"
-
-
-def setup_mlflow(settings: Settings, experiment: str | None = None) -> str:
-    """Point MLflow at the deployment's tracking store; returns the experiment id."""
-    import mlflow
-
-    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    mlflow.set_registry_uri(settings.tracking_uri)
-    name = experiment or settings.encoder_experiment
-    found = mlflow.get_experiment_by_name(name)
-    if found is None:
-        artifacts = (settings.mlflow_dir / "artifacts").as_uri()
-        exp_id = mlflow.create_experiment(name, artifact_location=artifacts)
-    else:
-        exp_id = found.experiment_id
-    mlflow.set_experiment(experiment_id=exp_id)
-    return exp_id
 
 
 def log_dataset(ref: DataRef, context: str = "training") -> None:
@@ -126,15 +107,3 @@ def log_encoder(model: Any, cfg: TrainConfig, example: np.ndarray) -> Any:
             },
             pip_requirements=[],  # the deployment's own environment (requirements.lock)
         )
-
-
-def register(
-    model_uri: str, name: str, alias: str = CHALLENGER, tags: dict[str, str] | None = None
-) -> str:
-    """Register a logged model and point ``alias`` at the new version; returns the version."""
-    import mlflow
-    from mlflow import MlflowClient
-
-    version = mlflow.register_model(model_uri, name, tags=tags).version
-    MlflowClient().set_registered_model_alias(name, alias, version)
-    return str(version)

@@ -70,6 +70,7 @@ def run_tuning(
     from lookalike.catalog.table import resolve_version
     from lookalike.model import tracking
     from lookalike.model.data import fit_to_catalogue
+    from lookalike.registry.mlflow_setup import setup_mlflow
 
     settings = settings or get_settings()
     if trials < 1:
@@ -82,7 +83,7 @@ def run_tuning(
     version = resolve_version(settings.catalog_path, catalog_version)
     ref = DataRef(str(settings.catalog_path), version, {"split": "train", "purpose": "tuning"})
     base = fit_to_catalogue(base, settings.catalog_path, version)
-    experiment_id = tracking.setup_mlflow(settings)
+    experiment_id = setup_mlflow(settings)
     tracking_uri = settings.tracking_uri
     space = search_space(base)
 

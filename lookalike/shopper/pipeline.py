@@ -98,14 +98,15 @@ def train_shopper(
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    from lookalike.model import tracking
+    from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
+    from lookalike.registry.mlflow_setup import setup_mlflow
     from lookalike.shopper.data import prepare
     from lookalike.shopper.evaluate import factor_scorer, popularity_scorer, rank_metrics
     from lookalike.shopper.interactions import read_interactions
     from lookalike.shopper.items import load_item_space
     from lookalike.shopper.model import factors_from_model, train_mf
     from lookalike.shopper.recommender import build_bundle
-    from lookalike.shopper.registry import VERSION_TAG, log_and_register
+    from lookalike.shopper.registry import log_and_register
 
     path = settings.interactions_path
     if interactions_version is None and DeltaTable.is_deltatable(str(path)):
@@ -121,7 +122,7 @@ def train_shopper(
         f"interactions v{interactions_version}: {split.events} events, {split.n_users} users, "
         f"{split.n_items} items, {len(split.train_users)} train pairs"
     )
-    tracking.setup_mlflow(settings, settings.shopper_experiment)
+    setup_mlflow(settings, settings.shopper_experiment)
     with mlflow.start_run(run_name=f"mf-v{interactions_version}") as run:
         source = DeltaDatasetSource(path=str(path), delta_table_version=interactions_version)
         mlflow.log_input(
@@ -207,7 +208,7 @@ def train_shopper(
             )
             mlflow.log_metric("index_recall_at_10", manifest["index"]["recall_at_10"])
             if register:
-                tags = {VERSION_TAG: str(interactions_version)}
+                tags = {INTERACTIONS_VERSION_TAG: str(interactions_version)}
                 version = log_and_register(settings, bundle_dir, tags)
                 _log(f"registered {settings.shopper_model_name} v{version} as challenger")
     return {

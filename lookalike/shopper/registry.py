@@ -1,27 +1,31 @@
 """``lookalike-shopper-model`` in MLflow: the pyfunc, registration as ``challenger``, and the
-promotion gate that moves ``production`` (the alias the service follows).
+promotion that moves the alias the service follows (``Settings.shopper_alias``, default
+``production``).
 
-The gate works like the encoder's: challenger and production are scored by the same
-evaluation on the same interactions version (the challenger's); the challenger wins when there
-is no production version or it beats production's metric by more than the margin. The
-decision and both sets of metrics are an MLflow run in ``lookalike-shopper-promotion``.
+The gate is the registry's (``lookalike.registry.gate``), as for the encoder: challenger and
+production are scored by the same evaluation on the same interactions version (the
+challenger's); the challenger wins when there is no production version or it beats
+production's metric by more than the margin. The decision and both sets of metrics are an
+MLflow run in ``lookalike-shopper-promotion``.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from lookalike.config import Settings
-from lookalike.model.promotion import PromotionError, decide
+from lookalike.registry.aliases import (
+    CHALLENGER,
+    INTERACTIONS_VERSION_TAG,
+    PREVIOUS_PRODUCTION_TAG,
+    SHOPPER_PROMOTION_EXPERIMENT,
+)
+from lookalike.registry.gate import GateResult, PromotionError
 from lookalike.shopper.recommender import ShopperRecommender
 
-CHALLENGER = "challenger"
-PRODUCTION = "production"
-PREVIOUS_TAG = "lookalike.previous_production"
-VERSION_TAG = "lookalike.interactions_version"
-PROMOTION_EXPERIMENT = "lookalike-shopper-promotion"
 log = logging.getLogger("lookalike.shopper")
 DEFAULT_K = 10
 OUTPUT_COLUMNS = ["query", "rank", "user_id", "item_id", "category", "score", "mode"]
@@ -84,7 +88,8 @@ def log_and_register(settings: Settings, bundle_dir: Path, tags: dict[str, str])
     """Inside an active run: load + check the bundle, log it, register it as ``challenger``."""
     import mlflow
     import pandas as pd
-    from mlflow import MlflowClient
+
+    from lookalike.registry.versions import register
 
     rec = ShopperRecommender(bundle_dir)  # refuse a broken bundle before logging it
     example = pd.DataFrame({"user_id": [rec.user_ids[0] if rec.user_ids else "someone"]})
@@ -96,69 +101,85 @@ def log_and_register(settings: Settings, bundle_dir: Path, tags: dict[str, str])
         input_example=example,
         pip_requirements=[],  # the deployment's own environment (requirements.lock)
     )
-    name = settings.shopper_model_name
-    version = str(mlflow.register_model(info.model_uri, name, tags=tags).version)
-    MlflowClient().set_registered_model_alias(name, CHALLENGER, version)
-    return version
+    return register(info.model_uri, settings.shopper_model_name, CHALLENGER, tags)
 
 
 def _client(settings: Settings) -> Any:
-    from mlflow import MlflowClient
+    from lookalike.registry.mlflow_setup import client
 
-    from lookalike.model import tracking
-
-    tracking.setup_mlflow(settings, settings.shopper_experiment)
-    return MlflowClient()
+    return client(settings, settings.shopper_experiment)
 
 
 def version_by(settings: Settings, ref: str) -> Any | None:
     """A version of the shopper model by alias or number, or None."""
-    from mlflow.exceptions import MlflowException
+    from lookalike.registry.versions import find_version
 
-    client = _client(settings)
-    name = settings.shopper_model_name
-    try:
-        if ref.isdigit():
-            return client.get_model_version(name, ref)
-        return client.get_model_version_by_alias(name, ref)
-    except MlflowException:
-        return None
+    return find_version(settings.shopper_model_name, ref, client=_client(settings))
 
 
 def load_version(settings: Settings, version: str) -> ShopperRecommender:
     """Download version ``version`` (once, into the cache) and load its bundle."""
-    from lookalike.bundle.registry import load_registered
+    from lookalike.registry.cache import load_registered
 
     rec: ShopperRecommender = load_registered(settings, settings.shopper_model_name, version)
     return rec
 
 
+@dataclass(kw_only=True)
+class ShopperPromotion(GateResult):
+    """The shopper gate's result: the gate's, plus the data it was decided on and the version
+    the served alias pointed to before. ``to_dict`` is the command's JSON (flat)."""
+
+    interactions_version: int | None
+    production_before: str | None
+
+    @property
+    def production(self) -> str | None:
+        """The version the served alias points to after the gate."""
+        return next(iter(self.moved.values()), None) or self.production_before
+
+    def to_dict(self) -> dict[str, Any]:
+        d = self.decision
+        return {
+            "promote": d.promote,
+            "reason": d.reason,
+            "metric": d.metric,
+            "challenger_version": d.challenger_version,
+            "production_before": self.production_before,
+            "production": self.production,
+            "challenger_metrics": self.challenger_metrics,
+            "production_metrics": self.champion_metrics,
+            "baseline_metrics": self.baseline_metrics,
+            "interactions_version": self.interactions_version,
+            "run_id": self.run_id,
+        }
+
+
 def promote(
     settings: Settings, *, challenger: str = CHALLENGER, margin: float | None = None
-) -> dict[str, Any]:
-    """Gate challenger vs production on the challenger's interactions version; move
-    ``production`` when it wins. Returns the decision with both sets of metrics."""
-    import mlflow
-
-    from lookalike.model import tracking
+) -> ShopperPromotion:
+    """Gate challenger vs production on the challenger's interactions version; move the served
+    alias (``Settings.shopper_alias``) when it wins. Returns the decision with both sets of
+    metrics (``to_dict()``: the JSON the command prints)."""
+    from lookalike.registry.gate import decide, move_alias, record_decision
     from lookalike.shopper.data import prepare
     from lookalike.shopper.evaluate import popularity_scorer, rank_metrics
     from lookalike.shopper.interactions import read_interactions
 
     margin = settings.shopper_promote_margin if margin is None else margin
     client = _client(settings)
-    name = settings.shopper_model_name
+    name, alias = settings.shopper_model_name, settings.shopper_alias
     chal = version_by(settings, challenger)
     if chal is None:
         raise PromotionError(f"{name!r} has no version or alias {challenger!r}: train first")
-    prod = version_by(settings, PRODUCTION)
-    raw = (chal.tags or {}).get(VERSION_TAG, "")
+    prod = version_by(settings, alias)
+    raw = (chal.tags or {}).get(INTERACTIONS_VERSION_TAG, "")
     data_version = int(raw) if raw.isdigit() else None
     try:
         chal_rec = load_version(settings, str(chal.version))
     except Exception as e:  # a broken version never reaches production
         raise PromotionError(
-            f"{name} v{chal.version} ({challenger}) does not load, production unchanged: "
+            f"{name} v{chal.version} ({challenger}) does not load, {alias} unchanged: "
             f"{type(e).__name__}: {e}"
         ) from None
     split = prepare(read_interactions(settings.interactions_path, data_version), chal_rec.item_ids)
@@ -175,7 +196,7 @@ def promote(
             try:
                 champion = (str(prod.version), evaluate(load_version(settings, str(prod.version))))
             except Exception as e:  # production itself broken: anything that loads is better
-                log.warning("production v%s does not load, gating without it: %s", prod.version, e)
+                log.warning("%s v%s does not load, gating without it: %s", alias, prod.version, e)
     baseline = None
     if settings.promote_require_baseline:  # a model no better than best-sellers is not served
         baseline = ("popularity", rank_metrics(popularity_scorer(split), split))
@@ -187,45 +208,40 @@ def promote(
         baseline,
     )
     log.info("shopper gate: %s", decision.reason)
-    tracking.setup_mlflow(settings, PROMOTION_EXPERIMENT)
-    with mlflow.start_run(run_name=f"gate-{name}-v{chal.version}") as run:
-        mlflow.log_params(
-            {
-                "model": name,
-                "challenger_version": chal.version,
-                "production_version": prod.version if prod is not None else "none",
-                "metric": decision.metric,
-                "margin": margin,
-                "interactions_version": data_version if data_version is not None else "latest",
-                "baseline": baseline[0] if baseline else "none",
-            }
-        )
-        mlflow.log_metrics({f"challenger_{k}": float(v) for k, v in chal_metrics.items()})
-        if champion is not None:
-            mlflow.log_metrics({f"production_{k}": float(v) for k, v in champion[1].items()})
-        if baseline is not None:
-            mlflow.log_metrics(
-                {f"baseline_popularity_{k}": float(v) for k, v in baseline[1].items()}
-            )
-        mlflow.set_tags(
-            {"decision": "promote" if decision.promote else "keep", "reason": decision.reason}
-        )
-    moved = False
+    run_id = record_decision(
+        settings,
+        experiment=SHOPPER_PROMOTION_EXPERIMENT,
+        model_name=name,
+        decision=decision,
+        params={
+            "model": name,
+            "challenger_version": chal.version,
+            "production_version": prod.version if prod is not None else "none",
+            "metric": decision.metric,
+            "margin": margin,
+            "interactions_version": data_version if data_version is not None else "latest",
+            "baseline": baseline[0] if baseline else "none",
+        },
+        metrics={
+            "challenger": chal_metrics,
+            "production": champion[1] if champion else None,
+            "baseline_popularity": baseline[1] if baseline else None,
+        },
+    )
+    previous = str(prod.version) if prod is not None else None
+    result = ShopperPromotion(
+        decision=decision,
+        run_id=run_id,
+        challenger_metrics=chal_metrics,
+        champion_metrics=champion[1] if champion else None,
+        baseline_metrics=baseline[1] if baseline else None,
+        interactions_version=data_version,
+        production_before=previous,
+    )
     if decision.promote:
-        if prod is not None:
-            client.set_model_version_tag(name, str(chal.version), PREVIOUS_TAG, str(prod.version))
-        client.set_registered_model_alias(name, PRODUCTION, str(chal.version))
-        moved = True
-    return {
-        "promote": decision.promote,
-        "reason": decision.reason,
-        "metric": decision.metric,
-        "challenger_version": str(chal.version),
-        "production_before": str(prod.version) if prod is not None else None,
-        "production": str(chal.version) if moved else (str(prod.version) if prod else None),
-        "challenger_metrics": chal_metrics,
-        "production_metrics": champion[1] if champion else None,
-        "baseline_metrics": baseline[1] if baseline else None,
-        "interactions_version": data_version,
-        "run_id": run.info.run_id,
-    }
+        version = str(chal.version)
+        move_alias(
+            client, name, alias, version, previous=previous, previous_tag=PREVIOUS_PRODUCTION_TAG
+        )
+        result.moved = {alias: version}
+    return result

@@ -85,7 +85,8 @@ def test_bootstrap_dag_runs_end_to_end(bootstrapped):
 def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped):
     from lookalike.catalog.table import table_version
     from lookalike.config import Settings
-    from lookalike.shopper.registry import VERSION_TAG, version_by
+    from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
+    from lookalike.shopper.registry import version_by
 
     env, home = bootstrapped
     conf = {
@@ -98,7 +99,7 @@ def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped
     settings = Settings(home=home)
     prod = version_by(settings, "production")
     assert prod is not None and str(prod.version) == "1"
-    assert prod.tags[VERSION_TAG] == str(table_version(settings.interactions_path))
+    assert prod.tags[INTERACTIONS_VERSION_TAG] == str(table_version(settings.interactions_path))
     train = json.loads(
         next((home / "runs" / "lookalike_shopper_model").rglob("train.json")).read_text()
     )

@@ -54,8 +54,8 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
     from lookalike.catalog.ingest import ingest_folder
     from lookalike.index.builder import EncoderMismatch, latest_version, update_index
     from lookalike.index.embeddings import embed_catalog, read_embeddings
-    from lookalike.model.encoder_store import fetch_encoder
-    from lookalike.model.promotion import promote
+    from lookalike.registry.encoders import fetch_encoder
+    from lookalike.workflows.promotion import promote
 
     settings, v1, v2 = world
 
@@ -133,7 +133,7 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
 
 def test_bundle_loads_in_a_fresh_process_and_answers_both_inputs(world, spark):
     from lookalike.bundle.registry import production_version
-    from lookalike.model.promotion import promote
+    from lookalike.workflows.promotion import promote
 
     settings, v1, _ = world
     if production_version(settings) is None:
@@ -172,7 +172,7 @@ def test_corrupt_index_version_is_refused(world, spark, tmp_path):
     from lookalike.bundle.registry import publish_bundle
     from lookalike.index.builder import latest_version
     from lookalike.index.scann_index import IndexVersionError
-    from lookalike.model.promotion import promote
+    from lookalike.workflows.promotion import promote
 
     settings, v1, _ = world
     if latest_version(settings) is None:
@@ -188,7 +188,7 @@ def test_corrupt_index_version_is_refused(world, spark, tmp_path):
 
 
 def test_cli_index_commands_and_spark_submit_reindex(world, spark):
-    from lookalike.model.promotion import promote
+    from lookalike.workflows.promotion import promote
 
     settings, v1, _ = world
     from lookalike.bundle.registry import production_version

@@ -203,7 +203,7 @@ def test_gate_refuses_an_encoder_worse_than_raw_pixels(small_catalog):
     from mlflow import MlflowClient
 
     from lookalike.model.pipeline import run_training
-    from lookalike.model.promotion import evaluate_gate
+    from lookalike.workflows.promotion import evaluate_gate
 
     cfg = TrainConfig.from_dict(TINY | {"embedding_size": 2, "epochs": 1, "steps_per_epoch": 2})
     weak = run_training(cfg, settings=small_catalog, eval_limit=100)

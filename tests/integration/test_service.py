@@ -28,7 +28,7 @@ def home(spark, tmp_path_factory):
     from lookalike.catalog.ingest import ingest_fashion_mnist
     from lookalike.config import Settings
     from lookalike.model.pipeline import run_training
-    from lookalike.model.promotion import promote
+    from lookalike.workflows.promotion import promote
 
     settings = Settings(
         home=tmp_path_factory.mktemp("service-home"),
@@ -260,9 +260,10 @@ def _corrupt_bundle_artifacts(settings, version: str) -> None:
 def test_hot_swap_follows_the_alias_and_refuses_broken_versions(server, home, spark, tmp_path):
     from mlflow import MlflowClient
 
-    from lookalike.bundle.registry import PRODUCTION, publish_bundle
+    from lookalike.bundle.registry import publish_bundle
     from lookalike.catalog.ingest import ingest_folder
     from lookalike.index.builder import update_index
+    from lookalike.registry.aliases import PRODUCTION
 
     c = httpx.Client(base_url=server.url)
     photo = c.get("/v1/items/fm-test-00003/image").content
@@ -290,7 +291,7 @@ def test_hot_swap_follows_the_alias_and_refuses_broken_versions(server, home, sp
     broken = publish_bundle(home, Path(update.path), set_production=False)
     assert broken.reused  # same index version: re-registering gives the same version back
     from lookalike.index.builder import build_full
-    from lookalike.model.encoder_store import fetch_encoder
+    from lookalike.registry.encoders import fetch_encoder
 
     rebuilt = build_full(home, fetch_encoder(home, "champion"), spark=spark)
     bad = publish_bundle(home, Path(rebuilt.path), set_production=False)

@@ -78,7 +78,7 @@ def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
     assert set(metrics) == {"mf", "popularity", "als"}
     assert metrics["mf"]["ndcg_at_10"] > metrics["popularity"]["ndcg_at_10"]
     assert 0 < metrics["als"]["ndcg_at_10"] <= 1
-    assert first["train"]["model_version"] == "1" and first["promote"]["promote"] is True
+    assert first["train"]["model_version"] == "1" and first["promote"].decision.promote is True
     prod = version_by(settings, "production")
     assert prod is not None and str(prod.version) == "1"
     rec = load_version(settings, "1")  # a fresh copy from the registry, checksums verified
@@ -93,9 +93,10 @@ def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
         MFConfig(**TINY_SHOPPER | {"epochs": 1, "learning_rate": 1e-5}),
         baselines=False,
     )
-    decision = promote(settings)
-    assert decision["challenger_version"] == weak["model_version"] == "2"
-    assert decision["promote"] is False and decision["production"] == "1"
+    gate = promote(settings)
+    assert gate.decision.challenger_version == weak["model_version"] == "2"
+    assert gate.decision.promote is False and gate.production == "1"
+    assert gate.to_dict()["production"] == "1" and gate.to_dict()["production_before"] == "1"
     assert str(version_by(settings, "production").version) == "1"
 
 

@@ -23,7 +23,7 @@ from fastapi import FastAPI
 
 from lookalike.bundle.recommender import Hit, Recommender
 from lookalike.config import Settings
-from lookalike.model.encoder_store import embed_images
+from lookalike.registry.encoders import embed_images
 from serving.deps import get_live, get_shopper_live, get_shopper_state, get_state
 from serving.main import create_app
 from serving.state import Followed, Live, ReloadOutcome, ServiceState

@@ -9,8 +9,8 @@ import pyarrow as pa
 from PIL import Image
 
 from lookalike.index import embeddings as emb
-from lookalike.model import encoder_store
-from lookalike.model.encoder_store import EncoderRef
+from lookalike.registry import encoders
+from lookalike.registry.encoders import EncoderRef
 
 ENC = EncoderRef("enc", "3", input_size=8, channels=1, embedding_size=4, local_dir="/fake/enc")
 
@@ -31,7 +31,7 @@ def png(value: int, size: int = 28) -> bytes:
 
 
 def test_executor_batch_embeds_each_image_once(monkeypatch):
-    monkeypatch.setitem(encoder_store._LOADED, ENC.local_dir, fake_predict)
+    monkeypatch.setitem(encoders._LOADED, ENC.local_dir, fake_predict)
     batch = pa.RecordBatch.from_pydict(
         {"item_id": ["a", "b"], "content_hash": ["ha", "hb"], "image": [png(0), png(255)]}
     )
@@ -54,7 +54,7 @@ def test_driver_rows_carry_upserts_and_deletes():
 
 
 def test_embed_images_letterboxes_any_size_the_same_way():
-    out = encoder_store.embed_images(
+    out = encoders.embed_images(
         fake_predict, [png(255, 28), png(255, 100)], input_size=8, channels=1, batch_size=1
     )
     assert out.shape == (2, 4) and np.allclose(out[0], out[1])

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from lookalike.model.promotion import PromotionError, decide
+from lookalike.registry.gate import PromotionError, decide
 
 
 def test_gate_promotes_without_champion_and_only_when_better_by_the_margin():

@@ -8,8 +8,6 @@ exactly the recorded version, and the same image bytes give the same vector ever
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -20,11 +18,13 @@ import numpy as np
 
 from lookalike.config import Settings
 from lookalike.images import to_model_input
+from lookalike.registry.aliases import CHAMPION
+from lookalike.registry.versions import VersionNotFound
 
 Predict = Callable[[np.ndarray], np.ndarray]
 
 
-class EncoderNotFound(LookupError):
+class EncoderNotFound(VersionNotFound):
     """No encoder version answers to the alias or number asked for."""
 
 
@@ -47,37 +47,19 @@ def _metadata(local_dir: Path) -> dict[str, Any]:
     return Model.load(str(local_dir)).metadata or {}
 
 
-def fetch_encoder(settings: Settings, model: str = "champion") -> EncoderRef:
+def fetch_encoder(settings: Settings, model: str = CHAMPION) -> EncoderRef:
     """Resolve ``model`` (alias or version number) and make sure a local copy exists."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from lookalike.registry import cache, mlflow_setup
+    from lookalike.registry.versions import get_version
 
-    from lookalike.model import tracking
-    from lookalike.model.registry_eval import resolve_model_version
-
-    tracking.setup_mlflow(settings)
+    mlflow_setup.setup_mlflow(settings)
     name = settings.encoder_model_name
     try:
-        mv = resolve_model_version(name, str(model))
-    except MlflowException as e:
+        mv = get_version(name, str(model))
+    except VersionNotFound as e:
         raise EncoderNotFound(f"encoder {name!r} has no version or alias {model!r}") from e
     version = str(mv.version)
-    dest = settings.cache_dir / "encoders" / f"{name}-v{version}"
-    if not (dest / "MLmodel").is_file():
-        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        uri = MlflowClient().get_model_version_download_uri(name, version)
-        import mlflow
-
-        mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(tmp))
-        # download_artifacts puts the model either in tmp or one level down
-        root = tmp if (tmp / "MLmodel").is_file() else next(p.parent for p in tmp.rglob("MLmodel"))
-        if dest.exists():  # another process won the race: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            os.replace(root, dest)
-            shutil.rmtree(tmp, ignore_errors=True)
+    dest = cache.fetch_model(settings, cache.ENCODERS, name, version)
     meta = _metadata(dest)
     return EncoderRef(
         name=name,
