@@ -41,7 +41,7 @@ TARGET_REFRESH_S = 3 * 60
 
 
 def _env(home: Path, port: int) -> dict[str, str]:
-    from lookalike.orchestration import local_airflow_env
+    from tests.support.airflow import local_airflow_env
 
     return local_airflow_env(
         home / "airflow",
@@ -130,10 +130,10 @@ def main() -> None:
 
         import httpx
 
-        from lookalike.catalog.sources import land_fashion_mnist_photos
         from lookalike.catalog.table import table_version
         from lookalike.config import Settings
         from lookalike.images import encode_pixels
+        from tests.support.photos import land_fashion_mnist_photos
 
         settings = Settings(home=home)
         service = subprocess.Popen(

@@ -40,7 +40,7 @@ ML_OVERRIDES = ["batch_size=256"]  # explicit-feedback files are small: more, sm
 def _ensure_interactions(settings: Any) -> dict[str, Any]:
     from deltalake import DeltaTable
 
-    from lookalike.orchestration import ensure_interactions, ingest_landed_interactions
+    from lookalike.workflows.shopper import ensure_interactions, ingest_landed_interactions
 
     if not DeltaTable.is_deltatable(str(settings.catalog_path)):
         print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)

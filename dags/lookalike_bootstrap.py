@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import Param, dag
-
-from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
+from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
 
 DOC = """
 ### Bootstrap an empty deployment

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import dag, task
+from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
 
 from lookalike.config import get_settings
-from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
 
 SETTINGS = get_settings()
 DOC = f"""
@@ -53,7 +53,7 @@ def lookalike_catalog_refresh() -> None:
 
     @task.short_circuit
     def catalogue_changed() -> bool:
-        from lookalike.orchestration import catalogue_changed_since_index
+        from lookalike.workflows.catalog import catalogue_changed_since_index
 
         return catalogue_changed_since_index()
 
@@ -63,7 +63,8 @@ def lookalike_catalog_refresh() -> None:
 
     @task
     def publish(summary_file: str) -> dict:
-        from lookalike.orchestration import publish_index, read_summary
+        from lookalike.workflows.catalog import publish_index
+        from lookalike.workflows.summaries import read_summary
 
         return publish_index(read_summary(summary_file))
 
@@ -71,7 +72,7 @@ def lookalike_catalog_refresh() -> None:
     def confirm_service(published: dict) -> dict:
         from airflow.exceptions import AirflowSkipException
 
-        from lookalike.orchestration import confirm_service as confirm
+        from lookalike.workflows.service import confirm_service as confirm
 
         url = get_settings().serve_url
         if not url:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from airflow.sdk import Param, dag, task
+from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
 
 from lookalike.config import get_settings
-from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
 
 SETTINGS = get_settings()
 DOC = f"""
@@ -46,20 +46,20 @@ the same interactions version and move the alias when it wins. The service follo
 def lookalike_shopper_model() -> None:
     @task
     def ensure_interactions(params: dict | None = None) -> dict:
-        from lookalike.orchestration import ensure_interactions as ensure
+        from lookalike.workflows.shopper import ensure_interactions as ensure
 
         p = params or {}
         return ensure(users=int(p.get("sim_users", 5000)), events=int(p.get("sim_events", 500_000)))
 
     @task
     def ingest_interactions() -> dict:
-        from lookalike.orchestration import ingest_landed_interactions
+        from lookalike.workflows.shopper import ingest_landed_interactions
 
         return ingest_landed_interactions()
 
     @task.short_circuit
     def interactions_changed(params: dict | None = None) -> bool:
-        from lookalike.orchestration import interactions_changed_since_production
+        from lookalike.workflows.shopper import interactions_changed_since_production
 
         return bool((params or {}).get("force")) or interactions_changed_since_production()
 
@@ -80,13 +80,13 @@ def lookalike_shopper_model() -> None:
 
     @task.short_circuit
     def validate(train_summary: str) -> bool:
-        from lookalike.orchestration import validate_shopper
+        from lookalike.workflows.shopper import validate_shopper
 
         return validate_shopper(train_summary)
 
     @task
     def promote(params: dict | None = None) -> dict:
-        from lookalike.orchestration import promote_shopper
+        from lookalike.workflows.shopper import promote_shopper
 
         return promote_shopper(float((params or {}).get("margin", 0.0)))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
+from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
 from lookalike_airflow.sensors import DeltaTableSensor
 
 from lookalike.config import get_settings
-from lookalike.orchestration import DEFAULT_ARGS, spark_job, summary_path
 
 SETTINGS = get_settings()
 DOC = """
@@ -66,7 +66,7 @@ def lookalike_train_and_promote() -> None:
 
     @task
     def record_catalogue_version() -> int:
-        from lookalike.orchestration import catalogue_version
+        from lookalike.workflows.encoder import catalogue_version
 
         return catalogue_version()
 
@@ -93,7 +93,7 @@ def lookalike_train_and_promote() -> None:
 
     @task
     def best_config(tune_summary: str, params: dict | None = None) -> str:
-        from lookalike.orchestration import write_best_config
+        from lookalike.workflows.encoder import write_best_config
 
         return write_best_config(tune_summary, params or {})
 
@@ -117,7 +117,7 @@ def lookalike_train_and_promote() -> None:
 
     @task
     def evaluate(train_summary: str, catalog_version: int, params: dict | None = None) -> dict:
-        from lookalike.orchestration import run_gate
+        from lookalike.workflows.encoder import run_gate
 
         return run_gate(train_summary, int(catalog_version), float((params or {})["margin"]))
 
@@ -142,7 +142,7 @@ def lookalike_train_and_promote() -> None:
 
     @task
     def promote(decision: dict, index_summary: str) -> dict:
-        from lookalike.orchestration import finalize_promotion
+        from lookalike.workflows.encoder import finalize_promotion
 
         return finalize_promotion(decision, index_summary)
 

@@ -200,24 +200,6 @@ def check_id_prefix(prefix: str) -> str:
     return prefix
 
 
-def land_fashion_mnist_photos(
-    data_dir: Path, landing: Path, indexes: Iterable[int], *, mirror: bool = False
-) -> dict[str, Path]:
-    """Fashion-MNIST ``test`` photos written as new products into a landing folder (one folder
-    per category name), to exercise the refresh path in tests and benchmarks. ``mirror``
-    flips them left-right so no catalogue item has the same pixels. Returns item id -> file."""
-    images, labels = fashion_mnist_files(data_dir)["test"]
-    landed = {}
-    for i in indexes:
-        pixels = read_idx(images, i, 1)[0]
-        rel = f"{FASHION_MNIST_LABELS[int(read_idx(labels, i, 1)[0])]}/new photo {i:05d}.png"
-        path = landing / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(encode_pixels(pixels[:, ::-1].copy() if mirror else pixels).png)
-        landed[folder_item_id(rel)] = path
-    return landed
-
-
 def hashed_split(key: str, test_fraction: float) -> str:
     """Deterministic hold-out: the same key always lands in the same split.
 

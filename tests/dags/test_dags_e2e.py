@@ -17,7 +17,7 @@ BIN = Path(sys.executable).parent
 
 
 def _env(tmp: Path, home: Path) -> dict[str, str]:
-    from lookalike.orchestration import local_airflow_env
+    from tests.support.airflow import local_airflow_env
 
     return local_airflow_env(
         tmp / "airflow",
@@ -117,10 +117,10 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
     removed from the landing folder, that product is gone from the results."""
     import httpx
 
-    from lookalike.catalog.sources import land_fashion_mnist_photos
     from lookalike.config import Settings
     from serving.main import create_app
     from tests.integration.server import Server, wait_for
+    from tests.support.photos import land_fashion_mnist_photos
 
     env, home = bootstrapped
     settings = Settings(home=home, serve_poll_seconds=0.5)

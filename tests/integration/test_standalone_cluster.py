@@ -22,7 +22,7 @@ BIN = Path(sys.executable).parent
 def test_ingest_and_embed_jobs_on_a_standalone_cluster(tmp_path):
     from lookalike.config import Settings
     from lookalike.model.pipeline import run_training
-    from lookalike.spark_standalone import standalone_cluster
+    from tests.support.spark_standalone import standalone_cluster
 
     home = tmp_path / "home"
     env = os.environ | {

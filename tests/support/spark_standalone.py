@@ -1,6 +1,6 @@
 """A Spark standalone cluster (one master, N workers) on loopback, from the pyspark distribution.
 
-Shows the jobs are cluster-ready, not only ``local[2]``: tests and benchmarks start one,
+Shows the jobs are cluster-ready, not only ``local[2]``: a test starts one,
 point ``spark-submit --master spark://127.0.0.1:PORT`` at it, and stop it. The pyspark wheel
 has no ``sbin/start-master.sh``, so the daemons run through ``bin/spark-class``.
 """
