@@ -25,9 +25,11 @@ test: setup lint
 test-fast: setup
 	pytest -m "not slow" $(PYTEST_ARGS)
 
+# ruff, then the layer contracts (pyproject.toml, docs/architecture.md)
 lint: setup
 	ruff check .
 	ruff format --check .
+	lint-imports
 
 format: setup
 	ruff check --fix .
