@@ -25,11 +25,13 @@ test: setup lint
 test-fast: setup
 	pytest -m "not slow" $(PYTEST_ARGS)
 
-# ruff, then the layer contracts (pyproject.toml, docs/architecture.md)
+# ruff (style, complexity, library docstrings), the layer contracts (pyproject.toml,
+# docs/architecture.md), no function over 60 lines in lookalike/ and serving/
 lint: setup
 	ruff check .
 	ruff format --check .
 	lint-imports
+	python scripts/check_function_length.py
 
 format: setup
 	ruff check --fix .

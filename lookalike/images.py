@@ -77,6 +77,34 @@ def _flatten_to_rgb_or_l(image: Image.Image) -> Image.Image:
     return image.convert("L" if image.mode == "1" else "RGB")
 
 
+def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    """Decode PNG/JPEG bytes (EXIF-rotated); anything else, a decompression bomb or a
+    corrupt file is an ``ImageRejected`` with the reason."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.format not in ACCEPTED_FORMATS:
+                raise ImageRejected(
+                    f"unsupported image format {image.format} (accepted: PNG, JPEG)"
+                )
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageRejected(
+                    f"decompression bomb: {width}x{height} pixels > limit {max_pixels}"
+                )
+            image.load()
+            return ImageOps.exif_transpose(image) or image
+    except ImageRejected:
+        raise
+    except UnidentifiedImageError:
+        raise ImageRejected("not an image (unrecognised file content)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageRejected(f"decompression bomb: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageRejected(f"corrupt image: {e}") from None
+
+
 def normalise_image(
     data: bytes,
     *,
@@ -95,30 +123,7 @@ def normalise_image(
         raise ImageRejected("empty file")
     if len(data) > max_bytes:
         raise ImageRejected(f"file too large ({len(data)} bytes > limit {max_bytes})")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            if image.format not in ACCEPTED_FORMATS:
-                raise ImageRejected(
-                    f"unsupported image format {image.format} (accepted: PNG, JPEG)"
-                )
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageRejected(
-                    f"decompression bomb: {width}x{height} pixels > limit {max_pixels}"
-                )
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-    except ImageRejected:
-        raise
-    except UnidentifiedImageError:
-        raise ImageRejected("not an image (unrecognised file content)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageRejected(f"decompression bomb: {e}") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageRejected(f"corrupt image: {e}") from None
-
+    image = _open_checked(data, max_pixels)
     image = _flatten_to_rgb_or_l(image)
     if min(image.size) < min_side:
         raise ImageRejected(

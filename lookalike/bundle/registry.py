@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.bundle.recommender import Recommender
 from lookalike.config import Settings
@@ -25,6 +25,9 @@ from lookalike.registry.aliases import (
     PREVIOUS_PRODUCTION_TAG,
     RECOMMENDER_EXPERIMENT,
 )
+
+if TYPE_CHECKING:
+    from lookalike.registry.encoders import EncoderRef
 
 DEFAULT_K = 10
 
@@ -184,8 +187,6 @@ def publish_bundle(
 ) -> PublishResult:
     """Log + register encoder and index as one bundle version; move the served alias
     (``Settings.serve_alias``) to it unless ``set_production`` is False."""
-    import mlflow
-
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.registry.gate import move_alias
 
@@ -200,47 +201,7 @@ def publish_bundle(
     if found is not None:
         version, reused = str(found.version), True
     else:
-        reused = False
-        with mlflow.start_run(run_name=f"bundle-{manifest['index_version']}") as run:
-            mlflow.log_params(
-                {
-                    "index_version": manifest["index_version"],
-                    "encoder": f"{enc['name']}/{enc['version']}",
-                    "catalog_version": manifest["catalog_version"],
-                    "index_kind": manifest.get("kind", "full"),
-                    "size": manifest["size"],
-                }
-            )
-            mlflow.log_metric("index_recall_at_10", float(manifest["recall_at_10"]))
-            if "recall_at_10_strict" in manifest:  # index versions built before it lack it
-                strict = float(manifest["recall_at_10_strict"])
-                mlflow.log_metric("index_recall_at_10_strict", strict)
-            mlflow.log_dict(manifest, "index_manifest.json")
-            import pandas as pd
-
-            example = pd.DataFrame({"item_id": [_first_item(index_dir)], "image": [None]})
-            mlflow.pyfunc.log_model(
-                name="recommender",
-                python_model=RecommenderModel(),
-                artifacts={"encoder": encoder.local_dir, "index": str(index_dir)},
-                signature=_signature(),
-                input_example=example,
-                metadata={
-                    "index_version": manifest["index_version"],
-                    "encoder_name": enc["name"],
-                    "encoder_version": str(enc["version"]),
-                    "catalog_version": int(manifest["catalog_version"]),
-                    "embedding_size": int(manifest["dimension"]),
-                },
-                pip_requirements=[],  # the deployment's own environment (requirements.lock)
-            )
-            uri = f"runs:/{run.info.run_id}/recommender"
-        tags = {
-            INDEX_VERSION_TAG: manifest["index_version"],
-            ENCODER_TAG: f"{enc['name']}/{enc['version']}",
-            CATALOG_VERSION_TAG: str(manifest["catalog_version"]),
-        }
-        version = str(mlflow.register_model(uri, name, tags=tags).version)
+        version, reused = _log_and_register(settings, index_dir, manifest, encoder), False
     previous = str(current.version) if current is not None else None
     moved = False
     if set_production and previous != version:
@@ -261,6 +222,56 @@ def publish_bundle(
         production=moved or previous == version,
         reused=reused,
     )
+
+
+def _log_and_register(
+    settings: Settings, index_dir: Path, manifest: dict[str, Any], encoder: EncoderRef
+) -> str:
+    """Log the bundle (encoder + index version) as a pyfunc in its own run and register it,
+    tagged with its index, encoder and catalogue versions; returns the new model version."""
+    import mlflow
+
+    enc = manifest["encoder"]
+    with mlflow.start_run(run_name=f"bundle-{manifest['index_version']}") as run:
+        mlflow.log_params(
+            {
+                "index_version": manifest["index_version"],
+                "encoder": f"{enc['name']}/{enc['version']}",
+                "catalog_version": manifest["catalog_version"],
+                "index_kind": manifest.get("kind", "full"),
+                "size": manifest["size"],
+            }
+        )
+        mlflow.log_metric("index_recall_at_10", float(manifest["recall_at_10"]))
+        if "recall_at_10_strict" in manifest:  # index versions built before it lack it
+            strict = float(manifest["recall_at_10_strict"])
+            mlflow.log_metric("index_recall_at_10_strict", strict)
+        mlflow.log_dict(manifest, "index_manifest.json")
+        import pandas as pd
+
+        example = pd.DataFrame({"item_id": [_first_item(index_dir)], "image": [None]})
+        mlflow.pyfunc.log_model(
+            name="recommender",
+            python_model=RecommenderModel(),
+            artifacts={"encoder": encoder.local_dir, "index": str(index_dir)},
+            signature=_signature(),
+            input_example=example,
+            metadata={
+                "index_version": manifest["index_version"],
+                "encoder_name": enc["name"],
+                "encoder_version": str(enc["version"]),
+                "catalog_version": int(manifest["catalog_version"]),
+                "embedding_size": int(manifest["dimension"]),
+            },
+            pip_requirements=[],  # the deployment's own environment (requirements.lock)
+        )
+        uri = f"runs:/{run.info.run_id}/recommender"
+    tags = {
+        INDEX_VERSION_TAG: manifest["index_version"],
+        ENCODER_TAG: f"{enc['name']}/{enc['version']}",
+        CATALOG_VERSION_TAG: str(manifest["catalog_version"]),
+    }
+    return str(mlflow.register_model(uri, settings.recommender_model_name, tags=tags).version)
 
 
 def _first_item(index_dir: Path) -> str:

@@ -41,6 +41,31 @@ class CatalogChanges:
         }
 
 
+def _net(
+    ids: list[str], types: list[str], order: list[int]
+) -> tuple[list[int], list[int], list[str]]:
+    """Net effect per item of the feed's rows in commit ``order``: (rows of items that are
+    new, rows of items that existed before and still exist (their last state), ids of items
+    that existed before and are gone). An item added and removed in between is no change."""
+    first: dict[str, str] = {}
+    last: dict[str, tuple[str, int]] = {}
+    for i in order:
+        first.setdefault(ids[i], types[i])
+        if types[i] != "update_preimage":
+            last[ids[i]] = (types[i], i)
+
+    insert_rows, update_rows, deletes = [], [], []
+    for item_id, (kind, row) in last.items():
+        existed, exists = first[item_id] in _BEFORE, kind != "delete"
+        if existed and exists:
+            update_rows.append(row)
+        elif exists:
+            insert_rows.append(row)
+        elif existed:
+            deletes.append(item_id)
+    return insert_rows, update_rows, deletes
+
+
 def catalog_changes(
     path: Path, since_version: int, columns: list[str] | None = None
 ) -> CatalogChanges:
@@ -72,22 +97,7 @@ def catalog_changes(
     versions = feed.column("_commit_version").to_pylist()
     order = sorted(range(len(ids)), key=lambda i: (versions[i], _RANK[types[i]]))
 
-    first: dict[str, str] = {}
-    last: dict[str, tuple[str, int]] = {}
-    for i in order:
-        first.setdefault(ids[i], types[i])
-        if types[i] != "update_preimage":
-            last[ids[i]] = (types[i], i)
-
-    insert_rows, update_rows, deletes = [], [], []
-    for item_id, (kind, row) in last.items():
-        existed, exists = first[item_id] in _BEFORE, kind != "delete"
-        if existed and exists:
-            update_rows.append(row)
-        elif exists:
-            insert_rows.append(row)
-        elif existed:
-            deletes.append(item_id)
+    insert_rows, update_rows, deletes = _net(ids, types, order)
 
     def take(rows: list[int]) -> pa.Table:
         return feed.take(pa.array(sorted(rows), pa.int64())).select(schema.names)

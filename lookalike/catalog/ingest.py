@@ -167,141 +167,208 @@ def run_ingest(
     take_all, take_ids = take_over_spec(take_over)
     t0 = time.monotonic()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    summary = IngestSummary(source=source, run_id=run_id)
     table = settings.catalog_path
     _clean_stale_staging(settings.staging_dir)
-    work = settings.staging_dir / run_id
+    run = _Run(spark, source, settings.staging_dir / run_id, IngestSummary(source, run_id), log, t0)
+    summary = run.summary
     try:
-        log(f"decoding and validating {source} on executors", t0)
-        _mark_duplicates(staged).write.mode("error").parquet(str(work / "staged"))
-        staged = spark.read.parquet(str(work / "staged"))
-        counts = {
-            r["ok"]: r["n"]
-            for r in staged.groupBy((F.col("reason").isNull()).alias("ok"))
-            .agg(F.count("*").alias("n"))
-            .collect()
-        }
-        summary.rows_read = sum(counts.values())
-        log(f"read {summary.rows_read} rows, {counts.get(False, 0)} invalid", t0)
-
+        staged = _stage(run, staged)
         summary.version_before = table_version(table)
         snap = _snapshot(spark, table)
         good = staged.where(F.col("reason").isNull())
-        names = [r[0] for r in good.select("category_name").distinct().collect()]
-        existing = dict(snap.select("category_name", "category").distinct().collect())
-        mapping = assign_categories(existing, names, preferred_categories)
-        categories = spark.createDataFrame(
-            list(mapping.items()), "category_name string, category int"
-        )
         gone = spark.createDataFrame([(i,) for i in sorted(set(discontinued))], "item_id string")
-        listed = spark.createDataFrame(
-            [(i, True) for i in take_ids], "item_id string, _listed boolean"
-        )
-        t = snap.select([F.col(c).alias(f"t_{c}") for c in snap.columns])
-        # _owner: the other source that owns the row's item id (null: new, or ours already).
-        owner = F.when(F.col("t_source") != F.col("source"), F.col("t_source"))
-        diff = (
-            good.join(gone, "item_id", "left_anti")
-            .join(F.broadcast(categories), "category_name")
-            .join(t, F.col("item_id") == F.col("t_item_id"), "left")
-            .join(F.broadcast(listed), "item_id", "left")
-            .withColumn("_owner", owner)
-            .withColumn(
-                "_take", owner.isNotNull() & (F.lit(take_all) | F.col("_listed").isNotNull())
-            )
-        )
-        # Collisions go to disk first (small columns only): they decide the rejects, the
-        # take-over count and, with the rejected ids, the unchanged count.
-        diff.where(F.col("_owner").isNotNull()).select(
-            "item_id", "path", "_owner", "_take"
-        ).write.mode("error").parquet(str(work / "collisions"))
-        collisions = spark.read.parquet(str(work / "collisions"))
-        n_coll = dict(collisions.groupBy("_take").count().collect())
-        summary.taken_over = n_coll.get(True, 0)
-        if n_coll:
-            log(
-                f"{sum(n_coll.values())} item ids owned by other sources: "
-                f"{summary.taken_over} taken over, {n_coll.get(False, 0)} rejected",
-                t0,
-            )
-        refused = collisions.where(~F.col("_take"))
-
-        rejects = staged.where(F.col("reason").isNotNull()).select("path", "item_id", "reason")
-        rejects = rejects.unionByName(
-            refused.select(
-                "path", "item_id", F.format_string(OWNED_REASON, "_owner").alias("reason")
-            )
-        )
-        rejects.select(
-            F.lit(run_id).alias("run_id"),
-            F.lit(source).alias("source"),
-            "path",
-            "item_id",
-            "reason",
-            F.current_timestamp().alias("rejected_at"),
-        ).write.mode("error").parquet(str(work / "rejects"))
-        rejects = spark.read.parquet(str(work / "rejects"))
-        summary.rejected = rejects.count()
-
-        changed = (
-            F.col("t_item_id").isNull()
-            | (F.col("t_content_hash") != F.col("content_hash"))
-            | (F.col("t_category_name") != F.col("category_name"))
-            | (F.col("t_category") != F.col("category"))
-            | (F.col("t_split") != F.col("split"))
-            | (F.col("t_source") != F.col("source"))
-        )
-        upserts = diff.where(changed & (F.col("_owner").isNull() | F.col("_take")))
+        diff = _diff(run, good, snap, gone, (take_all, take_ids), preferred_categories)
+        refused = _collisions(run, diff)
+        rejects = _rejects(run, staged, refused)
         deletes = snap.join(gone, "item_id", "left_semi").select("item_id")
         if delete_missing:
             missing = snap.where(F.col("source") == source).join(staged, "item_id", "left_anti")
             deletes = deletes.unionByName(missing.select("item_id")).distinct()
-        placeholders = {
-            f.name: F.lit(None).cast(_spark_type(f.type))
-            for f in CHANGE_SCHEMA
-            if f.name not in ("item_id", "_op")
-        }
-        changes = upserts.select(
-            *[c for c in CHANGE_SCHEMA.names if c != "_op"], F.lit("upsert").alias("_op")
-        ).unionByName(
-            deletes.select(
-                "item_id",
-                *[v.alias(k) for k, v in placeholders.items()],
-                F.lit("delete").alias("_op"),
-            )
-        )
-        changes.write.mode("error").parquet(str(work / "changes"))
-        n_changes = spark.read.parquet(str(work / "changes")).count()
-
-        if n_changes:
-            log(f"committing {n_changes} changes in one MERGE", t0)
-            metadata = {"lookalike.run_id": run_id, "lookalike.source": source}
-            if summary.taken_over:
-                metadata["lookalike.taken_over"] = str(summary.taken_over)
-            metrics = merge_changes(table, work / "changes", commit_metadata=metadata)
-            summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
-            summary.updated = int(metrics.get("num_target_rows_updated", 0))
-            summary.deleted = int(metrics.get("num_target_rows_deleted", 0))
-        else:
-            log("no changes: nothing to commit", t0)
+        _commit(run, table, _changes(run, diff, deletes))
         summary.version_after = table_version(table)
-        untouched = spark.read.parquet(str(work / "changes")).select("item_id")
+        untouched = spark.read.parquet(str(run.work / "changes")).select("item_id")
         untouched = untouched.unionByName(refused.select("item_id"))
         summary.unchanged = good.join(untouched, "item_id", "left_anti").count()
-
         if summary.rejected:
-            summary.reject_examples = [
-                {"path": r["path"] or "", "item_id": r["item_id"] or "", "reason": r["reason"]}
-                for r in rejects.select("path", "item_id", "reason")
-                .orderBy("path")
-                .limit(10)
-                .collect()
-            ]
-            append_rejects(settings.rejects_path, work / "rejects", run_id)
+            _keep_rejects(run, rejects, settings.rejects_path)
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(run.work, ignore_errors=True)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
+
+
+@dataclass
+class _Run:
+    """One ingest run as its steps see it: where it spills, how it logs, what it counted."""
+
+    spark: SparkSession
+    source: str
+    work: Path
+    summary: IngestSummary
+    log: Callable[[str, float], None]
+    t0: float
+
+    @property
+    def run_id(self) -> str:
+        return self.summary.run_id
+
+    def say(self, msg: str) -> None:
+        self.log(msg, self.t0)
+
+    def spill(self, frame: DataFrame, name: str) -> DataFrame:
+        """Write ``frame`` under the run's work folder and read it back: later steps reuse
+        the result instead of recomputing the plan behind it."""
+        frame.write.mode("error").parquet(str(self.work / name))
+        return self.spark.read.parquet(str(self.work / name))
+
+
+def _stage(run: _Run, staged: DataFrame) -> DataFrame:
+    """Decode and validate the source on executors (duplicates marked), once, to disk."""
+    from pyspark.sql import functions as F
+
+    run.say(f"decoding and validating {run.source} on executors")
+    staged = run.spill(_mark_duplicates(staged), "staged")
+    counts = {
+        r["ok"]: r["n"]
+        for r in staged.groupBy((F.col("reason").isNull()).alias("ok"))
+        .agg(F.count("*").alias("n"))
+        .collect()
+    }
+    run.summary.rows_read = sum(counts.values())
+    run.say(f"read {run.summary.rows_read} rows, {counts.get(False, 0)} invalid")
+    return staged
+
+
+def _diff(
+    run: _Run,
+    good: DataFrame,
+    snap: DataFrame,
+    gone: DataFrame,
+    take: tuple[bool, list[str]],
+    preferred_categories: dict[str, int] | None,
+) -> DataFrame:
+    """Valid staged rows (not discontinued) beside the table's row of the same item id, with
+    category ids assigned, the other source that owns the id (``_owner``) and whether this
+    run takes it over (``_take``)."""
+    from pyspark.sql import functions as F
+
+    spark = run.spark
+    take_all, take_ids = take
+    names = [r[0] for r in good.select("category_name").distinct().collect()]
+    existing = dict(snap.select("category_name", "category").distinct().collect())
+    mapping = assign_categories(existing, names, preferred_categories)
+    categories = spark.createDataFrame(list(mapping.items()), "category_name string, category int")
+    listed = spark.createDataFrame([(i, True) for i in take_ids], "item_id string, _listed boolean")
+    t = snap.select([F.col(c).alias(f"t_{c}") for c in snap.columns])
+    # _owner: the other source that owns the row's item id (null: new, or ours already).
+    owner = F.when(F.col("t_source") != F.col("source"), F.col("t_source"))
+    return (
+        good.join(gone, "item_id", "left_anti")
+        .join(F.broadcast(categories), "category_name")
+        .join(t, F.col("item_id") == F.col("t_item_id"), "left")
+        .join(F.broadcast(listed), "item_id", "left")
+        .withColumn("_owner", owner)
+        .withColumn("_take", owner.isNotNull() & (F.lit(take_all) | F.col("_listed").isNotNull()))
+    )
+
+
+def _collisions(run: _Run, diff: DataFrame) -> DataFrame:
+    """Rows whose item id another source owns, to disk first (small columns only): they
+    decide the rejects, the take-over count and, with the rejected ids, the unchanged count.
+    Returns the refused ones (not taken over)."""
+    from pyspark.sql import functions as F
+
+    collisions = run.spill(
+        diff.where(F.col("_owner").isNotNull()).select("item_id", "path", "_owner", "_take"),
+        "collisions",
+    )
+    n_coll = dict(collisions.groupBy("_take").count().collect())
+    run.summary.taken_over = n_coll.get(True, 0)
+    if n_coll:
+        run.say(
+            f"{sum(n_coll.values())} item ids owned by other sources: "
+            f"{run.summary.taken_over} taken over, {n_coll.get(False, 0)} rejected"
+        )
+    return collisions.where(~F.col("_take"))
+
+
+def _rejects(run: _Run, staged: DataFrame, refused: DataFrame) -> DataFrame:
+    """Invalid inputs and refused collisions, with reasons, as rows of ``catalog_rejects``."""
+    from pyspark.sql import functions as F
+
+    rejects = staged.where(F.col("reason").isNotNull()).select("path", "item_id", "reason")
+    rejects = rejects.unionByName(
+        refused.select("path", "item_id", F.format_string(OWNED_REASON, "_owner").alias("reason"))
+    )
+    rejects = run.spill(
+        rejects.select(
+            F.lit(run.run_id).alias("run_id"),
+            F.lit(run.source).alias("source"),
+            "path",
+            "item_id",
+            "reason",
+            F.current_timestamp().alias("rejected_at"),
+        ),
+        "rejects",
+    )
+    run.summary.rejected = rejects.count()
+    return rejects
+
+
+def _changes(run: _Run, diff: DataFrame, deletes: DataFrame) -> int:
+    """Write the CHANGES (upserts of new or changed rows this run may write, deletes) under
+    the run's work folder; returns how many."""
+    from pyspark.sql import functions as F
+
+    changed = (
+        F.col("t_item_id").isNull()
+        | (F.col("t_content_hash") != F.col("content_hash"))
+        | (F.col("t_category_name") != F.col("category_name"))
+        | (F.col("t_category") != F.col("category"))
+        | (F.col("t_split") != F.col("split"))
+        | (F.col("t_source") != F.col("source"))
+    )
+    upserts = diff.where(changed & (F.col("_owner").isNull() | F.col("_take")))
+    placeholders = {
+        f.name: F.lit(None).cast(_spark_type(f.type))
+        for f in CHANGE_SCHEMA
+        if f.name not in ("item_id", "_op")
+    }
+    changes = upserts.select(
+        *[c for c in CHANGE_SCHEMA.names if c != "_op"], F.lit("upsert").alias("_op")
+    ).unionByName(
+        deletes.select(
+            "item_id",
+            *[v.alias(k) for k, v in placeholders.items()],
+            F.lit("delete").alias("_op"),
+        )
+    )
+    return run.spill(changes, "changes").count()
+
+
+def _commit(run: _Run, table: Path, n_changes: int) -> None:
+    """The run's one MERGE (no changes: no commit); counts what Delta says it did."""
+    summary = run.summary
+    if not n_changes:
+        run.say("no changes: nothing to commit")
+        return
+    run.say(f"committing {n_changes} changes in one MERGE")
+    metadata = {"lookalike.run_id": run.run_id, "lookalike.source": run.source}
+    if summary.taken_over:
+        metadata["lookalike.taken_over"] = str(summary.taken_over)
+    metrics = merge_changes(table, run.work / "changes", commit_metadata=metadata)
+    summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
+    summary.updated = int(metrics.get("num_target_rows_updated", 0))
+    summary.deleted = int(metrics.get("num_target_rows_deleted", 0))
+
+
+def _keep_rejects(run: _Run, rejects: DataFrame, rejects_path: Path) -> None:
+    """Ten examples in the summary; all of them appended to ``catalog_rejects``."""
+    run.summary.reject_examples = [
+        {"path": r["path"] or "", "item_id": r["item_id"] or "", "reason": r["reason"]}
+        for r in rejects.select("path", "item_id", "reason").orderBy("path").limit(10).collect()
+    ]
+    append_rejects(rejects_path, run.work / "rejects", run.run_id)
 
 
 def _spark_type(arrow_type: Any) -> str:

@@ -298,6 +298,41 @@ def read_metadata_header(csv_path: Path) -> list[str]:
     return header
 
 
+def _metadata_plan(
+    spark: SparkSession, files: DataFrame, metadata_csv: Path, root_str: str
+) -> DataFrame:
+    """The folder's files matched with the metadata CSV's rows (paths relative to the root):
+    a file not listed, a row without a path or whose file is missing, or a row without an
+    item id becomes a row with that ``reason``."""
+    from pyspark.sql import functions as F
+
+    header = read_metadata_header(metadata_csv)
+    meta = spark.read.option("header", "true").csv(str(metadata_csv), schema=None)
+    absolute = F.udf(lambda p: os.path.normpath(os.path.join(root_str, p)) if p else None, "string")
+    meta = meta.select(
+        F.trim("item_id").alias("m_item_id"),
+        (F.trim("category") if "category" in header else F.lit(None).cast("string")).alias(
+            "m_category"
+        ),
+        (F.trim("split") if "split" in header else F.lit(None).cast("string")).alias("m_split"),
+        absolute(F.trim("path")).alias("m_path"),
+        F.lit(True).alias("in_meta"),
+    )
+    joined = files.join(meta, files.path == meta.m_path, "full_outer")
+    return joined.select(
+        F.when(F.col("path").isNotNull(), F.col("path")).alias("path"),
+        F.col("m_item_id").alias("item_id"),
+        F.when(F.col("m_category") != "", F.col("m_category")).alias("category_name"),
+        F.when(F.col("m_split") != "", F.col("m_split")).alias("split"),
+        F.when(F.col("in_meta").isNull(), F.lit("not listed in the metadata CSV"))
+        .when(F.col("m_path").isNull(), F.lit("missing path in the metadata CSV"))
+        .when(F.col("path").isNull(), F.concat(F.lit("file not found: "), F.col("m_path")))
+        .when(F.col("m_item_id").isNull() | (F.col("m_item_id") == ""), F.lit("missing item_id"))
+        .alias("reason"),
+        F.col("m_path").alias("metadata_path"),
+    )
+
+
 def folder_frame(
     spark: SparkSession,
     root: Path,
@@ -337,35 +372,7 @@ def folder_frame(
             F.lit(None).cast("string").alias("metadata_path"),
         )
     else:
-        header = read_metadata_header(metadata_csv)
-        meta = spark.read.option("header", "true").csv(str(metadata_csv), schema=None)
-        absolute = F.udf(
-            lambda p: os.path.normpath(os.path.join(root_str, p)) if p else None, "string"
-        )
-        meta = meta.select(
-            F.trim("item_id").alias("m_item_id"),
-            (F.trim("category") if "category" in header else F.lit(None).cast("string")).alias(
-                "m_category"
-            ),
-            (F.trim("split") if "split" in header else F.lit(None).cast("string")).alias("m_split"),
-            absolute(F.trim("path")).alias("m_path"),
-            F.lit(True).alias("in_meta"),
-        )
-        joined = files.join(meta, files.path == meta.m_path, "full_outer")
-        plan = joined.select(
-            F.when(F.col("path").isNotNull(), F.col("path")).alias("path"),
-            F.col("m_item_id").alias("item_id"),
-            F.when(F.col("m_category") != "", F.col("m_category")).alias("category_name"),
-            F.when(F.col("m_split") != "", F.col("m_split")).alias("split"),
-            F.when(F.col("in_meta").isNull(), F.lit("not listed in the metadata CSV"))
-            .when(F.col("m_path").isNull(), F.lit("missing path in the metadata CSV"))
-            .when(F.col("path").isNull(), F.concat(F.lit("file not found: "), F.col("m_path")))
-            .when(
-                F.col("m_item_id").isNull() | (F.col("m_item_id") == ""), F.lit("missing item_id")
-            )
-            .alias("reason"),
-            F.col("m_path").alias("metadata_path"),
-        )
+        plan = _metadata_plan(spark, files, metadata_csv, root_str)
 
     parts = max(2, spark.sparkContext.defaultParallelism * 2)
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
-from lookalike.catalog.changes import catalog_changes
+from lookalike.catalog.changes import CatalogChanges, catalog_changes
 from lookalike.catalog.table import open_table, resolve_version
 from lookalike.config import Settings
 from lookalike.index import scann_index as sx
@@ -211,10 +213,57 @@ def build_full(
         summary = embed_catalog(spark, settings, encoder, version)
         _log(f"embedded {summary.embedded}, deleted {summary.deleted}, kept {summary.unchanged}")
     timings["embed"] = round(time.monotonic() - t0, 2)
+    with _timed(timings, "read"):
+        items = catalog_items(settings, version)
+        if items.num_rows == 0:
+            raise IndexBuildError(f"catalogue version {version} has no items to index")
+        vectors = _current_vectors(settings, encoder, items, version)
+    with _timed(timings, "build"):
+        params = sx.IndexParams.for_size(len(vectors))
+        _log(f"building ScaNN over {len(vectors)} vectors ({params})")
+        searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
+    with _timed(timings, "check_and_write"):
+        name, path, manifest = _publish(
+            settings,
+            searcher,
+            vectors,
+            items,
+            {
+                "kind": "full",
+                "encoder": _encoder_dict(encoder),
+                "catalog_version": version,
+                "params": asdict(params),
+                "base_index_version": None,
+                "changed_since_rebalance": 0,
+            },
+        )
+    _log(f"published {name}: {manifest['size']} items, {_recall_text(manifest)}")
+    return IndexResult(
+        kind="full",
+        index_version=name,
+        path=str(path),
+        catalog_version=version,
+        size=manifest["size"],
+        recall_at_10=manifest["recall_at_10"],
+        recall_at_10_strict=manifest["recall_at_10_strict"],
+        seconds=round(time.monotonic() - t0, 2),
+        timings=timings,
+    )
+
+
+@contextmanager
+def _timed(timings: dict[str, float], step: str) -> Iterator[None]:
+    """Record the seconds the block took as ``timings[step]`` (not when it raises)."""
     t = time.monotonic()
-    items = catalog_items(settings, version)
-    if items.num_rows == 0:
-        raise IndexBuildError(f"catalogue version {version} has no items to index")
+    yield
+    timings[step] = round(time.monotonic() - t, 2)
+
+
+def _current_vectors(
+    settings: Settings, encoder: EncoderRef, items: pa.Table, version: int
+) -> np.ndarray:
+    """The encoder's recorded vectors of ``items``, in their order; every item must have one
+    of its current content (else the catalogue was not embedded: IndexBuildError)."""
     ids, vectors, hashes = read_embeddings(settings.embeddings_path, encoder.name, encoder.version)
     have = dict(zip(ids, hashes, strict=True))
     want = items.column("content_hash").to_pylist()
@@ -229,41 +278,7 @@ def build_full(
             f"{encoder.name}/{encoder.version} (e.g. {stale[0]}): run `lookalike embed` first"
         )
     row = {item_id: j for j, item_id in enumerate(ids)}
-    vectors = vectors[[row[i] for i in items.column("item_id").to_pylist()]]
-    timings["read"] = round(time.monotonic() - t, 2)
-    t = time.monotonic()
-    params = sx.IndexParams.for_size(len(vectors))
-    _log(f"building ScaNN over {len(vectors)} vectors ({params})")
-    searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
-    timings["build"] = round(time.monotonic() - t, 2)
-    t = time.monotonic()
-    name, path, manifest = _publish(
-        settings,
-        searcher,
-        vectors,
-        items,
-        {
-            "kind": "full",
-            "encoder": _encoder_dict(encoder),
-            "catalog_version": version,
-            "params": asdict(params),
-            "base_index_version": None,
-            "changed_since_rebalance": 0,
-        },
-    )
-    timings["check_and_write"] = round(time.monotonic() - t, 2)
-    _log(f"published {name}: {manifest['size']} items, {_recall_text(manifest)}")
-    return IndexResult(
-        kind="full",
-        index_version=name,
-        path=str(path),
-        catalog_version=version,
-        size=manifest["size"],
-        recall_at_10=manifest["recall_at_10"],
-        recall_at_10_strict=manifest["recall_at_10_strict"],
-        seconds=round(time.monotonic() - t0, 2),
-        timings=timings,
-    )
+    return vectors[[row[i] for i in items.column("item_id").to_pylist()]]
 
 
 # ----------------------------------------------------------------- incremental update
@@ -280,10 +295,78 @@ def update_index(
     ``encoder`` defaults to the base's own encoder version (fetched from the registry); a
     different version is refused: a new encoder needs a full build.
     """
-    from lookalike.registry.encoders import fetch_encoder
-
     t0 = time.monotonic()
     timings: dict[str, float] = {}
+    with _timed(timings, "load"):
+        old, encoder = _load_base(settings, base, encoder)
+    watermark = int(old.manifest["catalog_version"])
+    with _timed(timings, "changes"):
+        changes = catalog_changes(
+            settings.catalog_path, watermark, columns=[*ITEM_COLUMNS, "image"]
+        )
+    result = IndexResult(
+        kind="none",
+        index_version=None,
+        path=None,
+        base_index_version=old.path.name,
+        catalog_version=changes.until_version,
+        changes=changes.summary(),
+    )
+    if changes.empty:
+        _log(f"no catalogue changes since v{watermark}: {old.path.name} stays current")
+        result.size = int(old.manifest["size"])
+        result.seconds = round(time.monotonic() - t0, 2)
+        return result
+
+    with _timed(timings, "embed"):
+        changed = pa.concat_tables([changes.inserts, changes.updates])
+        new_vectors = _embed_rows(encoder, changed)
+    with _timed(timings, "record_embeddings"):
+        _record_embeddings(settings, encoder, changes, changed, new_vectors, old.path.name)
+    with _timed(timings, "apply"):
+        all_items, all_vectors, deleted = _apply_changes(old, changes.deletes, changed, new_vectors)
+        since, health, result.rebalanced = _rebalance_if_due(
+            settings, old, changed.num_rows + len(deleted), all_items.num_rows
+        )
+    with _timed(timings, "check_and_write"):
+        name, path, full = _publish(
+            settings,
+            old.searcher,
+            all_vectors,
+            all_items,
+            _update_manifest(old, changes, since, health),
+        )
+    _log(
+        f"published {name} from {old.path.name}: +{changes.inserts.num_rows} "
+        f"~{changes.updates.num_rows} -{len(changes.deletes)}, {_recall_text(full)}"
+    )
+    result.kind, result.index_version, result.path = "update", name, str(path)
+    result.size, result.recall_at_10 = full["size"], full["recall_at_10"]
+    result.recall_at_10_strict = full["recall_at_10_strict"]
+    result.seconds = round(time.monotonic() - t0, 2)
+    result.timings = timings
+    return result
+
+
+@dataclass
+class _Base:
+    """The index version an update starts from: its searcher, manifest and row-aligned
+    vectors and items (sorted by item id)."""
+
+    path: Path
+    searcher: Any
+    manifest: dict[str, Any]
+    vectors: np.ndarray
+    items: pa.Table
+
+
+def _load_base(
+    settings: Settings, base: Path | None, encoder: EncoderRef | None
+) -> tuple[_Base, EncoderRef]:
+    """The base version (default: the latest) and the encoder to update it with: its own
+    encoder version unless given; another version is refused (EncoderMismatch)."""
+    from lookalike.registry.encoders import fetch_encoder
+
     base = base or latest_version(settings)
     if base is None:
         raise IndexBuildError("no index version to update: run `lookalike index build` first")
@@ -298,118 +381,112 @@ def update_index(
             f"{encoder.name}/{encoder.version}: never two encoder versions in one index "
             "(run `lookalike index build` for the new encoder)"
         )
-    timings["load"] = round(time.monotonic() - t0, 2)
-    t = time.monotonic()
-    watermark = int(manifest["catalog_version"])
-    changes = catalog_changes(settings.catalog_path, watermark, columns=[*ITEM_COLUMNS, "image"])
-    timings["changes"] = round(time.monotonic() - t, 2)
-    result = IndexResult(
-        kind="none",
-        index_version=None,
-        path=None,
-        base_index_version=base.name,
-        catalog_version=changes.until_version,
-        changes=changes.summary(),
-    )
-    if changes.empty:
-        _log(f"no catalogue changes since v{watermark}: {base.name} stays current")
-        result.size = int(manifest["size"])
-        result.seconds = round(time.monotonic() - t0, 2)
-        return result
+    return _Base(base, searcher, manifest, vectors, items), encoder
 
-    t = time.monotonic()
-    changed = pa.concat_tables([changes.inserts, changes.updates])
-    changed_ids = changed.column("item_id").to_pylist()
-    new_vectors = embed_images(
+
+def _update_manifest(
+    base: _Base, changes: CatalogChanges, since: int, health: dict[str, float]
+) -> dict[str, Any]:
+    """What an update's manifest says beyond the recall check: the base's encoder and
+    parameters, the new watermark, the net changes and the partitions' health."""
+    return {
+        "kind": "update",
+        "encoder": base.manifest["encoder"],
+        "catalog_version": changes.until_version,
+        "params": base.manifest["params"],
+        "base_index_version": base.path.name,
+        "changes": changes.summary(),
+        "changed_since_rebalance": since,
+        "health": health,
+    }
+
+
+def _embed_rows(encoder: EncoderRef, changed: pa.Table) -> np.ndarray:
+    """Vectors of the inserted and updated rows' images, on the driver (changes are few)."""
+    return embed_images(
         load_predict(encoder.local_dir),
         changed.column("image").to_pylist(),
         input_size=encoder.input_size,
         channels=encoder.channels,
-    ).reshape(len(changed_ids), encoder.embedding_size)
-    timings["embed"] = round(time.monotonic() - t, 2)
-    t = time.monotonic()
+    ).reshape(changed.num_rows, encoder.embedding_size)
+
+
+def _record_embeddings(
+    settings: Settings,
+    encoder: EncoderRef,
+    changes: CatalogChanges,
+    changed: pa.Table,
+    new_vectors: np.ndarray,
+    base_name: str,
+) -> None:
+    """Commit the new vectors and the deletes to ``embeddings`` (one MERGE) before any index
+    version uses them."""
     merge_embeddings(
         settings.embeddings_path,
         embedding_rows(
             encoder,
             changes.until_version,
-            upserts=(changed_ids, changed.column("content_hash").to_pylist(), new_vectors),
+            upserts=(
+                changed.column("item_id").to_pylist(),
+                changed.column("content_hash").to_pylist(),
+                new_vectors,
+            ),
             deletes=changes.deletes,
         ),
         commit_metadata={
             "lookalike.encoder": f"{encoder.name}/{encoder.version}",
             "lookalike.catalog_version": str(changes.until_version),
-            "lookalike.index_base": base.name,
+            "lookalike.index_base": base_name,
         },
     )
-    timings["record_embeddings"] = round(time.monotonic() - t, 2)
 
-    t = time.monotonic()
-    old_ids = items.column("item_id").to_pylist()
+
+def _apply_changes(
+    base: _Base, deletes: list[str], changed: pa.Table, new_vectors: np.ndarray
+) -> tuple[pa.Table, np.ndarray, list[str]]:
+    """Deletes and upserts on the base's searcher, and the same edits on its row-aligned
+    copies, sorted by item id again. Returns (items, vectors, ids actually deleted)."""
+    changed_ids = changed.column("item_id").to_pylist()
+    old_ids = base.items.column("item_id").to_pylist()
     position = {item_id: j for j, item_id in enumerate(old_ids)}
-    deleted = [i for i in changes.deletes if i in position]
+    deleted = [i for i in deletes if i in position]
     if deleted:
-        searcher.delete(deleted)
+        base.searcher.delete(deleted)
     if changed_ids:
-        searcher.upsert(changed_ids, new_vectors)
-    # the same edits on the row-aligned copies, sorted by item id again
+        base.searcher.upsert(changed_ids, new_vectors)
     keep = np.ones(len(old_ids), dtype=bool)
     for item_id in [*deleted, *changed_ids]:
         j = position.get(item_id)
         if j is not None:
             keep[j] = False
     changed_rows = changed.select(ITEM_COLUMNS).cast(ITEMS_SCHEMA)
-    all_items = pa.concat_tables([items.filter(pa.array(keep)).cast(ITEMS_SCHEMA), changed_rows])
-    all_vectors = np.concatenate([vectors[keep], new_vectors])
+    kept = base.items.filter(pa.array(keep)).cast(ITEMS_SCHEMA)
+    all_items = pa.concat_tables([kept, changed_rows])
+    all_vectors = np.concatenate([base.vectors[keep], new_vectors])
     order = np.argsort(np.asarray(all_items.column("item_id").to_pylist(), dtype=object))
     all_items = all_items.take(pa.array(order))
     all_vectors = all_vectors[order]
     if all_items.num_rows == 0:
         raise IndexBuildError("every item was deleted: refusing to publish an empty index")
+    return all_items, all_vectors, deleted
 
-    n_changed = len(changed_ids) + len(deleted)
-    since = int(manifest.get("changed_since_rebalance", 0)) + n_changed
-    params = manifest["params"]
-    health = _health(searcher)
+
+def _rebalance_if_due(
+    settings: Settings, base: _Base, n_changed: int, n_items: int
+) -> tuple[int, dict[str, float], bool]:
+    """Rebalance the partitions when enough changed since the last rebalance
+    (``index_rebalance_share``) or they grew lopsided. Returns (changes since the last
+    rebalance, health after, rebalanced?)."""
+    since = int(base.manifest.get("changed_since_rebalance", 0)) + n_changed
+    health = _health(base.searcher)
     imbalance = health.get("partition_avg_relative_positive_imbalance", 0.0)
-    if params["num_leaves"] and (
-        since >= settings.index_rebalance_share * all_items.num_rows
-        or imbalance > MAX_PARTITION_IMBALANCE
+    if base.manifest["params"]["num_leaves"] and (
+        since >= settings.index_rebalance_share * n_items or imbalance > MAX_PARTITION_IMBALANCE
     ):
         _log(f"{since} changes since the last rebalance, imbalance {imbalance:.2f}: rebalancing")
-        searcher.rebalance()
-        result.rebalanced = True
-        since = 0
-        health = _health(searcher)
-    timings["apply"] = round(time.monotonic() - t, 2)
-    t = time.monotonic()
-    name, path, full = _publish(
-        settings,
-        searcher,
-        all_vectors,
-        all_items,
-        {
-            "kind": "update",
-            "encoder": enc,
-            "catalog_version": changes.until_version,
-            "params": params,
-            "base_index_version": base.name,
-            "changes": changes.summary(),
-            "changed_since_rebalance": since,
-            "health": health,
-        },
-    )
-    timings["check_and_write"] = round(time.monotonic() - t, 2)
-    _log(
-        f"published {name} from {base.name}: +{changes.inserts.num_rows} "
-        f"~{changes.updates.num_rows} -{len(changes.deletes)}, {_recall_text(full)}"
-    )
-    result.kind, result.index_version, result.path = "update", name, str(path)
-    result.size, result.recall_at_10 = full["size"], full["recall_at_10"]
-    result.recall_at_10_strict = full["recall_at_10_strict"]
-    result.seconds = round(time.monotonic() - t0, 2)
-    result.timings = timings
-    return result
+        base.searcher.rebalance()
+        return 0, _health(base.searcher), True
+    return since, health, False
 
 
 def _recall_text(manifest: dict[str, Any]) -> str:

@@ -28,7 +28,7 @@ from lookalike.config import Settings
 from lookalike.registry.encoders import EncoderRef, embed_images, load_predict
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 EMBEDDINGS_SCHEMA = pa.schema(
     [
@@ -238,8 +238,6 @@ def embed_catalog(
     catalog_version: int | None = None,
 ) -> EmbedSummary:
     """Bring the encoder's rows of ``embeddings`` in line with the catalogue at a version."""
-    from pyspark.sql import functions as F
-
     t0 = time.monotonic()
     version = resolve_version(settings.catalog_path, catalog_version)
     summary = EmbedSummary(encoder=f"{encoder.name}/{encoder.version}", catalog_version=version)
@@ -248,50 +246,10 @@ def embed_catalog(
     try:
         catalog = spark.read.parquet(*snapshot_files(open_table(settings.catalog_path, version)))
         catalog = catalog.select("item_id", "content_hash", "image")
-        ensure_table(settings.embeddings_path, EMBEDDINGS_SCHEMA)
-        files = snapshot_files(open_table(settings.embeddings_path))
-        if files:
-            existing = (
-                spark.read.parquet(*files)
-                .where(
-                    (F.col("encoder_name") == encoder.name)
-                    & (F.col("encoder_version") == encoder.version)
-                )
-                .select("item_id", "content_hash")
-            )
-        else:
-            existing = spark.createDataFrame([], "item_id string, content_hash string")
-        todo = catalog.join(existing, ["item_id", "content_hash"], "left_anti")
-        parallelism = max(2, spark.sparkContext.defaultParallelism * 2)
-        enc = encoder
-
-        def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-            for b in batches:
-                yield embed_batch(b, enc)
-
-        upserts = (
-            todo.repartition(parallelism)
-            .mapInArrow(run, EMBED_OUT_DDL)
-            .select(
-                "item_id",
-                F.lit(encoder.name).alias("encoder_name"),
-                F.lit(encoder.version).alias("encoder_version"),
-                "content_hash",
-                "embedding",
-                F.lit(version).cast("long").alias("catalog_version"),
-                F.lit("upsert").alias("_op"),
-            )
+        existing = _existing_rows(spark, settings.embeddings_path, encoder)
+        _changes(spark, catalog, existing, encoder, version).write.mode("error").parquet(
+            str(work / "staged")
         )
-        deletes = existing.join(catalog, "item_id", "left_anti").select(
-            "item_id",
-            F.lit(encoder.name).alias("encoder_name"),
-            F.lit(encoder.version).alias("encoder_version"),
-            F.lit(None).cast("string").alias("content_hash"),
-            F.lit(None).cast("array<float>").alias("embedding"),
-            F.lit(None).cast("long").alias("catalog_version"),
-            F.lit("delete").alias("_op"),
-        )
-        upserts.unionByName(deletes).write.mode("error").parquet(str(work / "staged"))
         staged = spark.read.parquet(str(work / "staged"))
         counts = dict(staged.groupBy("_op").count().collect())
         summary.embedded = int(counts.get("upsert", 0))
@@ -312,3 +270,65 @@ def embed_catalog(
         shutil.rmtree(work, ignore_errors=True)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
+
+
+def _existing_rows(spark: SparkSession, path: Path, encoder: EncoderRef) -> DataFrame:
+    """(item_id, content_hash) of the encoder version's rows in ``embeddings`` (the table is
+    created when missing)."""
+    from pyspark.sql import functions as F
+
+    ensure_table(path, EMBEDDINGS_SCHEMA)
+    files = snapshot_files(open_table(path))
+    if not files:
+        return spark.createDataFrame([], "item_id string, content_hash string")
+    return (
+        spark.read.parquet(*files)
+        .where(
+            (F.col("encoder_name") == encoder.name) & (F.col("encoder_version") == encoder.version)
+        )
+        .select("item_id", "content_hash")
+    )
+
+
+def _changes(
+    spark: SparkSession,
+    catalog: DataFrame,
+    existing: DataFrame,
+    encoder: EncoderRef,
+    version: int,
+) -> DataFrame:
+    """Staged rows (STAGED_SCHEMA): upserts for catalogue items whose current image the
+    encoder has not embedded (embedded on executors), deletes for rows of items gone."""
+    from pyspark.sql import functions as F
+
+    todo = catalog.join(existing, ["item_id", "content_hash"], "left_anti")
+    parallelism = max(2, spark.sparkContext.defaultParallelism * 2)
+    enc = encoder
+
+    def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        for b in batches:
+            yield embed_batch(b, enc)
+
+    upserts = (
+        todo.repartition(parallelism)
+        .mapInArrow(run, EMBED_OUT_DDL)
+        .select(
+            "item_id",
+            F.lit(encoder.name).alias("encoder_name"),
+            F.lit(encoder.version).alias("encoder_version"),
+            "content_hash",
+            "embedding",
+            F.lit(version).cast("long").alias("catalog_version"),
+            F.lit("upsert").alias("_op"),
+        )
+    )
+    deletes = existing.join(catalog, "item_id", "left_anti").select(
+        "item_id",
+        F.lit(encoder.name).alias("encoder_name"),
+        F.lit(encoder.version).alias("encoder_version"),
+        F.lit(None).cast("string").alias("content_hash"),
+        F.lit(None).cast("array<float>").alias("embedding"),
+        F.lit(None).cast("long").alias("catalog_version"),
+        F.lit("delete").alias("_op"),
+    )
+    return upserts.unionByName(deletes)

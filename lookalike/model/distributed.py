@@ -91,16 +91,7 @@ def rank_main(
         hvd.callbacks.MetricAverageCallback(),
     ]
     if rank == 0 and run_id and tracking_uri:
-        from mlflow import MlflowClient
-
-        client = MlflowClient(tracking_uri)
-
-        class _Rank0Logger(tf.keras.callbacks.Callback):
-            def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-                for k, v in (logs or {}).items():
-                    client.log_metric(run_id, f"train_{k}", float(v), step=epoch)
-
-        callbacks.append(_Rank0Logger())
+        callbacks.append(_epoch_logger(tracking_uri, run_id))
     # Same number of examples per epoch as one process: each rank does 1/size of the steps
     # with a size-times larger effective batch, so the learning rate scales with size.
     rank_cfg = cfg.replace(steps_per_epoch=max(1, cfg.n_steps // size))
@@ -127,6 +118,22 @@ def rank_main(
         "weights": weights if rank == 0 else None,
         "history": history,
     }
+
+
+def _epoch_logger(tracking_uri: str, run_id: str) -> Any:
+    """A Keras callback that logs every epoch's metrics to the driver's MLflow run (rank 0's
+    only: the ranks' metrics are averaged already)."""
+    import tensorflow as tf
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+
+    class _Rank0Logger(tf.keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            for k, v in (logs or {}).items():
+                client.log_metric(run_id, f"train_{k}", float(v), step=epoch)
+
+    return _Rank0Logger()
 
 
 def horovod_run(

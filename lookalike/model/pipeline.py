@@ -100,13 +100,56 @@ def run_training(
     import mlflow
 
     from lookalike.model import tracking
-    from lookalike.model.encoder import build_encoder, embed, train_encoder
+    from lookalike.model.encoder import embed
     from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.registry.versions import register
 
     settings = settings or get_settings()
     table = settings.catalog_path
     version = resolve_version(table, catalog_version)
+    cfg, ref, train, test = _load_data(cfg, table, version, eval_limit)
+
+    setup_mlflow(settings)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params(cfg.to_params() | {"num_proc": num_proc or 0, "train_items": len(train)})
+        tracking.log_dataset(ref)
+        t0 = time.monotonic()
+        model, history = _train(
+            cfg, ref, train, settings, run.info.run_id, num_proc, spark, callbacks
+        )
+        train_seconds = round(time.monotonic() - t0, 1)
+        mlflow.log_metric("train_seconds", train_seconds)
+
+        metrics, q_emb, i_emb = evaluate_embeddings(lambda x: embed(model, x), train, test)
+        baseline, _, _ = evaluate_embeddings(raw_pixel_embeddings, train, test)
+        mlflow.log_metrics(_flat("", metrics) | _flat("baseline_raw_pixels_", baseline))
+        mlflow.log_dict(metrics, "evaluation/metrics.json")
+        unseen = _evaluate_unseen(cfg, table, version, eval_limit, model)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            _artifacts(Path(tmp), q_emb, i_emb, test, train, history)
+            mlflow.log_artifacts(tmp, "evaluation")
+
+        model_version = None
+        if register_model:
+            model_version = _register(settings, cfg, model, train, version, run.info.run_id)
+    return TrainResult(
+        run.info.run_id,
+        model_version,
+        version,
+        metrics,
+        baseline,
+        unseen,
+        train_seconds,
+        cfg.as_dict(),
+    )
+
+
+def _load_data(
+    cfg: TrainConfig, table: Path, version: int, eval_limit: int | None
+) -> tuple[TrainConfig, DataRef, ImageSet, ImageSet]:
+    """(config with input shape and schedule resolved from the catalogue when not given, the
+    training data's lineage reference, training items (also the evaluation's index), test
+    queries)."""
     if not (cfg.input_shape_known and cfg.schedule_known):
         cfg = fit_to_catalogue(cfg, table, version)
         _log(
@@ -121,71 +164,76 @@ def run_training(
     test = load_split(
         table, version, "test", limit=eval_limit, exclude_categories=cfg.exclude_categories, **size
     )
+    return cfg, ref, train, test
 
-    setup_mlflow(settings)
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.log_params(cfg.to_params() | {"num_proc": num_proc or 0, "train_items": len(train)})
-        tracking.log_dataset(ref)
-        t0 = time.monotonic()
-        if num_proc:
-            from lookalike.model.distributed import horovod_train
 
-            weights, history = horovod_train(
-                spark, cfg, ref, num_proc, settings.tracking_uri, run.info.run_id
-            )
-            model = build_encoder(cfg)
-            model.set_weights(weights)
-        else:
-            model, history = train_encoder(
-                cfg, train, callbacks=[tracking.epoch_logger(), *callbacks]
-            )
-        train_seconds = round(time.monotonic() - t0, 1)
-        mlflow.log_metric("train_seconds", train_seconds)
+def _train(
+    cfg: TrainConfig,
+    ref: DataRef,
+    train: ImageSet,
+    settings: Settings,
+    run_id: str,
+    num_proc: int | None,
+    spark: SparkSession | None,
+    callbacks: Sequence[Any],
+) -> tuple[Any, dict[str, list[float]]]:
+    """(model, loss history): in process, or with Horovod on ``num_proc`` Spark tasks (each
+    reads its shard of ``ref``; rank 0's weights come back)."""
+    from lookalike.model import tracking
+    from lookalike.model.encoder import build_encoder, train_encoder
 
-        metrics, q_emb, i_emb = evaluate_embeddings(lambda x: embed(model, x), train, test)
-        baseline, _, _ = evaluate_embeddings(raw_pixel_embeddings, train, test)
-        mlflow.log_metrics(_flat("", metrics) | _flat("baseline_raw_pixels_", baseline))
-        mlflow.log_dict(metrics, "evaluation/metrics.json")
+    if num_proc:
+        from lookalike.model.distributed import horovod_train
 
-        unseen: dict[str, Any] = {}
-        if cfg.exclude_categories:
-            only = list(cfg.exclude_categories)
-            u_index = load_split(
-                table, version, "train", only_categories=only, limit=eval_limit, **size
-            )
-            u_test = load_split(
-                table, version, "test", only_categories=only, limit=eval_limit, **size
-            )
-            unseen = {
-                "model": evaluate_embeddings(lambda x: embed(model, x), u_index, u_test)[0],
-                "raw_pixels": evaluate_embeddings(raw_pixel_embeddings, u_index, u_test)[0],
-            }
-            mlflow.log_metrics(
-                _flat("unseen_", unseen["model"])
-                | _flat("unseen_baseline_raw_pixels_", unseen["raw_pixels"])
-            )
-            mlflow.log_dict(unseen, "evaluation/unseen.json")
+        weights, history = horovod_train(spark, cfg, ref, num_proc, settings.tracking_uri, run_id)
+        model = build_encoder(cfg)
+        model.set_weights(weights)
+        return model, history
+    return train_encoder(cfg, train, callbacks=[tracking.epoch_logger(), *callbacks])
 
-        with tempfile.TemporaryDirectory() as tmp:
-            _artifacts(Path(tmp), q_emb, i_emb, test, train, history)
-            mlflow.log_artifacts(tmp, "evaluation")
 
-        model_version = None
-        if register_model:
-            info = tracking.log_encoder(model, cfg, train.x[:2])
-            model_version = register(
-                info.model_uri,
-                settings.encoder_model_name,
-                tags={"catalog.version": str(version), "run_id": run.info.run_id},
-            )
-            mlflow.set_tag("registered_version", model_version)
-    return TrainResult(
-        run.info.run_id,
-        model_version,
-        version,
-        metrics,
-        baseline,
-        unseen,
-        train_seconds,
-        cfg.as_dict(),
+def _evaluate_unseen(
+    cfg: TrainConfig, table: Path, version: int, eval_limit: int | None, model: Any
+) -> dict[str, Any]:
+    """With held-out categories (``exclude_categories``): the model and the raw-pixel
+    baseline on those categories only, logged to the run. Otherwise empty."""
+    import mlflow
+
+    from lookalike.model.encoder import embed
+
+    if not cfg.exclude_categories:
+        return {}
+    only = list(cfg.exclude_categories)
+    size = dict(input_size=cfg.input_size, channels=cfg.channels)
+    u_index = load_split(table, version, "train", only_categories=only, limit=eval_limit, **size)
+    u_test = load_split(table, version, "test", only_categories=only, limit=eval_limit, **size)
+    unseen = {
+        "model": evaluate_embeddings(lambda x: embed(model, x), u_index, u_test)[0],
+        "raw_pixels": evaluate_embeddings(raw_pixel_embeddings, u_index, u_test)[0],
+    }
+    mlflow.log_metrics(
+        _flat("unseen_", unseen["model"])
+        | _flat("unseen_baseline_raw_pixels_", unseen["raw_pixels"])
     )
+    mlflow.log_dict(unseen, "evaluation/unseen.json")
+    return unseen
+
+
+def _register(
+    settings: Settings, cfg: TrainConfig, model: Any, train: ImageSet, version: int, run_id: str
+) -> str:
+    """Log the encoder to the run and register it (alias ``challenger``), tagged with the
+    catalogue version it was trained on; returns the model version."""
+    import mlflow
+
+    from lookalike.model import tracking
+    from lookalike.registry.versions import register
+
+    info = tracking.log_encoder(model, cfg, train.x[:2])
+    model_version = register(
+        info.model_uri,
+        settings.encoder_model_name,
+        tags={"catalog.version": str(version), "run_id": run_id},
+    )
+    mlflow.set_tag("registered_version", model_version)
+    return model_version

@@ -9,6 +9,7 @@ Hyperopt is in maintenance mode; only this module knows it exists.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings, get_settings
@@ -63,9 +64,6 @@ def run_tuning(
 ) -> dict[str, Any]:
     """Search ``trials`` configurations on Spark; returns the best parameters and score."""
     import mlflow
-    import numpy as np
-    from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
-    from mlflow import MlflowClient
 
     from lookalike.catalog.table import resolve_version
     from lookalike.model import tracking
@@ -84,7 +82,6 @@ def run_tuning(
     ref = DataRef(str(settings.catalog_path), version, {"split": "train", "purpose": "tuning"})
     base = fit_to_catalogue(base, settings.catalog_path, version)
     experiment_id = setup_mlflow(settings)
-    tracking_uri = settings.tracking_uri
     space = search_space(base)
 
     with mlflow.start_run(run_name="tune") as parent:
@@ -95,57 +92,85 @@ def run_tuning(
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
         tracking.log_dataset(ref, context="tuning")
         parent_id = parent.info.run_id
-
-        def objective(params: dict[str, Any]) -> dict[str, Any]:
-            import lookalike  # noqa: F401  (runs on an executor: legacy Keras switch first)
-
-            cfg = base.replace(**params)
-            client = MlflowClient(tracking_uri)
-            run = client.create_run(
-                experiment_id, tags={"mlflow.parentRunId": parent_id, "mlflow.runName": "trial"}
-            )
-            for k, v in cfg.to_params().items():
-                client.log_param(run.info.run_id, k, v)
-            try:
-                result = trial_score(cfg, ref)
-            except Exception as e:
-                client.set_terminated(run.info.run_id, "FAILED")
-                return {"status": "fail", "error": str(e)}
-            m = result["metrics"]
-            client.log_metric(run.info.run_id, "val_map_at_r", m["map_at_r"])
-            client.log_metric(run.info.run_id, "val_precision_at_1", m["precision_at_1"])
-            client.set_terminated(run.info.run_id)
-            return {
-                "loss": -m["map_at_r"],
-                "status": STATUS_OK,
-                "val_precision_at_1": m["precision_at_1"],
-            }
-
-        spark_trials = SparkTrials(parallelism=parallelism, spark_session=spark)
-        best = fmin(
-            objective,
-            space,
-            algo=tpe.suggest,
-            max_evals=trials,
-            trials=spark_trials,
-            rstate=np.random.default_rng(base.seed),
-            show_progressbar=False,
+        objective = _objective(base, ref, experiment_id, parent_id, settings.tracking_uri)
+        best_params, best_score, trials_ok = _search(
+            objective, space, base.seed, trials, parallelism, spark, parent_id
         )
-        ok = [t for t in spark_trials.trials if t["result"].get("status") == STATUS_OK]
-        if not ok:
-            raise RuntimeError(
-                f"all {trials} tuning trials failed; see the nested runs of {parent_id}"
-            )
-        best_params = space_eval(space, best)
-        best_score = -min(t["result"]["loss"] for t in ok)
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
         mlflow.log_metric("best_val_map_at_r", best_score)
-        mlflow.log_metric("trials_ok", len(ok))
+        mlflow.log_metric("trials_ok", trials_ok)
     return {
         "parent_run_id": parent_id,
         "best_params": best_params,
         "best_val_map_at_r": best_score,
         "trials": trials,
-        "trials_ok": len(ok),
+        "trials_ok": trials_ok,
         "catalog_version": version,
     }
+
+
+def _objective(
+    base: TrainConfig, ref: DataRef, experiment_id: str, parent_id: str, tracking_uri: str
+) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Hyperopt's objective, run on an executor: one nested MLflow run per trial (its
+    parameters, validation mAP@R and P@1); loss = -mAP@R; a failing trial is marked failed
+    instead of ending the search."""
+    from hyperopt import STATUS_OK
+    from mlflow import MlflowClient
+
+    def objective(params: dict[str, Any]) -> dict[str, Any]:
+        import lookalike  # noqa: F401  (runs on an executor: legacy Keras switch first)
+
+        cfg = base.replace(**params)
+        client = MlflowClient(tracking_uri)
+        run = client.create_run(
+            experiment_id, tags={"mlflow.parentRunId": parent_id, "mlflow.runName": "trial"}
+        )
+        for k, v in cfg.to_params().items():
+            client.log_param(run.info.run_id, k, v)
+        try:
+            result = trial_score(cfg, ref)
+        except Exception as e:
+            client.set_terminated(run.info.run_id, "FAILED")
+            return {"status": "fail", "error": str(e)}
+        m = result["metrics"]
+        client.log_metric(run.info.run_id, "val_map_at_r", m["map_at_r"])
+        client.log_metric(run.info.run_id, "val_precision_at_1", m["precision_at_1"])
+        client.set_terminated(run.info.run_id)
+        return {
+            "loss": -m["map_at_r"],
+            "status": STATUS_OK,
+            "val_precision_at_1": m["precision_at_1"],
+        }
+
+    return objective
+
+
+def _search(
+    objective: Callable[[dict[str, Any]], dict[str, Any]],
+    space: dict[str, Any],
+    seed: int,
+    trials: int,
+    parallelism: int,
+    spark: SparkSession,
+    parent_id: str,
+) -> tuple[dict[str, Any], float, int]:
+    """TPE over ``space`` with SparkTrials; returns (best parameters, best validation mAP@R,
+    trials that succeeded). All trials failing is an error."""
+    import numpy as np
+    from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
+
+    spark_trials = SparkTrials(parallelism=parallelism, spark_session=spark)
+    best = fmin(
+        objective,
+        space,
+        algo=tpe.suggest,
+        max_evals=trials,
+        trials=spark_trials,
+        rstate=np.random.default_rng(seed),
+        show_progressbar=False,
+    )
+    ok = [t for t in spark_trials.trials if t["result"].get("status") == STATUS_OK]
+    if not ok:
+        raise RuntimeError(f"all {trials} tuning trials failed; see the nested runs of {parent_id}")
+    return space_eval(space, best), -min(t["result"]["loss"] for t in ok), len(ok)

@@ -163,38 +163,7 @@ def validate(
 
     The first reason found for a row is the one reported.
     """
-    n = len(frame)
-    if fmt == "movielens":
-        rating = pd.to_numeric(frame.get("rating", pd.Series([""] * n)), errors="coerce")
-        data = pd.DataFrame(
-            {
-                "user_id": frame["user"].astype(str).str.strip(),
-                "item_id": frame["item"].astype(str).str.strip(),
-                "event_type": "view",
-                "ts": _parse_ts(frame["timestamp"]),
-                "session_id": "",
-                "rating": rating.astype("float32"),
-            }
-        )
-        bad_rating = (
-            rating.isna() if "rating" in frame.columns else pd.Series(False, index=data.index)
-        )
-    else:
-        data = pd.DataFrame(
-            {
-                "user_id": frame["user_id"].astype(str).str.strip(),
-                "item_id": frame["item_id"].astype(str).str.strip(),
-                "event_type": frame["event_type"].astype(str).str.strip().str.lower(),
-                "ts": _parse_ts(frame["ts"]),
-                "session_id": (
-                    frame["session_id"].astype(str).str.strip()
-                    if "session_id" in frame.columns
-                    else ""
-                ),
-                "rating": np.float32("nan"),
-            }
-        )
-        bad_rating = pd.Series(False, index=data.index)
+    data, bad_rating = _normalised(frame, fmt)
     reason = pd.Series("", index=data.index, dtype=object)
 
     def flag(mask: pd.Series, why: str) -> None:
@@ -228,6 +197,42 @@ def validate(
     )
     good["event_id"] = _event_ids(good) if len(good) else pd.Series(dtype=str)
     return good.reset_index(drop=True), rejects
+
+
+def _normalised(frame: pd.DataFrame, fmt: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Raw rows of either format in the table's columns (trimmed ids, parsed timestamps;
+    MovieLens rows are views with a rating), and which rows have a rating that is not a
+    number."""
+    n = len(frame)
+    if fmt == "movielens":
+        rating = pd.to_numeric(frame.get("rating", pd.Series([""] * n)), errors="coerce")
+        data = pd.DataFrame(
+            {
+                "user_id": frame["user"].astype(str).str.strip(),
+                "item_id": frame["item"].astype(str).str.strip(),
+                "event_type": "view",
+                "ts": _parse_ts(frame["timestamp"]),
+                "session_id": "",
+                "rating": rating.astype("float32"),
+            }
+        )
+        bad_rating = (
+            rating.isna() if "rating" in frame.columns else pd.Series(False, index=data.index)
+        )
+        return data, bad_rating
+    data = pd.DataFrame(
+        {
+            "user_id": frame["user_id"].astype(str).str.strip(),
+            "item_id": frame["item_id"].astype(str).str.strip(),
+            "event_type": frame["event_type"].astype(str).str.strip().str.lower(),
+            "ts": _parse_ts(frame["ts"]),
+            "session_id": (
+                frame["session_id"].astype(str).str.strip() if "session_id" in frame.columns else ""
+            ),
+            "rating": np.float32("nan"),
+        }
+    )
+    return data, pd.Series(False, index=data.index)
 
 
 # ---------------------------------------------------------------- writing

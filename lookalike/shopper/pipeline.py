@@ -22,6 +22,10 @@ from lookalike.shopper.model import MFConfig
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from lookalike.shopper.data import Split
+    from lookalike.shopper.items import ItemSpace
+    from lookalike.shopper.model import Factors
+
 
 def _log(msg: str) -> None:
     print(f"[shopper] {msg}", file=sys.stderr, flush=True)
@@ -93,29 +97,14 @@ def train_shopper(
     eval_users: int | None = None,
     spark: SparkSession | None = None,
 ) -> dict[str, Any]:
+    """Train, evaluate (MF beside popularity and, with ``baselines``, ALS), build the bundle
+    and (``register``) register it as ``challenger``, all as one MLflow run on one recorded
+    interactions version. Returns the summary the CLI prints and the DAG reads."""
     import mlflow
-    from deltalake import DeltaTable
-    from mlflow.data.delta_dataset_source import DeltaDatasetSource
-    from mlflow.data.meta_dataset import MetaDataset
 
-    from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
     from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.shopper.data import prepare
-    from lookalike.shopper.evaluate import factor_scorer, popularity_scorer, rank_metrics
-    from lookalike.shopper.interactions import read_interactions
-    from lookalike.shopper.items import load_item_space
-    from lookalike.shopper.model import factors_from_model, train_mf
-    from lookalike.shopper.recommender import build_bundle
-    from lookalike.shopper.registry import log_and_register
 
-    path = settings.interactions_path
-    if interactions_version is None and DeltaTable.is_deltatable(str(path)):
-        interactions_version = DeltaTable(str(path)).version()
-    events = read_interactions(path, interactions_version)
-    space = None
-    if DeltaTable.is_deltatable(str(settings.catalog_path)):
-        space = load_item_space(settings)
-    split = prepare(events, space.item_ids if space is not None else None)
+    interactions_version, split, space = _read_split(settings, interactions_version)
     # visual vectors row-aligned with the split's items (prepare keeps the space's order)
     features = space.vectors if space is not None else None
     _log(
@@ -124,93 +113,24 @@ def train_shopper(
     )
     setup_mlflow(settings, settings.shopper_experiment)
     with mlflow.start_run(run_name=f"mf-v{interactions_version}") as run:
-        source = DeltaDatasetSource(path=str(path), delta_table_version=interactions_version)
-        mlflow.log_input(
-            MetaDataset(source=source, name=f"interactions@v{interactions_version}"),
-            context="training",
-        )
-        mlflow.log_params(
-            cfg.to_dict()
-            | {
-                "horovod": horovod,
-                "interactions_version": interactions_version,
-                "users": split.n_users,
-                "items": split.n_items,
-                "train_pairs": len(split.train_users),
-                "item_space": space.source if space is not None else "none",
-            }
-        )
+        _log_inputs(settings, cfg, interactions_version, horovod, split, space)
         t0 = time.monotonic()
-        if horovod > 0:
-            from lookalike.model.distributed import check_consistent, run_ranks
-
-            with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
-                split_path = Path(tmp) / "split.npz"
-                split.save(split_path)
-                features_path = None
-                if features is not None:
-                    features_path = str(Path(tmp) / "features.npy")
-                    np.save(features_path, features)
-                results = run_ranks(
-                    spark,
-                    rank_main,
-                    (cfg, str(split_path), settings.tracking_uri, run.info.run_id, features_path),
-                    horovod,
-                )
-            results = check_consistent(results)
-            factors, history = results[0]["factors"], results[0]["history"]
-        else:
-
-            def epoch_end(epoch: int, logs: dict[str, float]) -> None:
-                mlflow.log_metrics({f"train_{k}": v for k, v in logs.items()}, step=epoch)
-
-            model, history = train_mf(cfg, split, epoch_end=epoch_end, item_features=features)
-            factors = factors_from_model(cfg, model)
+        factors, history = _train(
+            settings, cfg, split, features, horovod=horovod, spark=spark, run_id=run.info.run_id
+        )
         train_seconds = time.monotonic() - t0
         _log(f"trained in {train_seconds:.1f} s, final loss {history['loss'][-1]:.4f}")
-        metrics = rank_metrics(lambda rows: factors.scores(rows), split, max_users=eval_users)
-        results_all: dict[str, dict[str, float]] = {"mf": metrics}
-        results_all["popularity"] = rank_metrics(
-            popularity_scorer(split), split, max_users=eval_users
-        )
-        if baselines:
-            from lookalike.shopper.baselines import als_factors
-
-            if spark is None:
-                from lookalike.spark import spark_session
-
-                spark = spark_session("lookalike-shopper")
-            t1 = time.monotonic()
-            users, items = als_factors(spark, split)
-            results_all["als"] = rank_metrics(
-                factor_scorer(users, items), split, max_users=eval_users
-            )
-            results_all["als"]["train_seconds"] = time.monotonic() - t1
+        results_all = _evaluate(factors, split, baselines, eval_users, spark)
+        metrics = results_all["mf"]
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_metric("train_seconds", train_seconds)
         for name, m in results_all.items():
             mlflow.log_metrics({f"{name}_{k}": float(v) for k, v in m.items()})
         for name, m in results_all.items():
             _log(f"{name:>10}: HR@10 {m['hr_at_10']:.4f}  NDCG@10 {m['ndcg_at_10']:.4f}")
-        version = None
-        with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
-            bundle_dir = Path(tmp) / "bundle"
-            manifest = build_bundle(
-                bundle_dir,
-                factors,
-                split,
-                space,
-                config=cfg.to_dict(),
-                interactions_version=interactions_version,
-                metrics=metrics,
-                min_recall=settings.index_min_recall,
-                recall_tolerance=settings.recall_tolerance,
-            )
-            mlflow.log_metric("index_recall_at_10", manifest["index"]["recall_at_10"])
-            if register:
-                tags = {INTERACTIONS_VERSION_TAG: str(interactions_version)}
-                version = log_and_register(settings, bundle_dir, tags)
-                _log(f"registered {settings.shopper_model_name} v{version} as challenger")
+        manifest, version = _bundle(
+            settings, cfg, factors, split, space, interactions_version, metrics, register
+        )
     return {
         "run_id": run.info.run_id,
         "model_version": version,
@@ -222,3 +142,167 @@ def train_shopper(
         "metrics": results_all,
         "index_recall_at_10": manifest["index"]["recall_at_10"],
     }
+
+
+def _read_split(
+    settings: Settings, interactions_version: int | None
+) -> tuple[int | None, Split, ItemSpace | None]:
+    """(the interactions version read, its leave-last-out split, the catalogue's item space
+    or None): the latest version unless one is given; the split keeps the space's items."""
+    from deltalake import DeltaTable
+
+    from lookalike.shopper.data import prepare
+    from lookalike.shopper.interactions import read_interactions
+    from lookalike.shopper.items import load_item_space
+
+    path = settings.interactions_path
+    if interactions_version is None and DeltaTable.is_deltatable(str(path)):
+        interactions_version = DeltaTable(str(path)).version()
+    events = read_interactions(path, interactions_version)
+    space = None
+    if DeltaTable.is_deltatable(str(settings.catalog_path)):
+        space = load_item_space(settings)
+    split = prepare(events, space.item_ids if space is not None else None)
+    return interactions_version, split, space
+
+
+def _log_inputs(
+    settings: Settings,
+    cfg: MFConfig,
+    interactions_version: int | None,
+    horovod: int,
+    split: Split,
+    space: ItemSpace | None,
+) -> None:
+    """The run's dataset (the interactions table at its version) and parameters."""
+    import mlflow
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    path = settings.interactions_path
+    source = DeltaDatasetSource(path=str(path), delta_table_version=interactions_version)
+    mlflow.log_input(
+        MetaDataset(source=source, name=f"interactions@v{interactions_version}"),
+        context="training",
+    )
+    mlflow.log_params(
+        cfg.to_dict()
+        | {
+            "horovod": horovod,
+            "interactions_version": interactions_version,
+            "users": split.n_users,
+            "items": split.n_items,
+            "train_pairs": len(split.train_users),
+            "item_space": space.source if space is not None else "none",
+        }
+    )
+
+
+def _train(
+    settings: Settings,
+    cfg: MFConfig,
+    split: Split,
+    features: np.ndarray | None,
+    *,
+    horovod: int,
+    spark: SparkSession | None,
+    run_id: str,
+) -> tuple[Factors, dict[str, list[float]]]:
+    """(factors, loss history): in process, or data-parallel on ``horovod`` Spark tasks
+    (the split and features go through a temporary folder; the ranks must agree)."""
+    import mlflow
+
+    from lookalike.shopper.model import factors_from_model, train_mf
+
+    if horovod > 0:
+        from lookalike.model.distributed import check_consistent, run_ranks
+
+        with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
+            split_path = Path(tmp) / "split.npz"
+            split.save(split_path)
+            features_path = None
+            if features is not None:
+                features_path = str(Path(tmp) / "features.npy")
+                np.save(features_path, features)
+            results = run_ranks(
+                spark,
+                rank_main,
+                (cfg, str(split_path), settings.tracking_uri, run_id, features_path),
+                horovod,
+            )
+        results = check_consistent(results)
+        return results[0]["factors"], results[0]["history"]
+
+    def epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        mlflow.log_metrics({f"train_{k}": v for k, v in logs.items()}, step=epoch)
+
+    model, history = train_mf(cfg, split, epoch_end=epoch_end, item_features=features)
+    return factors_from_model(cfg, model), history
+
+
+def _evaluate(
+    factors: Factors,
+    split: Split,
+    baselines: bool,
+    eval_users: int | None,
+    spark: SparkSession | None,
+) -> dict[str, dict[str, float]]:
+    """Metrics of MF (``mf``), popularity and, with ``baselines``, Spark ML ALS (trained
+    here, its seconds recorded), all on the same held-out events."""
+    from lookalike.shopper.evaluate import factor_scorer, popularity_scorer, rank_metrics
+
+    metrics = rank_metrics(lambda rows: factors.scores(rows), split, max_users=eval_users)
+    results_all: dict[str, dict[str, float]] = {"mf": metrics}
+    results_all["popularity"] = rank_metrics(popularity_scorer(split), split, max_users=eval_users)
+    if baselines:
+        from lookalike.shopper.baselines import als_factors
+
+        if spark is None:
+            from lookalike.spark import spark_session
+
+            spark = spark_session("lookalike-shopper")
+        t1 = time.monotonic()
+        users, items = als_factors(spark, split)
+        results_all["als"] = rank_metrics(factor_scorer(users, items), split, max_users=eval_users)
+        results_all["als"]["train_seconds"] = time.monotonic() - t1
+    return results_all
+
+
+def _bundle(
+    settings: Settings,
+    cfg: MFConfig,
+    factors: Factors,
+    split: Split,
+    space: ItemSpace | None,
+    interactions_version: int | None,
+    metrics: dict[str, float],
+    register: bool,
+) -> tuple[dict[str, Any], str | None]:
+    """Build the bundle (recall-checked) in a temporary folder and, with ``register``,
+    register it as ``challenger``. Returns (bundle manifest, model version or None)."""
+    import mlflow
+
+    from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
+    from lookalike.shopper.recommender import build_bundle
+    from lookalike.shopper.registry import log_and_register
+
+    version = None
+    with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
+        bundle_dir = Path(tmp) / "bundle"
+        manifest = build_bundle(
+            bundle_dir,
+            factors,
+            split,
+            space,
+            config=cfg.to_dict(),
+            interactions_version=interactions_version,
+            metrics=metrics,
+            min_recall=settings.index_min_recall,
+            recall_tolerance=settings.recall_tolerance,
+        )
+        mlflow.log_metric("index_recall_at_10", manifest["index"]["recall_at_10"])
+        if register:
+            tags = {INTERACTIONS_VERSION_TAG: str(interactions_version)}
+            version = log_and_register(settings, bundle_dir, tags)
+            _log(f"registered {settings.shopper_model_name} v{version} as challenger")
+    return manifest, version

@@ -116,59 +116,12 @@ def build_bundle(
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
     factors.save(out_dir / "factors.npz")
-    # Everything a user interacted with (train and the held-out item) counts as seen.
-    users = np.concatenate([split.train_users, np.flatnonzero(split.test_items >= 0)])
-    items = np.concatenate([split.train_items, split.test_items[split.test_items >= 0]])
-    order = np.lexsort((items, users))
-    users, items = users[order], items[order]
-    bounds = np.searchsorted(users, np.arange(split.n_users + 1))
-    seen = pa.ListArray.from_arrays(pa.array(bounds, pa.int32()), pa.array(items, pa.int32()))
-    pq.write_table(
-        pa.table(
-            {
-                "user_id": pa.array(split.user_ids, pa.string()),
-                "seen": seen,
-                "last_item": pa.array(split.last_items, pa.int32()),
-            }
-        ),
-        out_dir / "users.parquet",
-    )
+    _write_users(out_dir / "users.parquet", split)
     popularity = split.item_popularity()
-    if space is not None:
-        row = {i: j for j, i in enumerate(space.item_ids)}
-        at = np.asarray([row.get(i, -1) for i in split.item_ids])
-        known = at >= 0
-        cats = np.where(known, space.categories[np.maximum(at, 0)], -1).astype(np.int32)
-        names = [space.category_names[a] if a >= 0 else "" for a in at]
-        visual = np.zeros((split.n_items, space.vectors.shape[1]), np.float32)
-        visual[known] = space.vectors[at[known]]
-    else:
-        cats = np.full(split.n_items, -1, np.int32)
-        names = [""] * split.n_items
-        visual = np.zeros((split.n_items, 0), np.float32)
-    pq.write_table(
-        pa.table(
-            {
-                "item_id": pa.array(split.item_ids, pa.string()),
-                "category": pa.array(cats, pa.int32()),
-                "category_name": pa.array(names, pa.string()),
-                "popularity": pa.array(popularity, pa.float32()),
-            }
-        ),
-        out_dir / "items.parquet",
-    )
+    visual = _write_items(out_dir / "items.parquet", split, space, popularity)
     np.save(out_dir / "visual.npy", visual)
     np.save(out_dir / "fallback.npy", popular_diverse(popularity, visual))
-    item_vectors = factors.item_vectors()
-    searcher = build_searcher(item_vectors)
-    rng = np.random.default_rng(0)
-    sample = rng.choice(split.n_users, size=min(300, split.n_users), replace=False)
-    recall = searcher_recall(
-        searcher, item_vectors, factors.query_vectors(sample), tolerance=recall_tolerance
-    )
-    if recall.with_ties < min_recall:
-        raise RecallTooLow(f"shopper index {recall.describe()} < {min_recall}")
-    _log(f"shopper index {recall.describe()} >= {min_recall}")
+    searcher, recall = _checked_searcher(factors, split, min_recall, recall_tolerance)
     (out_dir / SEARCHER).mkdir()
     searcher.serialize(str(out_dir / SEARCHER), relative_path=True)  # the bundle moves
     checksums = {f: _sha256(out_dir / f) for f in FILES}
@@ -195,6 +148,77 @@ def build_bundle(
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
+
+
+def _write_users(path: Path, split: Split) -> None:
+    """Per user: the items they have seen (train and the held-out item: never recommended
+    again) and their last item."""
+    users = np.concatenate([split.train_users, np.flatnonzero(split.test_items >= 0)])
+    items = np.concatenate([split.train_items, split.test_items[split.test_items >= 0]])
+    order = np.lexsort((items, users))
+    users, items = users[order], items[order]
+    bounds = np.searchsorted(users, np.arange(split.n_users + 1))
+    seen = pa.ListArray.from_arrays(pa.array(bounds, pa.int32()), pa.array(items, pa.int32()))
+    pq.write_table(
+        pa.table(
+            {
+                "user_id": pa.array(split.user_ids, pa.string()),
+                "seen": seen,
+                "last_item": pa.array(split.last_items, pa.int32()),
+            }
+        ),
+        path,
+    )
+
+
+def _write_items(
+    path: Path, split: Split, space: ItemSpace | None, popularity: np.ndarray
+) -> np.ndarray:
+    """Item metadata (category from the catalogue's item space when there is one, else -1)
+    and popularity; returns the items' visual vectors (zeros for items the space lacks; no
+    columns without a space)."""
+    if space is not None:
+        row = {i: j for j, i in enumerate(space.item_ids)}
+        at = np.asarray([row.get(i, -1) for i in split.item_ids])
+        known = at >= 0
+        cats = np.where(known, space.categories[np.maximum(at, 0)], -1).astype(np.int32)
+        names = [space.category_names[a] if a >= 0 else "" for a in at]
+        visual = np.zeros((split.n_items, space.vectors.shape[1]), np.float32)
+        visual[known] = space.vectors[at[known]]
+    else:
+        cats = np.full(split.n_items, -1, np.int32)
+        names = [""] * split.n_items
+        visual = np.zeros((split.n_items, 0), np.float32)
+    pq.write_table(
+        pa.table(
+            {
+                "item_id": pa.array(split.item_ids, pa.string()),
+                "category": pa.array(cats, pa.int32()),
+                "category_name": pa.array(names, pa.string()),
+                "popularity": pa.array(popularity, pa.float32()),
+            }
+        ),
+        path,
+    )
+    return visual
+
+
+def _checked_searcher(
+    factors: Factors, split: Split, min_recall: float, recall_tolerance: float
+) -> tuple[Any, RecallResult]:
+    """The MIPS searcher over the item vectors, and its recall on 300 sampled users' query
+    vectors; below ``min_recall`` it is refused (RecallTooLow)."""
+    item_vectors = factors.item_vectors()
+    searcher = build_searcher(item_vectors)
+    rng = np.random.default_rng(0)
+    sample = rng.choice(split.n_users, size=min(300, split.n_users), replace=False)
+    recall = searcher_recall(
+        searcher, item_vectors, factors.query_vectors(sample), tolerance=recall_tolerance
+    )
+    if recall.with_ties < min_recall:
+        raise RecallTooLow(f"shopper index {recall.describe()} < {min_recall}")
+    _log(f"shopper index {recall.describe()} >= {min_recall}")
+    return searcher, recall
 
 
 class ShopperRecommender:

@@ -12,6 +12,7 @@ MLflow run in ``lookalike-shopper-promotion``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from lookalike.registry.aliases import (
     PREVIOUS_PRODUCTION_TAG,
     SHOPPER_PROMOTION_EXPERIMENT,
 )
-from lookalike.registry.gate import GateResult, PromotionError
+from lookalike.registry.gate import Decision, GateResult, PromotionError
 from lookalike.shopper.recommender import ShopperRecommender
 
 log = logging.getLogger("lookalike.shopper")
@@ -161,7 +162,7 @@ def promote(
     """Gate challenger vs production on the challenger's interactions version; move the served
     alias (``Settings.shopper_alias``) when it wins. Returns the decision with both sets of
     metrics (``to_dict()``: the JSON the command prints)."""
-    from lookalike.registry.gate import decide, move_alias, record_decision
+    from lookalike.registry.gate import decide, move_alias
     from lookalike.shopper.data import prepare
     from lookalike.shopper.evaluate import popularity_scorer, rank_metrics
     from lookalike.shopper.interactions import read_interactions
@@ -175,28 +176,14 @@ def promote(
     prod = version_by(settings, alias)
     raw = (chal.tags or {}).get(INTERACTIONS_VERSION_TAG, "")
     data_version = int(raw) if raw.isdigit() else None
-    try:
-        chal_rec = load_version(settings, str(chal.version))
-    except Exception as e:  # a broken version never reaches production
-        raise PromotionError(
-            f"{name} v{chal.version} ({challenger}) does not load, {alias} unchanged: "
-            f"{type(e).__name__}: {e}"
-        ) from None
+    chal_rec = _load_challenger(settings, str(chal.version), challenger)
     split = prepare(read_interactions(settings.interactions_path, data_version), chal_rec.item_ids)
 
     def evaluate(rec: ShopperRecommender) -> dict[str, Any]:
         return rank_metrics(rec.scorer_for(split), split)
 
     chal_metrics = evaluate(chal_rec)
-    champion = None
-    if prod is not None:
-        if str(prod.version) == str(chal.version):
-            champion = (str(prod.version), chal_metrics)
-        else:
-            try:
-                champion = (str(prod.version), evaluate(load_version(settings, str(prod.version))))
-            except Exception as e:  # production itself broken: anything that loads is better
-                log.warning("%s v%s does not load, gating without it: %s", alias, prod.version, e)
+    champion = _production_metrics(settings, prod, str(chal.version), chal_metrics, evaluate)
     baseline = None
     if settings.promote_require_baseline:  # a model no better than best-sellers is not served
         baseline = ("popularity", rank_metrics(popularity_scorer(split), split))
@@ -208,7 +195,79 @@ def promote(
         baseline,
     )
     log.info("shopper gate: %s", decision.reason)
-    run_id = record_decision(
+    previous = str(prod.version) if prod is not None else None
+    result = ShopperPromotion(
+        decision=decision,
+        run_id=_record(
+            settings, decision, (chal, prod), margin, data_version, chal_metrics, champion, baseline
+        ),
+        challenger_metrics=chal_metrics,
+        champion_metrics=champion[1] if champion else None,
+        baseline_metrics=baseline[1] if baseline else None,
+        interactions_version=data_version,
+        production_before=previous,
+    )
+    if decision.promote:
+        version = str(chal.version)
+        move_alias(
+            client, name, alias, version, previous=previous, previous_tag=PREVIOUS_PRODUCTION_TAG
+        )
+        result.moved = {alias: version}
+    return result
+
+
+def _load_challenger(settings: Settings, version: str, challenger: str) -> ShopperRecommender:
+    """The challenger's bundle; one that does not load is refused (PromotionError): a broken
+    version never reaches production."""
+    try:
+        return load_version(settings, version)
+    except Exception as e:
+        raise PromotionError(
+            f"{settings.shopper_model_name} v{version} ({challenger}) does not load, "
+            f"{settings.shopper_alias} unchanged: {type(e).__name__}: {e}"
+        ) from None
+
+
+def _production_metrics(
+    settings: Settings,
+    prod: Any | None,
+    challenger_version: str,
+    challenger_metrics: dict[str, Any],
+    evaluate: Callable[[ShopperRecommender], dict[str, Any]],
+) -> tuple[str, dict[str, Any]] | None:
+    """(production version, its metrics) for the gate; None without a production version or
+    when it does not load (anything that loads is better than a broken production)."""
+    if prod is None:
+        return None
+    if str(prod.version) == challenger_version:
+        return (str(prod.version), challenger_metrics)
+    try:
+        return (str(prod.version), evaluate(load_version(settings, str(prod.version))))
+    except Exception as e:
+        log.warning(
+            "%s v%s does not load, gating without it: %s", settings.shopper_alias, prod.version, e
+        )
+        return None
+
+
+def _record(
+    settings: Settings,
+    decision: Decision,
+    versions: tuple[Any, Any | None],
+    margin: float,
+    data_version: int | None,
+    challenger_metrics: dict[str, Any],
+    champion: tuple[str, dict[str, Any]] | None,
+    baseline: tuple[str, dict[str, Any]] | None,
+) -> str:
+    """The decision as a run in ``lookalike-shopper-promotion`` (parameters and every set of
+    metrics); returns its run id. ``versions``: the challenger's and production's registry
+    versions (production may be None)."""
+    from lookalike.registry.gate import record_decision
+
+    name = settings.shopper_model_name
+    chal, prod = versions
+    return record_decision(
         settings,
         experiment=SHOPPER_PROMOTION_EXPERIMENT,
         model_name=name,
@@ -223,25 +282,8 @@ def promote(
             "baseline": baseline[0] if baseline else "none",
         },
         metrics={
-            "challenger": chal_metrics,
+            "challenger": challenger_metrics,
             "production": champion[1] if champion else None,
             "baseline_popularity": baseline[1] if baseline else None,
         },
     )
-    previous = str(prod.version) if prod is not None else None
-    result = ShopperPromotion(
-        decision=decision,
-        run_id=run_id,
-        challenger_metrics=chal_metrics,
-        champion_metrics=champion[1] if champion else None,
-        baseline_metrics=baseline[1] if baseline else None,
-        interactions_version=data_version,
-        production_before=previous,
-    )
-    if decision.promote:
-        version = str(chal.version)
-        move_alias(
-            client, name, alias, version, previous=previous, previous_tag=PREVIOUS_PRODUCTION_TAG
-        )
-        result.moved = {alias: version}
-    return result

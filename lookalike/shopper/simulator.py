@@ -79,22 +79,10 @@ def simulate(
     taste = rng.dirichlet([cfg.category_alpha] * n_cats, size=cfg.users).astype(np.float32)
     activity = rng.lognormal(mean=0.0, sigma=0.8, size=cfg.users)
     n_events = np.maximum(4, np.round(activity / activity.sum() * cfg.events)).astype(int)
+    styles = _user_styles(cfg, rng, taste, cat_idx, vectors)
 
-    by_cat = [np.flatnonzero(cat_idx == c) for c in range(n_cats)]
-    styles = np.empty((cfg.users, vectors.shape[1]), dtype=np.float32)
-    for u in range(cfg.users):
-        fav = rng.choice(n_cats, size=cfg.style_anchors, p=taste[u])
-        anchors = [rng.choice(by_cat[c]) if len(by_cat[c]) else rng.integers(n_items) for c in fav]
-        s = vectors[anchors].mean(axis=0)
-        styles[u] = s / max(float(np.linalg.norm(s)), 1e-12)
-
-    start = datetime.fromisoformat(cfg.start).astimezone(UTC)
     span = cfg.days * 86_400.0
-    users_out: list[np.ndarray] = []
-    items_out: list[np.ndarray] = []
-    types_out: list[np.ndarray] = []
-    ts_out: list[np.ndarray] = []
-    sess_out: list[np.ndarray] = []
+    parts: list[tuple[np.ndarray, ...]] = []
     chunk = 256
     for lo in range(0, cfg.users, chunk):
         hi = min(lo + chunk, cfg.users)
@@ -107,42 +95,79 @@ def simulate(
         cdf = np.cumsum(probs, axis=1)
         for r, u in enumerate(range(lo, hi)):
             m = int(n_events[u])
-            pool_size = max(cfg.pool_min, round(m * cfg.pool_share))
-            draws = np.searchsorted(cdf[r], rng.random(pool_size * 2) * cdf[r, -1])
-            pool = np.unique(np.minimum(draws, n_items - 1))
-            rng.shuffle(pool)
-            # The event sequence: walk the pool, re-viewing recent items now and then.
-            seq = np.empty(m, dtype=np.int64)
-            nxt = 0
-            for e in range(m):
-                if e > 0 and rng.random() < cfg.repeat_view:
-                    seq[e] = seq[max(0, e - int(rng.integers(1, 6)))]
-                else:
-                    seq[e] = pool[nxt % len(pool)]
-                    nxt += 1
-            kinds = np.zeros(m, dtype=np.int8)
-            carts = rng.random(m) < cfg.cart_rate
-            kinds[carts] = 1
-            kinds[carts & (rng.random(m) < cfg.purchase_rate)] = 2
-            # Sessions and times.
-            breaks = rng.random(m) < 1.0 / cfg.mean_session_events
-            breaks[0] = True
-            session_no = np.cumsum(breaks) - 1
-            gaps = np.where(breaks, rng.exponential(span / max(1, breaks.sum()), m), 0.0)
-            gaps += rng.exponential(60.0, m)
-            t0 = rng.uniform(0, span * 0.1)
-            secs = t0 + np.cumsum(gaps)
-            users_out.append(np.full(m, u))
-            items_out.append(seq)
-            types_out.append(kinds)
-            ts_out.append(secs)
-            sess_out.append(session_no)
+            parts.append((np.full(m, u), *_user_events(cfg, rng, cdf[r], m, span)))
+    users, items, kinds, secs, sessions = (
+        np.concatenate(column) for column in zip(*parts, strict=True)
+    )
+    return _events_table(cfg, item_ids, users, items, kinds, secs, sessions)
 
-    users = np.concatenate(users_out)
-    items = np.concatenate(items_out)
-    kinds = np.concatenate(types_out)
-    secs = np.concatenate(ts_out)
-    sessions = np.concatenate(sess_out)
+
+def _user_styles(
+    cfg: SimConfig,
+    rng: np.random.Generator,
+    taste: np.ndarray,
+    cat_idx: np.ndarray,
+    vectors: np.ndarray,
+) -> np.ndarray:
+    """Each user's visual style: the normalised mean of ``style_anchors`` item vectors drawn
+    from categories picked by the user's taste."""
+    n_items, n_cats = len(vectors), taste.shape[1]
+    by_cat = [np.flatnonzero(cat_idx == c) for c in range(n_cats)]
+    styles = np.empty((cfg.users, vectors.shape[1]), dtype=np.float32)
+    for u in range(cfg.users):
+        fav = rng.choice(n_cats, size=cfg.style_anchors, p=taste[u])
+        anchors = [rng.choice(by_cat[c]) if len(by_cat[c]) else rng.integers(n_items) for c in fav]
+        s = vectors[anchors].mean(axis=0)
+        styles[u] = s / max(float(np.linalg.norm(s)), 1e-12)
+    return styles
+
+
+def _user_events(
+    cfg: SimConfig, rng: np.random.Generator, cdf: np.ndarray, m: int, span: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One user's ``m`` events from the cumulative appeal ``cdf`` over the items:
+    (item rows, kinds 0 view / 1 cart / 2 purchase, seconds from the start, session numbers)."""
+    n_items = len(cdf)
+    pool_size = max(cfg.pool_min, round(m * cfg.pool_share))
+    draws = np.searchsorted(cdf, rng.random(pool_size * 2) * cdf[-1])
+    pool = np.unique(np.minimum(draws, n_items - 1))
+    rng.shuffle(pool)
+    # The event sequence: walk the pool, re-viewing recent items now and then.
+    seq = np.empty(m, dtype=np.int64)
+    nxt = 0
+    for e in range(m):
+        if e > 0 and rng.random() < cfg.repeat_view:
+            seq[e] = seq[max(0, e - int(rng.integers(1, 6)))]
+        else:
+            seq[e] = pool[nxt % len(pool)]
+            nxt += 1
+    kinds = np.zeros(m, dtype=np.int8)
+    carts = rng.random(m) < cfg.cart_rate
+    kinds[carts] = 1
+    kinds[carts & (rng.random(m) < cfg.purchase_rate)] = 2
+    # Sessions and times.
+    breaks = rng.random(m) < 1.0 / cfg.mean_session_events
+    breaks[0] = True
+    session_no = np.cumsum(breaks) - 1
+    gaps = np.where(breaks, rng.exponential(span / max(1, breaks.sum()), m), 0.0)
+    gaps += rng.exponential(60.0, m)
+    t0 = rng.uniform(0, span * 0.1)
+    secs = t0 + np.cumsum(gaps)
+    return seq, kinds, secs, session_no
+
+
+def _events_table(
+    cfg: SimConfig,
+    item_ids: list[str],
+    users: np.ndarray,
+    items: np.ndarray,
+    kinds: np.ndarray,
+    secs: np.ndarray,
+    sessions: np.ndarray,
+) -> pa.Table:
+    """The events-format table (names for the user, item and kind numbers; timestamps from
+    ``cfg.start``)."""
+    start = datetime.fromisoformat(cfg.start).astimezone(UTC)
     width = len(str(cfg.users))
     user_names = np.array([f"u{u:0{width}d}" for u in range(cfg.users)], dtype=object)
     ids = np.asarray(item_ids, dtype=object)

@@ -27,7 +27,7 @@ from lookalike.registry.aliases import (
     PREVIOUS_CHAMPION_TAG,
     PROMOTION_EXPERIMENT,
 )
-from lookalike.registry.gate import Decision, GateResult, PromotionError
+from lookalike.registry.gate import Decision, GateResult, PromotionError, Scored
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -79,7 +79,7 @@ def evaluate_gate(
     """Evaluate challenger and champion the same way, decide, record the decision in MLflow.
     Moves nothing (``finalize`` does, after the index passed)."""
     from lookalike.model.registry_eval import evaluate_registered
-    from lookalike.registry.gate import decide, record_decision
+    from lookalike.registry.gate import decide
     from lookalike.registry.mlflow_setup import setup_mlflow
     from lookalike.registry.versions import VersionNotFound, find_version, get_version
 
@@ -116,7 +116,32 @@ def evaluate_gate(
     decision = decide(settings.promote_metric, chal, champ, margin, baseline)
     _log(("PROMOTE: " if decision.promote else "keep champion: ") + decision.reason)
 
-    run_id = record_decision(
+    run_id = _record(settings, decision, chal, champ, baseline, margin, version)
+    return PromotionResult(
+        decision=decision,
+        catalog_version=version,
+        challenger_metrics=chal[1],
+        champion_metrics=champ[1] if champ else None,
+        run_id=run_id,
+        baseline_metrics=baseline[1] if baseline else None,
+    )
+
+
+def _record(
+    settings: Settings,
+    decision: Decision,
+    chal: Scored,
+    champ: Scored | None,
+    baseline: Scored | None,
+    margin: float,
+    catalog_version: int,
+) -> str:
+    """The decision as a run in the promotion experiment: parameters, the challenger's,
+    champion's and raw-pixel baseline's metrics; returns the run id."""
+    from lookalike.registry.gate import record_decision
+
+    name = settings.encoder_model_name
+    return record_decision(
         settings,
         experiment=EXPERIMENT,
         model_name=name,
@@ -127,7 +152,7 @@ def evaluate_gate(
             "champion_version": champ[0] if champ else "none",
             "metric": decision.metric,
             "margin": margin,
-            "catalog_version": version,
+            "catalog_version": catalog_version,
             "baseline": RAW_PIXELS if baseline else "none",
         },
         metrics={
@@ -135,14 +160,6 @@ def evaluate_gate(
             "champion": champ[1] if champ else None,
             "baseline_raw_pixels": baseline[1] if baseline else None,
         },
-    )
-    return PromotionResult(
-        decision=decision,
-        catalog_version=version,
-        challenger_metrics=chal[1],
-        champion_metrics=champ[1] if champ else None,
-        run_id=run_id,
-        baseline_metrics=baseline[1] if baseline else None,
     )
 
 

@@ -95,27 +95,38 @@ def standalone_cluster(
                     env,
                 )
             )
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if cluster.alive_workers() == workers:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"standalone cluster not up after {timeout:.0f} s (logs in {workdir})"
-                )
-            if any(p.poll() is not None for p in cluster.processes):
-                raise RuntimeError(f"a Spark daemon exited at start-up (logs in {workdir})")
-            time.sleep(0.5)
+        _wait_for_workers(cluster, workers, timeout, workdir)
         yield cluster
     finally:
-        for p in reversed(cluster.processes):
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in cluster.processes:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
+        _stop(cluster.processes)
+
+
+def _wait_for_workers(cluster: Cluster, workers: int, timeout: float, workdir: Path) -> None:
+    """Until the master reports ``workers`` alive workers; a daemon that exits, or no cluster
+    after ``timeout`` seconds, is an error naming the log folder."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if cluster.alive_workers() == workers:
+                return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"standalone cluster not up after {timeout:.0f} s (logs in {workdir})"
+            )
+        if any(p.poll() is not None for p in cluster.processes):
+            raise RuntimeError(f"a Spark daemon exited at start-up (logs in {workdir})")
+        time.sleep(0.5)
+
+
+def _stop(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM every daemon's process group (workers first), SIGKILL what is left after 30 s."""
+    for p in reversed(processes):
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
