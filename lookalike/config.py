@@ -17,6 +17,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
+    """Every setting, read once from ``LOOKALIKE_*`` environment variables (or defaults): the
+    one place the CLI, jobs, DAGs and service read configuration from. Paths derive from
+    ``home``."""
+
     model_config = SettingsConfigDict(env_prefix="LOOKALIKE_", extra="ignore")
 
     home: Path = Field(
@@ -97,22 +101,27 @@ class Settings(BaseSettings):
 
     @property
     def lake_dir(self) -> Path:
+        """The Delta lake: every table lives under it."""
         return self.home / "lake"
 
     @property
     def catalog_path(self) -> Path:
+        """Delta table ``catalog``: one row per product."""
         return self.lake_dir / "catalog"
 
     @property
     def rejects_path(self) -> Path:
+        """Delta table ``catalog_rejects``: rejected catalogue inputs and why."""
         return self.lake_dir / "catalog_rejects"
 
     @property
     def interactions_path(self) -> Path:
+        """Delta table ``interactions``: shopper events."""
         return self.lake_dir / "interactions"
 
     @property
     def interactions_rejects_path(self) -> Path:
+        """Delta table ``interactions_rejects``: rejected interaction rows and why."""
         return self.lake_dir / "interactions_rejects"
 
     @property
@@ -122,14 +131,17 @@ class Settings(BaseSettings):
 
     @property
     def mlflow_dir(self) -> Path:
+        """MLflow's local store (database and artifacts) when no tracking server is set."""
         return self.home / "mlflow"
 
     @property
     def tracking_uri(self) -> str:
+        """``mlflow_tracking_uri`` if set, else a SQLite database under the home."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
     def embeddings_path(self) -> Path:
+        """Delta table ``embeddings``: one vector per (encoder version, item)."""
         return self.lake_dir / "embeddings"
 
     @property
@@ -155,4 +167,5 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The process's settings, read from the environment once (tests clear the cache)."""
     return Settings()

@@ -23,6 +23,9 @@ class ImageRejected(ValueError):
 
 @dataclass(frozen=True)
 class NormalisedImage:
+    """A validated photo as stored in the catalogue: normalised PNG, its size and channels, and
+    the hash of its pixels (what change detection and the splits key on)."""
+
     png: bytes
     width: int
     height: int

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 
 def spark_session(app_name: str, settings: Settings | None = None) -> SparkSession:
+    """A Spark session configured from the settings (driver memory, shuffle partitions, UTC,
+    microsecond Parquet timestamps); on a laptop everything stays on loopback. Under
+    ``spark-submit`` the master comes from the command line."""
     settings = settings or get_settings()
     if settings.spark_master.startswith("local"):  # one machine: nothing leaves loopback
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -31,6 +31,8 @@ class UnknownItem(KeyError):
 
 @dataclass(frozen=True)
 class Hit:
+    """One answer: an item, its category and its similarity (cosine; 1.0 for the item itself)."""
+
     item_id: str
     category: int
     category_name: str
@@ -38,6 +40,9 @@ class Hit:
 
 
 class Recommender:
+    """Answers "similar to this" from one bundle (encoder + index version + item rows), kept in
+    memory by the service and inside the ``lookalike-recommender`` pyfunc."""
+
     def __init__(
         self,
         predict: Predict,
@@ -78,6 +83,8 @@ class Recommender:
         return len(self.item_ids)
 
     def versions(self) -> dict[str, Any]:
+        """Which bundle, encoder, index and catalogue versions answer (``/v1/version``, every
+        response's provenance)."""
         enc = self.manifest["encoder"]
         return {
             "bundle_version": self.bundle_version,
@@ -88,6 +95,7 @@ class Recommender:
         }
 
     def item(self, item_id: str) -> Hit:
+        """An item's own row as a hit; ``UnknownItem`` when the bundle does not index it."""
         j = self.row.get(item_id)
         if j is None:
             raise UnknownItem(item_id)
@@ -110,6 +118,8 @@ class Recommender:
         exclude_self: bool = True,
         category: int | None = None,
     ) -> list[list[Hit]]:
+        """The ``k`` nearest items of each indexed item (optionally within one category), using the
+        stored vectors: no image decoding or encoder call for items already in the index."""
         rows = []
         for item_id in item_ids:
             j = self.row.get(item_id)
@@ -123,6 +133,7 @@ class Recommender:
     def similar_to_images(
         self, images: list[bytes], k: int = 10, *, category: int | None = None
     ) -> list[list[Hit]]:
+        """The ``k`` nearest items of each uploaded photo (validated and embedded first)."""
         return self.search(self.embed_images(images), k, category=category)
 
     def search(

@@ -60,12 +60,15 @@ class RecommenderModel(_PythonModel):  # type: ignore[misc,valid-type]
     the k most similar items per row, with categories, scores and the versions used."""
 
     def load_context(self, context: Any) -> None:
+        """Load the bundle from the model's artifacts once, when MLflow loads the model."""
         import lookalike  # noqa: F401  (legacy Keras switch before TensorFlow loads)
 
         self.rec = Recommender.load(context.artifacts["encoder"], context.artifacts["index"])
 
     # No type hints: MLflow would read them as an input schema.
     def predict(self, context, model_input, params=None):
+        """Rows with ``item_id`` or ``image`` (PNG/JPEG bytes, base64) -> their top-k similar items
+        (``params``: ``k``, ``exclude_self``, ``category``), one output row per hit."""
         import pandas as pd
 
         params = params or {}
@@ -141,6 +144,9 @@ def _signature() -> Any:
 
 @dataclass
 class PublishResult:
+    """What publishing an index version did: the bundle version, whether it was reused (a rerun)
+    and whether the served alias points to it now."""
+
     bundle_version: str
     index_version: str
     encoder: str
@@ -149,6 +155,7 @@ class PublishResult:
     reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (the command's output, an XCom)."""
         return asdict(self)
 
 

@@ -21,6 +21,8 @@ _BEFORE = {"update_preimage", "update_postimage", "delete"}  # first change impl
 
 @dataclass(frozen=True)
 class CatalogChanges:
+    """Net catalogue changes between two Delta versions: what an incremental re-index applies."""
+
     since_version: int
     until_version: int
     inserts: pa.Table  # post-image rows of items that did not exist at since_version
@@ -29,9 +31,11 @@ class CatalogChanges:
 
     @property
     def empty(self) -> bool:
+        """True when nothing changed: the re-index can stop without writing a version."""
         return not (self.inserts.num_rows or self.updates.num_rows or self.deletes)
 
     def summary(self) -> dict[str, int]:
+        """Counts and versions, for logs, summaries and manifests (no row data)."""
         return {
             "since_version": self.since_version,
             "until_version": self.until_version,

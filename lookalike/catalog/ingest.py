@@ -59,6 +59,7 @@ class IngestSummary:
     reject_examples: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values (the command's output, a job's summary file)."""
         return asdict(self)
 
 
@@ -386,6 +387,8 @@ def ingest_fashion_mnist(
     discontinued: Iterable[str] = (),
     take_over: bool | Iterable[str] = False,
 ) -> IngestSummary:
+    """Ingest the Fashion-MNIST catalogue (``limit`` images per split) as source
+    ``fashion-mnist``, its label order as category ids; arguments as in ``run_ingest``."""
     settings = settings or get_settings()
     staged = sources.fashion_mnist_frame(spark, settings.fashion_mnist_dir, limit)
     return run_ingest(

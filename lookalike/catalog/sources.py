@@ -89,6 +89,8 @@ def fashion_mnist_item_id(split: str, index: int) -> str:
 
 
 def fashion_mnist_files(data_dir: Path) -> dict[str, tuple[Path, Path]]:
+    """(images, labels) IDX files of each split under ``data_dir``; a missing one names the
+    Debian package that ships them."""
     files = {s: (data_dir / i, data_dir / lbl) for s, (i, lbl) in FASHION_MNIST_FILES.items()}
     missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
     if missing:
@@ -140,6 +142,8 @@ def fashion_mnist_batch(data_dir: Path, split: str, start: int, count: int) -> p
 
 
 def fashion_mnist_frame(spark: SparkSession, data_dir: Path, limit: int | None = None) -> DataFrame:
+    """Staged rows of the Fashion-MNIST IDX files (``limit`` per split), decoded on executors
+    in chunks, so the driver never holds the images."""
     chunks = fashion_mnist_chunks(data_dir, limit)
     work = spark.createDataFrame(chunks, "split string, start int, count int").repartition(
         max(1, len(chunks)), "start", "split"

@@ -82,6 +82,8 @@ def resolve_version(path: Path, version: int | None = None) -> int:
 
 
 def open_table(path: Path, version: int | None = None) -> DeltaTable:
+    """The Delta table at ``path`` (at ``version``); a missing table is a ``CatalogError`` that
+    says to ingest first."""
     if not DeltaTable.is_deltatable(str(path)):
         raise CatalogError(f"no catalogue table at {path}: run `lookalike ingest ...` first")
     return DeltaTable(str(path), version=version)

@@ -18,6 +18,7 @@ __all__ = ["UsageError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``lookalike`` parser: one sub-command group per module of this package."""
     p = argparse.ArgumentParser(prog="lookalike", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     for group in (catalog, model, index, serve, shopper):
@@ -53,6 +54,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns the exit status (0 ok, 1 a failed job, 2 bad arguments)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -66,6 +66,7 @@ def _check_folder_args(args: argparse.Namespace) -> None:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """``lookalike ingest fashion-mnist|folder``: one Spark ingest into the catalogue."""
     from lookalike.catalog import ingest
     from lookalike.spark import spark_session
 
@@ -110,6 +111,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_stats(args: argparse.Namespace) -> int:
+    """``lookalike catalog stats``: version, rows, counts per category and split."""
     from lookalike.catalog.table import catalog_stats
 
     out(json.dumps(catalog_stats(get_settings().catalog_path), indent=2, default=str))
@@ -117,6 +119,7 @@ def cmd_catalog_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_changes(args: argparse.Namespace) -> int:
+    """``lookalike catalog changes``: net changes since a Delta version (first ``--show`` ids)."""
     from lookalike.catalog.changes import catalog_changes
 
     changes = catalog_changes(get_settings().catalog_path, args.since, columns=["item_id"])
@@ -130,6 +133,7 @@ def cmd_catalog_changes(args: argparse.Namespace) -> int:
 
 
 def cmd_catalog_rejects(args: argparse.Namespace) -> int:
+    """``lookalike catalog rejects``: rejected inputs and why (one run with ``--run``)."""
     from deltalake import DeltaTable
 
     path = get_settings().rejects_path

@@ -13,6 +13,7 @@ from lookalike.registry.aliases import CHALLENGER, CHAMPION
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """``lookalike embed``: embed the catalogue with one encoder version (Spark)."""
     from lookalike.index.embeddings import embed_catalog
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.spark import spark_session
@@ -34,6 +35,8 @@ def _publish(index_path: str | None, publish: bool) -> dict[str, Any] | None:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
+    """``lookalike index build``: a full index version (publishes the bundle unless
+    ``--no-publish``), then prune old versions."""
     from lookalike.index.builder import build_full, prune_versions
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.spark import spark_session
@@ -49,6 +52,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 
 def cmd_index_update(args: argparse.Namespace) -> int:
+    """``lookalike index update``: an incremental version from the change feed (publishes the
+    bundle unless ``--no-publish``), then prune old versions."""
     from lookalike.index.builder import find_version, prune_versions, update_index
     from lookalike.registry.encoders import fetch_encoder
 
@@ -63,6 +68,7 @@ def cmd_index_update(args: argparse.Namespace) -> int:
 
 
 def cmd_index_list(args: argparse.Namespace) -> int:
+    """``lookalike index list``: the index versions on disk and their manifests' key facts."""
     from lookalike.index.builder import list_versions
     from lookalike.index.scann_index import read_manifest
 
@@ -81,6 +87,7 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 
 
 def cmd_index_verify(args: argparse.Namespace) -> int:
+    """``lookalike index verify``: check an index version's files against its checksums."""
     from lookalike.index.builder import find_version
     from lookalike.index.scann_index import verify_version
 
@@ -91,6 +98,7 @@ def cmd_index_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_show(args: argparse.Namespace) -> int:
+    """``lookalike bundle show``: the production bundle and its versions."""
     from lookalike.bundle.registry import describe
 
     out(json.dumps(describe(get_settings()), indent=2, default=str))
@@ -98,6 +106,7 @@ def cmd_bundle_show(args: argparse.Namespace) -> int:
 
 
 def cmd_bundle_publish(args: argparse.Namespace) -> int:
+    """``lookalike bundle publish``: publish an index version as the production bundle."""
     from lookalike.index.builder import find_version
 
     path = find_version(get_settings(), args.index)
@@ -106,6 +115,8 @@ def cmd_bundle_publish(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """``lookalike promote``: gate the challenger encoder; a winner gets its full index, bundle
+    and the ``champion`` and ``production`` aliases."""
     from lookalike.spark import spark_session
     from lookalike.workflows.promotion import promote
 
@@ -125,6 +136,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
+    """``lookalike rollback``: point the served alias back at the previous bundle."""
     from lookalike.bundle.registry import rollback
 
     emit(rollback(get_settings()), None)

@@ -35,6 +35,8 @@ def train_config(args: argparse.Namespace) -> Any:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``lookalike train``: train, evaluate and register an encoder (Horovod on Spark with
+    ``--horovod N``)."""
     from lookalike.model.data import EmptyDataError
     from lookalike.model.pipeline import run_training
 
@@ -63,6 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
+    """``lookalike tune``: Hyperopt search on Spark; prints the best parameters."""
     from lookalike.model.tune import run_tuning
 
     cfg = train_config(args)
@@ -78,6 +81,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``lookalike evaluate``: evaluate a registered encoder on the catalogue."""
     from lookalike.model.registry_eval import evaluate_registered
 
     result = evaluate_registered(

@@ -17,6 +17,7 @@ APP_FACTORY = "serving.main:create_app"
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """``lookalike serve``: run the recommendation service with uvicorn."""
     import uvicorn
 
     settings = get_settings()

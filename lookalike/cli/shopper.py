@@ -12,6 +12,8 @@ from lookalike.registry.aliases import CHALLENGER, PRODUCTION
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    """``lookalike shopper simulate``: land simulated shoppers over the catalogue as one
+    Parquet file (written aside, then renamed), and ingest it with ``--ingest``."""
     from lookalike.shopper.interactions import ingest_file
     from lookalike.shopper.items import load_item_space
     from lookalike.shopper.simulator import SimConfig, simulate
@@ -48,6 +50,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    """``lookalike shopper ingest``: ingest interaction files (or every landed one)."""
     from lookalike.shopper.interactions import ingest_file, landed_files
 
     settings = get_settings()
@@ -75,6 +78,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    """``lookalike shopper train``: train, evaluate and register the shopper model."""
     from lookalike.shopper.model import MFConfig, ShopperConfigError
     from lookalike.shopper.pipeline import train_shopper
 
@@ -104,6 +108,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    """``lookalike shopper promote``: gate the challenger against production."""
     from lookalike.shopper.registry import promote
 
     if args.margin is not None and args.margin < 0:
@@ -114,6 +119,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
+    """``lookalike shopper recommend``: one shopper's recommendations from a registered version."""
     from lookalike.shopper.registry import load_version, version_by
 
     settings = get_settings()
@@ -141,6 +147,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    """``lookalike shopper show``: the interactions version and what each alias was trained on."""
     from lookalike.catalog.table import table_version
     from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
     from lookalike.shopper.registry import version_by

@@ -62,6 +62,9 @@ class EncoderMismatch(IndexBuildError):
 
 @dataclass
 class IndexResult:
+    """What a build or update did (``kind`` none: nothing to do), for the command's output,
+    the DAG and the benchmarks."""
+
     kind: str  # full | update | none
     index_version: str | None
     path: str | None
@@ -76,6 +79,7 @@ class IndexResult:
     timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (the command's output, a job's summary file)."""
         return asdict(self)
 
 
@@ -95,6 +99,7 @@ def list_versions(settings: Settings) -> list[Path]:
 
 
 def latest_version(settings: Settings) -> Path | None:
+    """The newest published index version, or None before the first build."""
     versions = list_versions(settings)
     return versions[-1] if versions else None
 

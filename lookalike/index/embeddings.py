@@ -60,6 +60,8 @@ EMBED_OUT_DDL = "item_id string, content_hash string, embedding array<float>"
 
 @dataclass
 class EmbedSummary:
+    """What ``embed_catalog`` did: rows embedded, deleted and kept, and the table version after."""
+
     encoder: str
     catalog_version: int
     embedded: int = 0
@@ -69,6 +71,7 @@ class EmbedSummary:
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values (the command's output, a job's summary file)."""
         return asdict(self)
 
 

@@ -172,6 +172,8 @@ def write_version(
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
+    """An index version's manifest; a folder without one, or a damaged one, is an
+    ``IndexVersionError`` (never half-read)."""
     path = Path(directory) / MANIFEST
     if not path.is_file():
         raise IndexVersionError(f"not an index version (no {MANIFEST}): {directory}")

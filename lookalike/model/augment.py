@@ -59,4 +59,5 @@ class RandomErasing:
         return x
 
     def __call__(self, x: Any, y: Any, n: int = 1, is_warmup: bool = False) -> tuple[Any, Any]:
+        """TF Similarity's augmenter call: erase rectangles in the batch, labels unchanged."""
         return self.erase(np.asarray(x)), y

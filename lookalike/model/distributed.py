@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 
 def weights_checksum(weights: list[np.ndarray]) -> float:
+    """Sum of all weights: ranks that ended with the same weights agree on it (cheap to send)."""
     return float(sum(np.asarray(w, dtype=np.float64).sum() for w in weights))
 
 
@@ -179,5 +180,7 @@ def horovod_train(
     tracking_uri: str | None,
     run_id: str | None,
 ) -> tuple[list[np.ndarray], dict[str, list[float]]]:
+    """Train on ``num_proc`` Horovod ranks; returns rank 0's weights and loss history once every
+    rank agrees on them."""
     results = check_consistent(horovod_run(spark, cfg, ref, num_proc, tracking_uri, run_id))
     return results[0]["weights"], results[0]["history"]

@@ -13,6 +13,7 @@ import numpy as np
 
 
 def l2_normalise(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (flattened first), so inner product is cosine similarity."""
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 

@@ -30,6 +30,9 @@ def _log(msg: str) -> None:
 
 @dataclass
 class TrainResult:
+    """What a training run produced: its MLflow run, the registered version, the metrics beside
+    the raw-pixel baseline, and the configuration as trained."""
+
     run_id: str
     model_version: str | None
     catalog_version: int
@@ -40,6 +43,7 @@ class TrainResult:
     config: dict[str, Any] = field(default_factory=dict)  # as trained (input shape resolved)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (the command's output, a job's summary file)."""
         return asdict(self)
 
 

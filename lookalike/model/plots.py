@@ -70,6 +70,7 @@ def projection(
 
 
 def loss_curve(path: Path, history: dict[str, list[float]]) -> Path:
+    """Loss per epoch as a PNG at ``path`` (an evaluation artifact of the run)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4))
     for key, values in history.items():

@@ -55,6 +55,7 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
     """pyfunc: uint8 pixels (n, size, size, channels) -> float32 embeddings (n, dim)."""
 
     def load_context(self, context: Any) -> None:
+        """Load the saved Keras encoder and its config once, when MLflow loads the model."""
         import tensorflow as tf
         import tensorflow_similarity  # noqa: F401  (registers MetricEmbedding for loading)
 
@@ -63,6 +64,7 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
 
     # No type hints: MLflow would read them as a (list-based) input schema.
     def predict(self, context, model_input, params=None):
+        """uint8 pixels (n, size, size[, channels]) -> unit-length float32 embeddings."""
         from lookalike.model.encoder import embed
 
         if isinstance(model_input, dict):  # named tensor input ({"pixels": array})

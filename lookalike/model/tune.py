@@ -29,6 +29,7 @@ SEARCH_SPACE_DOC = {
 
 
 def search_space(base: TrainConfig) -> dict[str, Any]:
+    """Hyperopt's search space (``SEARCH_SPACE_DOC`` in words), epochs around the base's."""
     from hyperopt import hp
 
     return {

@@ -30,6 +30,9 @@ class EncoderNotFound(VersionNotFound):
 
 @dataclass(frozen=True)
 class EncoderRef:
+    """A registered encoder version downloaded to the local cache, with the input shape and
+    embedding size its metadata records: all an embedding job needs."""
+
     name: str
     version: str
     input_size: int
@@ -38,6 +41,7 @@ class EncoderRef:
     local_dir: str  # the pyfunc model directory (MLmodel + artifacts)
 
     def to_dict(self) -> dict[str, Any]:
+        """The reference as JSON-ready values (summaries, manifests)."""
         return asdict(self)
 
 

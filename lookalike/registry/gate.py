@@ -22,6 +22,9 @@ class PromotionError(RuntimeError):
 
 @dataclass
 class Decision:
+    """A gate's verdict with the numbers behind it: recorded as the MLflow decision run and
+    printed by the promotion commands."""
+
     promote: bool
     reason: str
     metric: str
@@ -90,6 +93,7 @@ class GateResult:
     moved: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (the command's output, an Airflow XCom)."""
         return asdict(self)
 
     @classmethod

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class ALSConfig:
+    """Spark ML ALS settings for the implicit-feedback baseline."""
+
     rank: int = 32
     reg: float = 0.05
     alpha: float = 10.0
@@ -22,6 +24,7 @@ class ALSConfig:
     seed: int = 0
 
     def to_dict(self) -> dict:
+        """The settings as JSON-ready values (logged beside the metrics)."""
         return asdict(self)
 
 

@@ -20,6 +20,9 @@ EVENT_WEIGHTS = {"view": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 
 @dataclass
 class Split:
+    """Interactions as row-indexed arrays: train positive pairs with their strength, each user's
+    held-out test item and last item. What training and evaluation read."""
+
     user_ids: list[str]
     item_ids: list[str]
     train_users: np.ndarray  # int32, one row per positive pair
@@ -31,10 +34,12 @@ class Split:
 
     @property
     def n_users(self) -> int:
+        """How many users (rows of the user factors)."""
         return len(self.user_ids)
 
     @property
     def n_items(self) -> int:
+        """How many items (rows of the item factors)."""
         return len(self.item_ids)
 
     def seen(self) -> tuple[np.ndarray, np.ndarray]:
@@ -49,6 +54,7 @@ class Split:
         return np.bincount(self.train_items, minlength=self.n_items).astype(np.float32)
 
     def save(self, path: Path) -> None:
+        """Write the split to an ``.npz`` file (how Horovod ranks receive it)."""
         np.savez(
             path,
             user_ids=np.asarray(self.user_ids, dtype=object),
@@ -63,6 +69,7 @@ class Split:
 
     @classmethod
     def load(cls, path: Path) -> Split:
+        """Read a split written by ``save``."""
         z = np.load(path, allow_pickle=True)
         return cls(
             user_ids=z["user_ids"].tolist(),

@@ -27,6 +27,8 @@ def rank_metrics(
     max_users: int | None = None,
     chunk: int = 256,
 ) -> dict[str, float]:
+    """HR@k, NDCG@k (full ranking over unseen items, ties count against the model), the same
+    on 99 sampled negatives, and item coverage, for ``max_users`` users at most (seeded)."""
     users = np.flatnonzero(split.test_items >= 0)
     if max_users is not None and len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, max_users, replace=False))
@@ -73,6 +75,7 @@ def rank_metrics(
 
 
 def popularity_scorer(split: Split) -> ScoreFn:
+    """Every user gets the same scores: item popularity (the baseline any model must beat)."""
     pop = split.item_popularity()
     # a tiny, fixed tie-break so equally popular items do not all tie with the target
     pop = pop + np.linspace(0, 1e-3, len(pop), dtype=np.float32)[::-1]
@@ -80,4 +83,5 @@ def popularity_scorer(split: Split) -> ScoreFn:
 
 
 def factor_scorer(users: np.ndarray, items: np.ndarray) -> ScoreFn:
+    """Scores as user-factor x item-factor inner products (ALS, or any factor model)."""
     return lambda rows: users[rows] @ items.T

@@ -74,6 +74,9 @@ class InteractionsError(RuntimeError):
 
 @dataclass
 class IngestSummary:
+    """What ingesting one interactions file did: rows read, accepted, inserted, duplicates, and
+    rejects by reason."""
+
     source: str
     run_id: str
     rows: int = 0
@@ -85,6 +88,7 @@ class IngestSummary:
     table_version: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-ready values (the command's output, a DAG step's XCom)."""
         return asdict(self)
 
 

@@ -18,6 +18,10 @@ from lookalike.config import Settings
 
 @dataclass(frozen=True)
 class ItemSpace:
+    """The catalogue's items as the shopper model sees them: ids, categories and unit visual
+    vectors (from the latest index version when it covers every item, else raw pixels),
+    row-aligned."""
+
     item_ids: list[str]
     categories: np.ndarray  # int32
     category_names: list[str]

@@ -27,6 +27,8 @@ class ShopperConfigError(ValueError):
 
 @dataclass(frozen=True)
 class MFConfig:
+    """Matrix factorisation settings (GMF, optional NeuMF head, visual item features)."""
+
     factors: int = 32
     mlp: tuple[int, ...] = ()  # e.g. (64, 32): NeuMF head; () = plain MF
     negatives: int = 4
@@ -49,9 +51,11 @@ class MFConfig:
             raise ShopperConfigError(f"mlp: layer widths must be >= 1, got {list(self.mlp)}")
 
     def replace(self, **changes: Any) -> MFConfig:
+        """A copy with ``changes`` applied."""
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as JSON-ready values (MLflow parameters, the bundle manifest)."""
         return asdict(self) | {"mlp": list(self.mlp)}
 
     @classmethod
@@ -94,6 +98,7 @@ class Factors:
 
     @property
     def has_head(self) -> bool:
+        """True when the model has a NeuMF head (candidates from the index are re-ranked by it)."""
         return self.user_mlp is not None
 
     def query_vectors(self, users: np.ndarray) -> np.ndarray:
@@ -128,6 +133,7 @@ class Factors:
         return out
 
     def save(self, path: Path) -> None:
+        """Write the factors to an ``.npz`` file (part of the bundle)."""
         arrays: dict[str, Any] = {
             "user_gmf": self.user_gmf,
             "item_gmf": self.item_gmf,
@@ -143,6 +149,7 @@ class Factors:
 
     @classmethod
     def load(cls, path: Path) -> Factors:
+        """Read factors written by ``save``."""
         z = np.load(path)
         dense = []
         j = 0
@@ -228,6 +235,9 @@ def build_model(
 
 
 def factors_from_model(cfg: MFConfig, model: Any) -> Factors:
+    """The trained Keras model's weights as plain ``Factors`` (the visual tower folded into the
+    item vectors), so a bundle needs no TensorFlow to answer."""
+
     def w(name: str) -> list[np.ndarray]:
         return [np.asarray(x, np.float32) for x in model.get_layer(name).get_weights()]
 
@@ -338,4 +348,5 @@ def train_mf(
 
 
 def config_json(cfg: MFConfig) -> str:
+    """The settings as canonical JSON (sorted keys: equal configs give equal strings)."""
     return json.dumps(cfg.to_dict(), sort_keys=True)

@@ -265,6 +265,8 @@ class ShopperRecommender:
         return len(self.item_ids)
 
     def versions(self) -> dict[str, Any]:
+        """Which model and interactions version answer (``/v1/version``, every response's
+        provenance)."""
         return {
             "model_version": self.bundle_version or "unregistered",
             "interactions_version": self.manifest.get("interactions_version"),
@@ -273,6 +275,7 @@ class ShopperRecommender:
         }
 
     def seen(self, row: int) -> np.ndarray:
+        """Item rows the user at ``row`` interacted with (excluded from their recommendations)."""
         return self._seen_items[self._seen_offsets[row] : self._seen_offsets[row + 1]]
 
     def _hits(self, rows: np.ndarray, scores: np.ndarray) -> list[Hit]:
@@ -282,6 +285,8 @@ class ShopperRecommender:
         ]
 
     def fallback_hits(self, k: int, exclude: np.ndarray | None = None) -> list[Hit]:
+        """The popular-and-diverse list (minus ``exclude``), for shoppers the model does not know;
+        scores are popularity relative to the most popular item."""
         rows = self.fallback
         if exclude is not None and len(exclude):
             rows = rows[~np.isin(rows, exclude)]

@@ -41,9 +41,12 @@ class ShopperModel(_PythonModel):  # type: ignore[misc,valid-type]
     """pyfunc: rows with ``user_id`` -> that shopper's top-k items (fallback when unknown)."""
 
     def load_context(self, context: Any) -> None:
+        """Load (and verify) the bundle from the model's artifacts once, when MLflow loads it."""
         self.rec = ShopperRecommender(Path(context.artifacts["bundle"]))
 
     def predict(self, context, model_input, params=None):  # no hints: MLflow reads them
+        """Rows with ``user_id`` -> that shopper's top-k items (``params``: ``k``,
+        ``exclude_seen``, ``blend``), one output row per item."""
         import pandas as pd
 
         params = params or {}
@@ -140,6 +143,7 @@ class ShopperPromotion(GateResult):
         return next(iter(self.moved.values()), None) or self.production_before
 
     def to_dict(self) -> dict[str, Any]:
+        """The gate's result as the command's flat JSON."""
         d = self.decision
         return {
             "promote": d.promote,

@@ -32,6 +32,9 @@ from lookalike.catalog.table import TS
 
 @dataclass(frozen=True)
 class SimConfig:
+    """The simulator's knobs (see the module docstring); the defaults are the documented 5,000
+    shoppers and 500,000 events."""
+
     users: int = 5000
     events: int = 500_000
     seed: int = 0
@@ -49,6 +52,7 @@ class SimConfig:
     start: str = "2026-01-01T00:00:00+00:00"
 
     def to_dict(self) -> dict:
+        """The settings as JSON-ready values (the command's output)."""
         return asdict(self)
 
 
@@ -190,4 +194,5 @@ def _events_table(
 
 
 def end_time(cfg: SimConfig) -> datetime:
+    """When the simulated period ends (``start`` + ``days``)."""
     return datetime.fromisoformat(cfg.start).astimezone(UTC) + timedelta(days=cfg.days)

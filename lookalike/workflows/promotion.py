@@ -61,6 +61,7 @@ class PromotionResult(GateResult):
     bundle: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values, keys in the order the command has always printed."""
         d = asdict(self)
         return {k: d[k] for k in _KEYS}
 
