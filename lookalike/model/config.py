@@ -35,6 +35,9 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Everything one training run needs; validated on creation, so a bad value fails early
+    with its field name (the CLI, DAG params and Hyperopt all build one)."""
+
     backbone: str = "convnet"  # seed_cnn | convnet | keras:<tf.keras.applications name>
     # images are letterboxed to input_size x input_size; None: chosen from the catalogue
     # (lookalike.model.data.fit_to_catalogue), so a retailer's RGB photos train in colour
@@ -135,6 +138,7 @@ class TrainConfig:
 
     @property
     def schedule_known(self) -> bool:
+        """Both epochs and steps per epoch given (else ``for_items`` chooses them)."""
         return self.epochs is not None and self.steps_per_epoch is not None
 
     def for_items(self, n_items: int) -> TrainConfig:
@@ -163,14 +167,17 @@ class TrainConfig:
 
     @property
     def n_epochs(self) -> int:
+        """Epochs, once resolved (a clear error while still None)."""
         return self._resolved("epochs")
 
     @property
     def n_steps(self) -> int:
+        """Steps per epoch, once resolved."""
         return self._resolved("steps_per_epoch")
 
     @property
     def input_shape_known(self) -> bool:
+        """Both input size and channels given (else the catalogue chooses them)."""
         return self.input_size is not None and self.channels is not None
 
     @property
@@ -180,10 +187,12 @@ class TrainConfig:
 
     @property
     def n_channels(self) -> int:
+        """Channels, once resolved."""
         return self._resolved("channels")
 
     @property
     def batch_size(self) -> int:
+        """Images per class-balanced batch."""
         return self.classes_per_batch * self.examples_per_class
 
     def to_params(self) -> dict[str, Any]:
@@ -194,6 +203,7 @@ class TrainConfig:
         }
 
     def as_dict(self) -> dict[str, Any]:
+        """Plain values, as MLflow logs them and ``from_dict`` reads them back."""
         return dataclasses.asdict(self)
 
     @classmethod
@@ -222,6 +232,7 @@ class TrainConfig:
         return cls(**clean)
 
     def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with ``changes``."""
         return dataclasses.replace(self, **changes)
 
 

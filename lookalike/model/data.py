@@ -21,6 +21,8 @@ class EmptyDataError(ValueError):
 
 @dataclass
 class ImageSet:
+    """Items as arrays, ready for the model: ids, pixels, category ids and their names."""
+
     item_ids: np.ndarray  # str
     x: np.ndarray  # uint8, (n, size, size, channels)
     y: np.ndarray  # int32 category ids
@@ -30,6 +32,7 @@ class ImageSet:
         return len(self.y)
 
     def subset(self, mask: np.ndarray) -> ImageSet:
+        """The items where ``mask`` is true, in order."""
         return ImageSet(self.item_ids[mask], self.x[mask], self.y[mask], self.category_names)
 
 
