@@ -126,7 +126,6 @@ def train_encoder(
     DistributedOptimizer), so gradients really are averaged across ranks.
     """
     import tensorflow as tf
-    import tensorflow_similarity as tfsim
 
     train = distinct_photos(train)
     classes = np.unique(train.y)
@@ -139,38 +138,16 @@ def train_encoder(
     cfg = cfg.for_items(len(train))  # the schedule, where not given
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build_encoder(cfg, batch_norm)
-    sampler = tfsim.samplers.MultiShotMemorySampler(
-        train.x,
-        train.y,
-        classes_per_batch=min(cfg.classes_per_batch, len(classes)),
-        examples_per_class_per_batch=cfg.examples_per_class,
-        steps_per_epoch=cfg.n_steps,
-        augmenter=RandomErasing(cfg.erase, seed=cfg.seed) if cfg.augment and cfg.erase else None,
-    )
-    base = _nested_backbone(model)
+    sampler = _sampler(cfg, train, n_classes=len(classes))
     history: dict[str, list[float]] = {}
 
     def fit(first_epoch: int, last_epoch: int, lr_scale: float) -> None:
-        lr: Any = cfg.learning_rate * learning_rate_scale * lr_scale
-        if cfg.lr_schedule == "cosine":
-            lr = tf.keras.optimizers.schedules.CosineDecay(
-                lr, (last_epoch - first_epoch) * cfg.n_steps, alpha=0.05
-            )
-        optimizer = tf.keras.optimizers.Adam(
-            lr, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99
-        )
-        if wrap_optimizer is not None:
-            optimizer = wrap_optimizer(optimizer)
-        model.compile(
-            optimizer=optimizer,
-            loss=tfsim.losses.MultiSimilarityLoss(
-                distance="cosine",
-                alpha=cfg.loss_alpha,
-                beta=cfg.loss_beta,
-                lmda=cfg.loss_lmda,
-                epsilon=cfg.loss_epsilon,
-            ),
-            jit_compile=False,  # XLA measured ~20% slower per step on 2 CPU cores
+        _compile(
+            model,
+            cfg,
+            (last_epoch - first_epoch) * cfg.n_steps,
+            cfg.learning_rate * learning_rate_scale * lr_scale,
+            wrap_optimizer,
         )
         h = model.fit(
             sampler,
@@ -182,18 +159,71 @@ def train_encoder(
         for k, vs in h.history.items():
             history.setdefault(k, []).extend(float(v) for v in vs)
 
+    _run_schedule(model, cfg, fit)
+    recalibrate_batch_norm(model, train.x, cfg.batch_size, seed=cfg.seed)
+    return model, history
+
+
+def _sampler(cfg: TrainConfig, train: ImageSet, *, n_classes: int) -> Any:
+    """Class-balanced batches (``classes_per_batch`` x ``examples_per_class``) of ``train``."""
+    import tensorflow_similarity as tfsim
+
+    return tfsim.samplers.MultiShotMemorySampler(
+        train.x,
+        train.y,
+        classes_per_batch=min(cfg.classes_per_batch, n_classes),
+        examples_per_class_per_batch=cfg.examples_per_class,
+        steps_per_epoch=cfg.n_steps,
+        augmenter=RandomErasing(cfg.erase, seed=cfg.seed) if cfg.augment and cfg.erase else None,
+    )
+
+
+def _compile(
+    model: Any,
+    cfg: TrainConfig,
+    steps: int,
+    learning_rate: float,
+    wrap_optimizer: Callable[[Any], Any] | None,
+) -> None:
+    """(Re)compile with MultiSimilarityLoss and a fresh Adam over ``steps`` steps."""
+    import tensorflow as tf
+    import tensorflow_similarity as tfsim
+
+    lr: Any = learning_rate
+    if cfg.lr_schedule == "cosine":
+        lr = tf.keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05)
+    optimizer = tf.keras.optimizers.Adam(
+        lr, use_ema=cfg.ema_momentum > 0, ema_momentum=cfg.ema_momentum or 0.99
+    )
+    if wrap_optimizer is not None:
+        optimizer = wrap_optimizer(optimizer)
+    model.compile(
+        optimizer=optimizer,
+        loss=tfsim.losses.MultiSimilarityLoss(
+            distance="cosine",
+            alpha=cfg.loss_alpha,
+            beta=cfg.loss_beta,
+            lmda=cfg.loss_lmda,
+            epsilon=cfg.loss_epsilon,
+        ),
+        jit_compile=False,  # XLA measured ~20% slower per step on 2 CPU cores
+    )
+
+
+def _run_schedule(model: Any, cfg: TrainConfig, fit: Callable[[int, int, float], None]) -> None:
+    """All epochs; for a keras: backbone with ``freeze_epochs``, a frozen warm-up first,
+    then the top ``fine_tune_layers`` at ``fine_tune_lr_scale`` of the learning rate."""
+    base = _nested_backbone(model)
     pretrained = cfg.weights != "random" or bool(cfg.weights_file)
     if base is not None and cfg.freeze_epochs:
         base.trainable = False  # warm-up: only the embedding head learns
         fit(0, cfg.freeze_epochs, 1.0)
         set_fine_tuning(base, cfg.fine_tune_layers, freeze_batch_norm=pretrained)
         fit(cfg.freeze_epochs, cfg.n_epochs, cfg.fine_tune_lr_scale)
-    else:
-        if base is not None and cfg.fine_tune_layers:
-            set_fine_tuning(base, cfg.fine_tune_layers, freeze_batch_norm=pretrained)
-        fit(0, cfg.n_epochs, 1.0)
-    recalibrate_batch_norm(model, train.x, cfg.batch_size, seed=cfg.seed)
-    return model, history
+        return
+    if base is not None and cfg.fine_tune_layers:
+        set_fine_tuning(base, cfg.fine_tune_layers, freeze_batch_norm=pretrained)
+    fit(0, cfg.n_epochs, 1.0)
 
 
 #: Batches whose statistics replace batch norm's moving averages after training.
