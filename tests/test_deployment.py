@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from lookalike.config import Settings
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 COMPOSE = REPO / "docker-compose.yaml"
 

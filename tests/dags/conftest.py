@@ -8,7 +8,7 @@ import tempfile
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 AIRFLOW_HOME = tempfile.mkdtemp(prefix="lookalike-airflow-")
 os.environ.setdefault("AIRFLOW_HOME", AIRFLOW_HOME)

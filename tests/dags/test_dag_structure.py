@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 DAG_IDS = {
     "lookalike_bootstrap",

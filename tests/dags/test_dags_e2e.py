@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 BIN = Path(sys.executable).parent
 
@@ -119,8 +119,8 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
 
     from lookalike.config import Settings
     from serving.main import create_app
-    from tests.integration.server import Server, wait_for
     from tests.support.photos import land_fashion_mnist_photos
+    from tests.support.server import Server, wait_for
 
     env, home = bootstrapped
     settings = Settings(home=home, serve_poll_seconds=0.5)

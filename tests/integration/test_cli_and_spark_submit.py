@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import REPO
+from tests.support.builders import REPO
 
 BIN = Path(sys.executable).parent
 

@@ -101,7 +101,7 @@ def test_train_job_through_spark_submit_with_horovod(small_catalog, tmp_path):
     import sys
     from pathlib import Path
 
-    from tests.conftest import REPO
+    from tests.support.builders import REPO
 
     bin_dir = Path(sys.executable).parent
     out = tmp_path / "train.json"

@@ -10,7 +10,7 @@ from deltalake import DeltaTable
 from lookalike.catalog.changes import catalog_changes
 from lookalike.catalog.ingest import ingest_folder, owned_reason
 from lookalike.catalog.table import catalog_stats, table_version
-from tests.conftest import write_photo
+from tests.support.builders import write_photo
 
 OWNED_BY_LANDING = "item id owned by source 'landing'"
 

@@ -13,7 +13,7 @@ from lookalike.catalog.changes import catalog_changes
 from lookalike.catalog.ingest import ingest_fashion_mnist, ingest_folder, run_ingest
 from lookalike.catalog.sources import FASHION_MNIST_LABELS
 from lookalike.catalog.table import catalog_stats, table_version
-from tests.conftest import write_photo
+from tests.support.builders import write_photo
 
 
 def rows(settings) -> dict[str, dict]:

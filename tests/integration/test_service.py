@@ -15,8 +15,9 @@ import pytest
 from PIL import Image
 
 from lookalike.model.config import TrainConfig
-from tests.conftest import TINY_TRAIN, make_shopper_model
-from tests.integration.server import Server, wait_for
+from tests.support.builders import TINY_TRAIN, make_shopper_model
+from tests.support.images import png_declaring
+from tests.support.server import Server, wait_for
 
 TOKEN = "test-admin-token"
 
@@ -147,7 +148,7 @@ def test_shopper_model_hot_swaps_when_the_alias_moves(server, home):
 
     from lookalike.shopper.model import MFConfig
     from lookalike.shopper.pipeline import train_shopper
-    from tests.conftest import TINY_SHOPPER
+    from tests.support.builders import TINY_SHOPPER
 
     c = httpx.Client(base_url=server.url)
     v2 = train_shopper(home, MFConfig(**TINY_SHOPPER | {"factors": 12}), baselines=False)
@@ -213,9 +214,7 @@ def test_oversized_and_bomb_uploads_are_refused(server):
     r = httpx.post(f"{server.url}/v1/similar", files={"photo": ("b.png", big, "image/png")})
     assert r.status_code == 413 and "larger than" in r.json()["detail"]
     # a tiny file that claims 40,000 x 40,000 pixels: refused before decoding
-    from tests.unit.test_images import _png_declaring
-
-    bomb = _png_declaring(40_000, 40_000)
+    bomb = png_declaring(40_000, 40_000)
     r = httpx.post(f"{server.url}/v1/similar", files={"photo": ("x.png", bomb, "image/png")})
     assert r.status_code == 400 and "decompression bomb" in r.json()["detail"], r.text
 
@@ -362,7 +361,7 @@ def test_web_page_in_a_real_browser(server, tmp_path):
     """Browse, click a product, see its similar products, upload a photo; keep a screenshot."""
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import REPO
+    from tests.support.builders import REPO
 
     artifacts = REPO / "tests" / "artifacts"
     artifacts.mkdir(exist_ok=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from tests.conftest import REPO, TINY_SHOPPER, make_shopper_model
+from tests.support.builders import REPO, TINY_SHOPPER, make_shopper_model
 
 
 @pytest.fixture(scope="module")

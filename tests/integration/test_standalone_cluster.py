@@ -13,7 +13,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lookalike.model.config import TrainConfig
-from tests.conftest import REPO, TINY_TRAIN
+from tests.support.builders import REPO, TINY_TRAIN
 
 BIN = Path(sys.executable).parent
 

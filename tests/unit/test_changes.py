@@ -8,7 +8,7 @@ import pytest
 
 from lookalike.catalog.changes import catalog_changes
 from lookalike.catalog.table import CHANGE_SCHEMA, CatalogError, merge_changes, table_version
-from tests.unit.test_table import change
+from tests.support.tables import change
 
 
 class Catalog:

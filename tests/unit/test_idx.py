@@ -8,7 +8,7 @@ import pytest
 
 from lookalike.catalog.idx import IdxFormatError, idx_shape, read_idx
 from lookalike.catalog.sources import FASHION_MNIST_LABELS
-from tests.conftest import FASHION_MNIST_DIR
+from tests.support.builders import FASHION_MNIST_DIR
 
 TRAIN_IMAGES = FASHION_MNIST_DIR / "train-images-idx3-ubyte.gz"
 TRAIN_LABELS = FASHION_MNIST_DIR / "train-labels-idx1-ubyte.gz"

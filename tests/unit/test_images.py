@@ -1,14 +1,13 @@
 """Image validation and normalisation: what is accepted, what is rejected and why."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from lookalike.images import ImageRejected, decode_png, encode_pixels, normalise_image, pixel_hash
+from tests.support.images import png_declaring
 
 
 def _bytes(image: Image.Image, fmt: str, **kw) -> bytes:
@@ -86,25 +85,8 @@ def test_bad_input_is_rejected_with_a_reason(data, reason):
         normalise_image(data)
 
 
-def _png_declaring(width: int, height: int) -> bytes:
-    """A PNG whose header declares width x height pixels but carries almost no data."""
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", ihdr)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
-
-
 def test_decompression_bomb_is_rejected_before_decoding():
-    bomb = _png_declaring(30000, 30000)
+    bomb = png_declaring(30000, 30000)
     assert len(bomb) < 200
     with pytest.raises(ImageRejected, match="decompression bomb"):
         normalise_image(bomb, max_pixels=10_000_000)

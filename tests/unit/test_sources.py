@@ -19,7 +19,7 @@ from lookalike.catalog.sources import (
     walk_files,
 )
 from lookalike.images import decode_png
-from tests.conftest import FASHION_MNIST_DIR
+from tests.support.builders import FASHION_MNIST_DIR
 
 
 def test_fashion_mnist_chunks_cover_each_split_exactly():

@@ -15,22 +15,7 @@ from lookalike.catalog.table import (
     merge_changes,
     table_version,
 )
-
-
-def change(item_id: str, h: str = "h1", cat: str = "Bag", op: str = "upsert") -> dict:
-    return {
-        "item_id": item_id,
-        "category": 8,
-        "category_name": cat,
-        "image": b"png",
-        "width": 28,
-        "height": 28,
-        "channels": 1,
-        "content_hash": h,
-        "split": "train",
-        "source": "test",
-        "_op": op,
-    }
+from tests.support.tables import change
 
 
 def stage(tmp_path: Path, name: str, rows: list[dict]) -> Path:
