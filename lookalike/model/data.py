@@ -147,6 +147,11 @@ def load_training_items(
     )
 
 
+def _photo_keys(items: ImageSet) -> list[str]:
+    """One key per item that equal pixels share (what copies of one photo have in common)."""
+    return [hashlib.sha256(x.tobytes()).hexdigest() for x in items.x]
+
+
 def distinct_photos(items: ImageSet) -> ImageSet:
     """``items`` with each distinct photo once (the first item showing it), order kept.
 
@@ -156,8 +161,7 @@ def distinct_photos(items: ImageSet) -> ImageSet:
     pairs that teach nothing (icon benchmark: p@1 0.574 -> 0.647 when trained on distinct
     photos). The evaluation index keeps every item.
     """
-    keys = [hashlib.sha256(x.tobytes()).digest() for x in items.x]
-    _, first = np.unique(keys, return_index=True)
+    _, first = np.unique(_photo_keys(items), return_index=True)
     keep = np.zeros(len(items), dtype=bool)
     keep[first] = True
     return items.subset(keep)
@@ -169,9 +173,7 @@ def validation_split(items: ImageSet, fraction: float = 0.1) -> tuple[ImageSet, 
     Hyperparameter search scores on the validation slice, never on the test split. Hashing
     the pixels (not the id) keeps copies of one photo on one side, as the ingest split does.
     """
-    held = np.array(
-        [hashed_split(hashlib.sha256(x.tobytes()).hexdigest(), fraction) == "test" for x in items.x]
-    )
+    held = np.array([hashed_split(key, fraction) == "test" for key in _photo_keys(items)])
     fit, val = items.subset(~held), items.subset(held)
     if len(val) == 0 or len(fit) == 0:
         raise EmptyDataError(
