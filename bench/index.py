@@ -431,10 +431,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "index.json")
     args = parser.parse_args()
 
+    from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
     from lookalike.index.builder import latest_version
     from lookalike.index.scann_index import load_rows
 
+    configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
     out: dict[str, Any] = {
         "benchmark": "index",

@@ -32,8 +32,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality.json")
     args = parser.parse_args()
 
+    from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
 
+    configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
     if not (settings.catalog_path / "_delta_log").exists():
         print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)

@@ -223,8 +223,10 @@ def main() -> None:
     import httpx
 
     from lookalike.bundle.registry import production_version
+    from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
 
+    configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
     if production_version(settings) is None:
         sys.exit("no production bundle in LOOKALIKE_HOME: run bench/index.py or `make demo` first")

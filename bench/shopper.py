@@ -90,9 +90,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "shopper.json")
     args = parser.parse_args()
 
+    from lookalike.cli.logs import configure_logging
     from lookalike.config import Settings, get_settings
     from lookalike.spark import spark_session
 
+    configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},

@@ -12,11 +12,11 @@ so are rows whose item id another source owns (ownership moves only with ``take_
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,8 @@ from lookalike.config import Settings, get_settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+log = logging.getLogger(__name__)
 
 STALE_STAGING_SECONDS = 24 * 3600
 
@@ -79,10 +81,6 @@ def assign_categories(
         mapping[name] = want
         used.add(want)
     return mapping
-
-
-def _log(msg: str, t0: float) -> None:
-    print(f"[ingest {time.monotonic() - t0:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
 
 def _clean_stale_staging(staging_root: Path) -> None:
@@ -152,7 +150,6 @@ def run_ingest(
     discontinued: Iterable[str] = (),
     take_over: bool | Iterable[str] = False,
     preferred_categories: dict[str, int] | None = None,
-    log: Callable[[str, float], None] = _log,
 ) -> IngestSummary:
     """Bring the catalogue in line with ``staged`` (rows of one source) in one Delta commit.
 
@@ -170,7 +167,7 @@ def run_ingest(
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
     table = settings.catalog_path
     _clean_stale_staging(settings.staging_dir)
-    run = _Run(spark, source, settings.staging_dir / run_id, IngestSummary(source, run_id), log, t0)
+    run = _Run(spark, source, settings.staging_dir / run_id, IngestSummary(source, run_id), t0)
     summary = run.summary
     try:
         staged = _stage(run, staged)
@@ -200,13 +197,12 @@ def run_ingest(
 
 @dataclass
 class _Run:
-    """One ingest run as its steps see it: where it spills, how it logs, what it counted."""
+    """One ingest run as its steps see it: where it spills, when it started, what it counted."""
 
     spark: SparkSession
     source: str
     work: Path
     summary: IngestSummary
-    log: Callable[[str, float], None]
     t0: float
 
     @property
@@ -214,7 +210,8 @@ class _Run:
         return self.summary.run_id
 
     def say(self, msg: str) -> None:
-        self.log(msg, self.t0)
+        """A progress line with the seconds since the run started."""
+        log.info(f"[{time.monotonic() - self.t0:6.1f}s] {msg}")
 
     def spill(self, frame: DataFrame, name: str) -> DataFrame:
         """Write ``frame`` under the run's work folder and read it back: later steps reuse

@@ -2,7 +2,8 @@
 
 Bad arguments exit with status 2 and a message naming the argument; a failed job exits 1.
 One module per command group, each with an ``add_parser(subparsers)``; ``output`` holds what
-they share (``UsageError``, ``out``, ``emit``). Nothing in the library imports this package.
+they share (``UsageError``, ``out``, ``emit``); ``logs`` sends the library's progress lines to
+stderr. Nothing in the library imports this package.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from lookalike.cli import catalog, index, model, serve, shopper
+from lookalike.cli.logs import configure_logging
 from lookalike.cli.output import UsageError, command_output
 
 __all__ = ["UsageError", "build_parser", "main"]
@@ -57,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the exit status (0 ok, 1 a failed job, 2 bad arguments)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging()  # progress on stderr: stdout carries the result alone
     try:
         with command_output():
             return args.func(args)

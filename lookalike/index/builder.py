@@ -14,8 +14,8 @@ Rules kept here, in one place:
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,8 +83,7 @@ class IndexResult:
         return asdict(self)
 
 
-def _log(msg: str) -> None:
-    print(f"[index] {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------- versions on disk
@@ -156,7 +155,7 @@ def check_recall(
     recall = sx.measure_recall(searcher, vectors, ids, k=10, tolerance=settings.recall_tolerance)
     if recall.with_ties < settings.index_min_recall:
         raise sx.RecallTooLow(f"{recall.describe()} < {settings.index_min_recall} (not published)")
-    _log(f"{recall.describe()} >= {settings.index_min_recall}")
+    log.info(f"{recall.describe()} >= {settings.index_min_recall}")
     return recall
 
 
@@ -214,9 +213,11 @@ def build_full(
     timings: dict[str, float] = {}
     version = resolve_version(settings.catalog_path, catalog_version)
     if spark is not None:
-        _log(f"embedding catalogue v{version} with {encoder.name}/{encoder.version} (Spark)")
+        log.info(f"embedding catalogue v{version} with {encoder.name}/{encoder.version} (Spark)")
         summary = embed_catalog(spark, settings, encoder, version)
-        _log(f"embedded {summary.embedded}, deleted {summary.deleted}, kept {summary.unchanged}")
+        log.info(
+            f"embedded {summary.embedded}, deleted {summary.deleted}, kept {summary.unchanged}"
+        )
     timings["embed"] = round(time.monotonic() - t0, 2)
     with _timed(timings, "read"):
         items = catalog_items(settings, version)
@@ -225,7 +226,7 @@ def build_full(
         vectors = _current_vectors(settings, encoder, items, version)
     with _timed(timings, "build"):
         params = sx.IndexParams.for_size(len(vectors))
-        _log(f"building ScaNN over {len(vectors)} vectors ({params})")
+        log.info(f"building ScaNN over {len(vectors)} vectors ({params})")
         searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
     with _timed(timings, "check_and_write"):
         name, path, manifest = _publish(
@@ -242,7 +243,7 @@ def build_full(
                 "changed_since_rebalance": 0,
             },
         )
-    _log(f"published {name}: {manifest['size']} items, {_recall_text(manifest)}")
+    log.info(f"published {name}: {manifest['size']} items, {_recall_text(manifest)}")
     return IndexResult(
         kind="full",
         index_version=name,
@@ -318,7 +319,7 @@ def update_index(
         changes=changes.summary(),
     )
     if changes.empty:
-        _log(f"no catalogue changes since v{watermark}: {old.path.name} stays current")
+        log.info(f"no catalogue changes since v{watermark}: {old.path.name} stays current")
         result.size = int(old.manifest["size"])
         result.seconds = round(time.monotonic() - t0, 2)
         return result
@@ -341,7 +342,7 @@ def update_index(
             all_items,
             _update_manifest(old, changes, since, health),
         )
-    _log(
+    log.info(
         f"published {name} from {old.path.name}: +{changes.inserts.num_rows} "
         f"~{changes.updates.num_rows} -{len(changes.deletes)}, {_recall_text(full)}"
     )
@@ -488,7 +489,9 @@ def _rebalance_if_due(
     if base.manifest["params"]["num_leaves"] and (
         since >= settings.index_rebalance_share * n_items or imbalance > MAX_PARTITION_IMBALANCE
     ):
-        _log(f"{since} changes since the last rebalance, imbalance {imbalance:.2f}: rebalancing")
+        log.info(
+            f"{since} changes since the last rebalance, imbalance {imbalance:.2f}: rebalancing"
+        )
         base.searcher.rebalance()
         return 0, _health(base.searcher), True
     return since, health, False

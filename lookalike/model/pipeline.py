@@ -4,7 +4,7 @@ register as ``lookalike-encoder`` with alias ``challenger``."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import tempfile
 import time
 from collections.abc import Sequence
@@ -24,8 +24,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 
-def _log(msg: str) -> None:
-    print(f"[train] {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -156,7 +155,7 @@ def _load_data(
     queries)."""
     if not (cfg.input_shape_known and cfg.schedule_known):
         cfg = fit_to_catalogue(cfg, table, version)
-        _log(
+        log.info(
             f"from the catalogue: {cfg.input_size} px, {cfg.channels} channel(s), "
             f"{cfg.epochs} epochs x {cfg.steps_per_epoch} steps"
         )

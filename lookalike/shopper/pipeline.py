@@ -8,7 +8,7 @@ evaluates MF, popularity and Spark ML ALS the same way, and registers the bundle
 
 from __future__ import annotations
 
-import sys
+import logging
 import tempfile
 import time
 from pathlib import Path
@@ -27,8 +27,7 @@ if TYPE_CHECKING:
     from lookalike.shopper.model import Factors
 
 
-def _log(msg: str) -> None:
-    print(f"[shopper] {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def rank_main(
@@ -107,7 +106,7 @@ def train_shopper(
     interactions_version, split, space = _read_split(settings, interactions_version)
     # visual vectors row-aligned with the split's items (prepare keeps the space's order)
     features = space.vectors if space is not None else None
-    _log(
+    log.info(
         f"interactions v{interactions_version}: {split.events} events, {split.n_users} users, "
         f"{split.n_items} items, {len(split.train_users)} train pairs"
     )
@@ -119,7 +118,7 @@ def train_shopper(
             settings, cfg, split, features, horovod=horovod, spark=spark, run_id=run.info.run_id
         )
         train_seconds = time.monotonic() - t0
-        _log(f"trained in {train_seconds:.1f} s, final loss {history['loss'][-1]:.4f}")
+        log.info(f"trained in {train_seconds:.1f} s, final loss {history['loss'][-1]:.4f}")
         results_all = _evaluate(factors, split, baselines, eval_users, spark)
         metrics = results_all["mf"]
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
@@ -127,7 +126,7 @@ def train_shopper(
         for name, m in results_all.items():
             mlflow.log_metrics({f"{name}_{k}": float(v) for k, v in m.items()})
         for name, m in results_all.items():
-            _log(f"{name:>10}: HR@10 {m['hr_at_10']:.4f}  NDCG@10 {m['ndcg_at_10']:.4f}")
+            log.info(f"{name:>10}: HR@10 {m['hr_at_10']:.4f}  NDCG@10 {m['ndcg_at_10']:.4f}")
         manifest, version = _bundle(
             settings, cfg, factors, split, space, interactions_version, metrics, register
         )
@@ -304,5 +303,5 @@ def _bundle(
         if register:
             tags = {INTERACTIONS_VERSION_TAG: str(interactions_version)}
             version = log_and_register(settings, bundle_dir, tags)
-            _log(f"registered {settings.shopper_model_name} v{version} as challenger")
+            log.info(f"registered {settings.shopper_model_name} v{version} as challenger")
     return manifest, version

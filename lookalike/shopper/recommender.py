@@ -12,9 +12,9 @@ items with equal scores are ties, not misses; strict recall is recorded beside i
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,8 +38,7 @@ CANDIDATES = 200  # re-ranked when there is a NeuMF head or a visual blend
 BRUTE_FORCE_BELOW = 2_000
 
 
-def _log(msg: str) -> None:
-    print(f"[shopper] {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def build_searcher(vectors: np.ndarray) -> Any:
@@ -217,7 +216,7 @@ def _checked_searcher(
     )
     if recall.with_ties < min_recall:
         raise RecallTooLow(f"shopper index {recall.describe()} < {min_recall}")
-    _log(f"shopper index {recall.describe()} >= {min_recall}")
+    log.info(f"shopper index {recall.describe()} >= {min_recall}")
     return searcher, recall
 
 

@@ -14,7 +14,7 @@ shopper model (``lookalike.registry.gate``).
 
 from __future__ import annotations
 
-import sys
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,8 +66,7 @@ class PromotionResult(GateResult):
         return {k: d[k] for k in _KEYS}
 
 
-def _log(msg: str) -> None:
-    print(f"[promote] {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 def evaluate_gate(
@@ -95,7 +94,7 @@ def evaluate_gate(
     champ_mv = find_version(name, CHAMPION)
 
     def evaluate(v: str, with_baseline: bool = False) -> dict[str, Any]:
-        _log(f"evaluating {name}/{v} on catalogue v{version}")
+        log.info(f"evaluating {name}/{v} on catalogue v{version}")
         return evaluate_registered(
             settings,
             v,
@@ -115,7 +114,7 @@ def evaluate_gate(
     elif champ_mv is not None:
         champ = chal
     decision = decide(settings.promote_metric, chal, champ, margin, baseline)
-    _log(("PROMOTE: " if decision.promote else "keep champion: ") + decision.reason)
+    log.info(("PROMOTE: " if decision.promote else "keep champion: ") + decision.reason)
 
     run_id = _record(settings, decision, chal, champ, baseline, margin, version)
     return PromotionResult(
@@ -186,7 +185,7 @@ def finalize(settings: Settings, gate: PromotionResult, index_path: Path) -> Pro
         bundle = publish_bundle(settings, index_path)
     except Exception as e:
         mark_failed(client, gate.run_id, e)
-        _log(f"bundle for {name}/{chal} failed, nothing moved: {e}")
+        log.info(f"bundle for {name}/{chal} failed, nothing moved: {e}")
         raise
     gate.bundle = bundle.to_dict()
     move_alias(
@@ -201,7 +200,7 @@ def finalize(settings: Settings, gate: PromotionResult, index_path: Path) -> Pro
     gate.moved = {CHAMPION: chal, served: bundle.bundle_version}
     client.set_tag(gate.run_id, "index_version", manifest["index_version"])
     client.set_tag(gate.run_id, "bundle_version", bundle.bundle_version)
-    _log(f"{CHAMPION} -> {name}/{chal}, {served} -> bundle v{bundle.bundle_version}")
+    log.info(f"{CHAMPION} -> {name}/{chal}, {served} -> bundle v{bundle.bundle_version}")
     return gate
 
 
@@ -230,7 +229,7 @@ def promote(
         index = build_full(settings, encoder, spark=spark, catalog_version=gate.catalog_version)
     except Exception as e:
         mark_failed(MlflowClient(), gate.run_id, e)
-        _log(f"full index for the challenger failed, nothing moved: {e}")
+        log.info(f"full index for the challenger failed, nothing moved: {e}")
         raise
     gate.index = index.to_dict()
     assert index.path is not None
