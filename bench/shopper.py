@@ -52,15 +52,15 @@ def _ensure_interactions(settings: Any) -> dict[str, Any]:
     return made | {"ingest": ingested, "seconds": round(time.monotonic() - t, 1)}
 
 
-def _summary(result: dict[str, Any]) -> dict[str, Any]:
+def _summary(result: Any) -> dict[str, Any]:  # a ShopperTrainResult
     keep = ("hr_at_10", "ndcg_at_10", "sampled_hr_at_10", "sampled_ndcg_at_10", "item_coverage")
     out = {
         name: {k: round(float(v), 4) for k, v in m.items() if k in keep}
-        for name, m in result["metrics"].items()
+        for name, m in result.metrics.items()
     }
-    out["mf"]["train_seconds"] = result["train_seconds"]
-    if "als" in result["metrics"]:
-        out["als"]["train_seconds"] = round(result["metrics"]["als"]["train_seconds"], 1)
+    out["mf"]["train_seconds"] = result.train_seconds
+    if "als" in result.metrics:
+        out["als"]["train_seconds"] = round(result.metrics["als"]["train_seconds"], 1)
     return out
 
 
@@ -73,9 +73,9 @@ def _train(settings: Any, overrides: list[str], spark: Any, baselines: bool) -> 
     return {"config": cfg.to_dict(), "data": _data(result), "results": _summary(result)}
 
 
-def _data(result: dict[str, Any]) -> dict[str, Any]:
+def _data(result: Any) -> dict[str, Any]:  # a ShopperTrainResult
     keys = ("users", "items", "train_pairs", "interactions_version")
-    return {k: result[k] for k in keys}
+    return {k: getattr(result, k) for k in keys}
 
 
 def _ratio(a: float, b: float) -> float | None:

@@ -76,7 +76,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     result = run_tuning(
         cfg, trials=args.trials, parallelism=args.parallelism, catalog_version=args.catalog_version
     )
-    emit(result, args.summary_file)
+    emit(result.to_dict(), args.summary_file)
     return 0
 
 

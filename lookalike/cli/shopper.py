@@ -103,7 +103,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         eval_users=args.eval_users,
         spark=spark,
     )
-    emit(result, args.summary_file)
+    emit(result.to_dict(), args.summary_file)
     return 0
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings, get_settings
@@ -26,6 +27,23 @@ SEARCH_SPACE_DOC = {
     "epochs": "base-1 .. base+2 (at least 1)",
     "width": "16 | 32 | 48",
 }
+
+
+@dataclass(frozen=True)
+class TuneResult:
+    """What a search found: its parent MLflow run, the best parameters and their validation
+    mAP@R, trials asked for and trials that succeeded, on one catalogue version."""
+
+    parent_run_id: str
+    best_params: dict[str, Any]
+    best_val_map_at_r: float
+    trials: int
+    trials_ok: int
+    catalog_version: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (the command's output, the DAG's tuning summary)."""
+        return asdict(self)
 
 
 def search_space(base: TrainConfig) -> dict[str, Any]:
@@ -62,7 +80,7 @@ def run_tuning(
     settings: Settings | None = None,
     spark: SparkSession | None = None,
     catalog_version: int | None = None,
-) -> dict[str, Any]:
+) -> TuneResult:
     """Search ``trials`` configurations on Spark; returns the best parameters and score."""
     import mlflow
 
@@ -100,14 +118,14 @@ def run_tuning(
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
         mlflow.log_metric("best_val_map_at_r", best_score)
         mlflow.log_metric("trials_ok", trials_ok)
-    return {
-        "parent_run_id": parent_id,
-        "best_params": best_params,
-        "best_val_map_at_r": best_score,
-        "trials": trials,
-        "trials_ok": trials_ok,
-        "catalog_version": version,
-    }
+    return TuneResult(
+        parent_run_id=parent_id,
+        best_params=best_params,
+        best_val_map_at_r=best_score,
+        trials=trials,
+        trials_ok=trials_ok,
+        catalog_version=version,
+    )
 
 
 def _objective(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,34 @@ if TYPE_CHECKING:
 
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ShopperTrainResult:
+    """What a shopper training run produced: its MLflow run, the registered version (None when
+    not registered), the interactions version and split it trained on, and the metrics of MF
+    beside its baselines (``mf``, ``popularity``, ``als`` when run)."""
+
+    run_id: str
+    model_version: str | None
+    interactions_version: int | None
+    users: int
+    items: int
+    train_pairs: int
+    train_seconds: float
+    metrics: dict[str, dict[str, float]]
+    index_recall_at_10: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values (the command's output, a job's summary file)."""
+        return asdict(self)
+
+    def __getitem__(self, key: str) -> Any:
+        """``result["model_version"]``: read like the dict it replaced, for callers not yet
+        moved to attributes."""
+        if key not in {f.name for f in fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
 
 
 def rank_main(
@@ -95,10 +124,11 @@ def train_shopper(
     register: bool = True,
     eval_users: int | None = None,
     spark: SparkSession | None = None,
-) -> dict[str, Any]:
+) -> ShopperTrainResult:
     """Train, evaluate (MF beside popularity and, with ``baselines``, ALS), build the bundle
     and (``register``) register it as ``challenger``, all as one MLflow run on one recorded
-    interactions version. Returns the summary the CLI prints and the DAG reads."""
+    interactions version. Returns the result whose ``to_dict()`` the CLI prints and the DAG
+    reads."""
     import mlflow
 
     from lookalike.registry.mlflow_setup import setup_mlflow
@@ -130,17 +160,17 @@ def train_shopper(
         manifest, version = _bundle(
             settings, cfg, factors, split, space, interactions_version, metrics, register
         )
-    return {
-        "run_id": run.info.run_id,
-        "model_version": version,
-        "interactions_version": interactions_version,
-        "users": split.n_users,
-        "items": split.n_items,
-        "train_pairs": len(split.train_users),
-        "train_seconds": round(train_seconds, 1),
-        "metrics": results_all,
-        "index_recall_at_10": manifest["index"]["recall_at_10"],
-    }
+    return ShopperTrainResult(
+        run_id=run.info.run_id,
+        model_version=version,
+        interactions_version=interactions_version,
+        users=split.n_users,
+        items=split.n_items,
+        train_pairs=len(split.train_users),
+        train_seconds=round(train_seconds, 1),
+        metrics=results_all,
+        index_recall_at_10=manifest["index"]["recall_at_10"],
+    )
 
 
 def _read_split(

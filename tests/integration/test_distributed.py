@@ -75,8 +75,8 @@ def test_hyperopt_two_trials_on_spark(spark, small_catalog):
     out = run_tuning(
         TrainConfig.from_dict(TINY), trials=2, parallelism=2, settings=small_catalog, spark=spark
     )
-    assert out["trials_ok"] == 2 and 0.0 < out["best_val_map_at_r"] <= 1.0
-    assert set(out["best_params"]) == {
+    assert out.trials_ok == 2 and 0.0 < out.best_val_map_at_r <= 1.0
+    assert set(out.best_params) == {
         "learning_rate",
         "embedding_size",
         "examples_per_class",
@@ -84,11 +84,11 @@ def test_hyperopt_two_trials_on_spark(spark, small_catalog):
         "width",
     }
     client = MlflowClient(small_catalog.tracking_uri)
-    parent = client.get_run(out["parent_run_id"])
-    assert parent.data.metrics["best_val_map_at_r"] == pytest.approx(out["best_val_map_at_r"])
+    parent = client.get_run(out.parent_run_id)
+    assert parent.data.metrics["best_val_map_at_r"] == pytest.approx(out.best_val_map_at_r)
     children = client.search_runs(
         [parent.info.experiment_id],
-        filter_string=f"tags.mlflow.parentRunId = '{out['parent_run_id']}'",
+        filter_string=f"tags.mlflow.parentRunId = '{out.parent_run_id}'",
     )
     assert len(children) == 2 and all("val_map_at_r" in c.data.metrics for c in children)
 

@@ -74,11 +74,11 @@ def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
     from lookalike.shopper.registry import load_version, promote, version_by
 
     settings, first = shop
-    metrics = first["train"]["metrics"]
+    metrics = first["train"].metrics
     assert set(metrics) == {"mf", "popularity", "als"}
     assert metrics["mf"]["ndcg_at_10"] > metrics["popularity"]["ndcg_at_10"]
     assert 0 < metrics["als"]["ndcg_at_10"] <= 1
-    assert first["train"]["model_version"] == "1" and first["promote"].decision.promote is True
+    assert first["train"].model_version == "1" and first["promote"].decision.promote is True
     prod = version_by(settings, "production")
     assert prod is not None and str(prod.version) == "1"
     rec = load_version(settings, "1")  # a fresh copy from the registry, checksums verified
@@ -94,7 +94,7 @@ def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
         baselines=False,
     )
     gate = promote(settings)
-    assert gate.decision.challenger_version == weak["model_version"] == "2"
+    assert gate.decision.challenger_version == weak.model_version == "2"
     assert gate.decision.promote is False and gate.production == "1"
     assert gate.to_dict()["production"] == "1" and gate.to_dict()["production_before"] == "1"
     assert str(version_by(settings, "production").version) == "1"
@@ -136,8 +136,8 @@ def test_horovod_two_ranks_train_identical_weights(shop, spark):
         register=False,
         spark=spark,
     )
-    assert result["model_version"] is None
-    assert result["metrics"]["mf"]["ndcg_at_10"] > result["metrics"]["popularity"]["ndcg_at_10"]
+    assert result.model_version is None
+    assert result.metrics["mf"]["ndcg_at_10"] > result.metrics["popularity"]["ndcg_at_10"]
 
 
 def test_movielens_format_file_from_the_pyspark_distribution(tmp_path):
