@@ -1,5 +1,18 @@
 """The recommendation service as a real HTTP server on loopback, against a real MLflow
-registry with real bundle versions: routes, bad input, auth, hot swap, refused versions."""
+registry with real bundle versions: routes, bad input, auth, hot swap, refused versions.
+
+The expensive set-up happens once per module: ``home`` ingests the catalogue, trains an
+encoder, promotes bundle version 1 and registers shopper model version 1; ``server`` serves
+them; ``new_version`` ingests a photo drop, updates the index and publishes the result (the
+swap). A test that depends on which version is live says so with a fixture that puts that
+version live, so the tests pass in any order (in file order the bundle alias moves only once):
+
+- ``bundle_v1``: similarity bundle version 1 (before the swap) is production and served;
+- ``bundle_v2``: the new catalogue version's bundle (after the swap) is production and served;
+- ``shopper_v1``: shopper model version 1 is production and served;
+- ``shopper_v2``: a second shopper model version is trained and made production for one test,
+  then production moves back to version 1.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +20,9 @@ import io
 import re
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
@@ -19,7 +34,14 @@ from tests.support.builders import TINY_TRAIN, make_shopper_model
 from tests.support.images import png_declaring
 from tests.support.server import Server, wait_for
 
+if TYPE_CHECKING:
+    from lookalike.bundle.registry import PublishResult
+    from lookalike.config import Settings
+
 TOKEN = "test-admin-token"
+USER = "u007"  # a shopper the shopper model knows
+NEW_ITEM = "Bag-brand-new"  # the product the photo drop adds (`new_version`)
+DISCONTINUED = "fm-train-00004"  # the product the photo drop discontinues
 
 
 @pytest.fixture(scope="module")
@@ -54,118 +76,276 @@ def server(home) -> Iterator[Server]:
         yield s
 
 
+@pytest.fixture(scope="module")
+def client(server) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def registry(home):
+    from mlflow import MlflowClient
+
+    return MlflowClient(home.tracking_uri, home.tracking_uri)
+
+
+def serve_bundle(home: Settings, registry, client: httpx.Client, version: str) -> None:
+    """Point the alias the service follows at similarity bundle ``version``; wait until the
+    service serves it."""
+    registry.set_registered_model_alias(home.recommender_model_name, home.serve_alias, version)
+    wait_for(lambda: client.get("/v1/version").json().get("bundle_version") == version)
+
+
+def serve_shopper(home: Settings, registry, client: httpx.Client, version: str) -> None:
+    """Point the alias the service follows at shopper model ``version``; wait until the
+    service serves it."""
+    registry.set_registered_model_alias(home.shopper_model_name, home.shopper_alias, version)
+    wait_for(
+        lambda: (client.get("/readyz").json().get("shopper") or {}).get("model_version") == version
+    )
+
+
+@pytest.fixture
+def bundle_v1(home, registry, client) -> None:
+    """Bundle version 1, the first catalogue's (the state before the swap), is served."""
+    serve_bundle(home, registry, client, "1")
+
+
+@pytest.fixture
+def shopper_v1(home, registry, client) -> None:
+    """Shopper model version 1 is served."""
+    serve_shopper(home, registry, client, "1")
+
+
+@dataclass(frozen=True)
+class NewVersion:
+    """A photo drop (one new product, one discontinued) ingested, indexed and published."""
+
+    update: Any  # the index update (lookalike.index.builder.IndexResult)
+    published: PublishResult
+    status_before_publish: int  # GET /v1/items/<new product> after the ingest, before publishing
+
+
+@pytest.fixture(scope="module")
+def new_version(home, spark, registry, client, tmp_path_factory) -> NewVersion:
+    """The swap: a new catalogue version, its index update published as production."""
+    from lookalike.bundle.registry import publish_bundle
+    from lookalike.catalog.ingest import ingest_folder
+    from lookalike.index.builder import update_index
+
+    serve_bundle(home, registry, client, "1")  # what is served until the publish
+    photo = client.get("/v1/items/fm-test-00003/image").content
+    drop = tmp_path_factory.mktemp("new-version") / "drop"
+    (drop / "Bag").mkdir(parents=True)
+    (drop / "Bag" / "brand new.png").write_bytes(photo)
+    ingest_folder(spark, drop, settings=home, discontinued=[DISCONTINUED])
+    before = client.get(f"/v1/items/{NEW_ITEM}").status_code
+    update = update_index(home)
+    published = publish_bundle(home, Path(update.path))
+    return NewVersion(update=update, published=published, status_before_publish=before)
+
+
+@pytest.fixture
+def bundle_v2(new_version, home, registry, client) -> NewVersion:
+    """The new catalogue version's bundle (the state after the swap) is served."""
+    serve_bundle(home, registry, client, new_version.published.bundle_version)
+    return new_version
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pixels).save(buf, format="PNG")
     return buf.getvalue()
 
 
-def test_routes_answer_with_versions(server):
-    c = httpx.Client(base_url=server.url)
-    ready = c.get("/readyz").json()
+# ---------------------------------------------------------------- bundle version 1: the routes
+
+
+@pytest.fixture
+def sample(client, bundle_v1) -> dict[str, Any]:
+    """Five indexed items of bundle version 1 (a fixed seed: the same five every time)."""
+    return client.get("/v1/items", params={"limit": 5, "seed": 1}).json()
+
+
+@pytest.fixture
+def item_id(sample) -> str:
+    return sample["items"][0]["item_id"]
+
+
+def test_readiness_and_version_name_the_live_bundle(client, bundle_v1):
+    ready = client.get("/readyz").json()
     assert ready["ready"] and ready["versions"]["bundle_version"] == "1"
-    version = c.get("/v1/version").json()
+    version = client.get("/v1/version").json()
     assert version["index_version"] == "v000001" and version["loaded_at"]
-    items = c.get("/v1/items", params={"limit": 5, "seed": 1}).json()
-    assert len(items["items"]) == 5 and items["total"] == 600
-    item_id = items["items"][0]["item_id"]
-    assert c.get(f"/v1/items/{item_id}").json()["item_id"] == item_id
-    image = c.get(f"/v1/items/{item_id}/image")
+
+
+def test_items_are_listed_looked_up_and_pictured(client, sample, item_id):
+    assert len(sample["items"]) == 5 and sample["total"] == 600
+    assert client.get(f"/v1/items/{item_id}").json()["item_id"] == item_id
+    image = client.get(f"/v1/items/{item_id}/image")
     assert image.headers["content-type"] == "image/png" and image.content[:4] == b"\x89PNG"
-    sim = c.get(f"/v1/items/{item_id}/similar", params={"k": 7}).json()
+
+
+def test_similar_by_id_ranks_other_items_by_score(client, item_id):
+    sim = client.get(f"/v1/items/{item_id}/similar", params={"k": 7}).json()
     assert len(sim["items"]) == 7 and item_id not in {i["item_id"] for i in sim["items"]}
     assert sim["versions"]["bundle_version"] == "1"
     scores = [i["score"] for i in sim["items"]]
     assert scores == sorted(scores, reverse=True)
-    cat = c.get(f"/v1/items/{item_id}/similar", params={"k": 5, "category": 3}).json()
+
+
+def test_similar_by_id_filters_by_category(client, item_id):
+    cat = client.get(f"/v1/items/{item_id}/similar", params={"k": 5, "category": 3}).json()
     assert {i["category"] for i in cat["items"]} == {3}
-    # a photo of a catalogue item finds that item first
-    up = c.post("/v1/similar", files={"photo": ("x.png", image.content, "image/png")})
+
+
+def test_photo_upload_of_a_catalogue_item_finds_that_item_first(client, item_id):
+    image = client.get(f"/v1/items/{item_id}/image")
+    up = client.post("/v1/similar", files={"photo": ("x.png", image.content, "image/png")})
     assert up.status_code == 200, up.text
     assert up.json()["items"][0]["score"] > 0.999
+
+
+def test_photo_upload_of_a_larger_rgb_jpeg(client, bundle_v1):
     rgb = np.full((300, 200, 3), 255, np.uint8)
     rgb[50:250, 40:160] = (200, 30, 30)
     jpeg = io.BytesIO()
     Image.fromarray(rgb).save(jpeg, format="JPEG")
-    big = c.post(
+    big = client.post(
         "/v1/similar", files={"photo": ("p.jpg", jpeg.getvalue(), "image/jpeg")}, params={"k": 3}
     )
     assert big.status_code == 200 and len(big.json()["items"]) == 3
-    page = c.get("/")
+
+
+def test_web_page_is_served(client, bundle_v1):
+    page = client.get("/")
     assert page.status_code == 200 and "lookalike" in page.text
-    metrics = c.get("/metrics").text
+
+
+def test_metrics_count_requests_and_the_index_size(client, item_id):
+    client.get(f"/v1/items/{item_id}/similar")  # at least one request on the route counted
+    metrics = client.get("/metrics").text
     assert 'lookalike_requests_total{method="GET",route="/v1/items/{item_id}/similar"' in metrics
     assert 'lookalike_index_items{model="similar"} 600.0' in metrics
 
 
-def test_shopper_recommendations_for_known_unknown_and_malformed_users(server, home):
-    from lookalike.catalog.table import table_version
+# ---------------------------------------------------------------- shopper model version 1
+
+
+@pytest.fixture(scope="module")
+def seen(home) -> set[str]:
+    """The items ``USER`` interacted with."""
     from lookalike.shopper.interactions import read_interactions
 
-    c = httpx.Client(base_url=server.url)
-    ready = wait_for(lambda: c.get("/readyz").json().get("shopper"))
-    assert ready["model_version"] == "1" and ready["users"] == 200
     events = read_interactions(home.interactions_path).to_pandas()
-    user = "u007"
-    seen = set(events.loc[events["user_id"] == user, "item_id"].astype(str))
-    r = c.get(f"/v1/users/{user}/recommendations", params={"k": 5})
+    return set(events.loc[events["user_id"] == USER, "item_id"].astype(str))
+
+
+def test_shopper_model_version_1_is_ready(client, shopper_v1):
+    ready = wait_for(lambda: client.get("/readyz").json().get("shopper"))
+    assert ready["model_version"] == "1" and ready["users"] == 200
+
+
+def test_known_shopper_gets_personal_recommendations_not_yet_seen(
+    client, home, seen, shopper_v1, bundle_v1
+):
+    from lookalike.catalog.table import table_version
+
+    r = client.get(f"/v1/users/{USER}/recommendations", params={"k": 5})
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["mode"] == "personal" and body["known_user"] is True
     assert len(body["items"]) == 5 and not seen & {i["item_id"] for i in body["items"]}
     assert body["versions"]["model_version"] == "1"
     assert body["versions"]["interactions_version"] == table_version(home.interactions_path)
-    image = c.get(body["items"][0]["image_url"])
+    image = client.get(body["items"][0]["image_url"])
     assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
-    with_seen = c.get(
-        f"/v1/users/{user}/recommendations", params={"exclude_seen": False, "k": 50}
+
+
+def test_known_shopper_may_get_seen_items_again(client, seen, shopper_v1):
+    with_seen = client.get(
+        f"/v1/users/{USER}/recommendations", params={"exclude_seen": False, "k": 50}
     ).json()
     assert seen & {i["item_id"] for i in with_seen["items"]}
-    blended = c.get(f"/v1/users/{user}/recommendations", params={"blend": 0.5}).json()
+
+
+def test_blended_recommendations_mix_in_visual_similarity(client, shopper_v1):
+    blended = client.get(f"/v1/users/{USER}/recommendations", params={"blend": 0.5}).json()
     assert blended["mode"] == "personal+visual"
+
+
+def test_unknown_shopper_gets_the_documented_fallback(client, shopper_v1):
     # a shopper the model has never seen: the documented fallback, not an error
-    new = c.get("/v1/users/new-shopper-42/recommendations", params={"k": 6})
+    new = client.get("/v1/users/new-shopper-42/recommendations", params={"k": 6})
     assert new.status_code == 200
     assert new.json()["mode"] == "fallback:popular-diverse" and len(new.json()["items"]) == 6
     assert new.json()["known_user"] is False
-    for bad, params, field in [
+
+
+@pytest.mark.parametrize(
+    ("user", "params", "field"),
+    [
         ("bad%20user", {}, "user_id"),
         ("x" * 200, {}, "user_id"),
         (".dot-first", {}, "user_id"),
-        (user, {"k": 0}, "k"),
-        (user, {"k": 101}, "k"),
-        (user, {"blend": 2}, "blend"),
-        (user, {"exclude_seen": "maybe"}, "exclude_seen"),
-    ]:
-        r = c.get(f"/v1/users/{bad}/recommendations", params=params)
-        assert r.status_code == 422, (bad, params, r.text)
-        assert r.json()["detail"].startswith(field), r.json()["detail"]
-    assert 'lookalike_live_bundle_version{model="shopper"} 1.0' in c.get("/metrics").text
+        (USER, {"k": 0}, "k"),
+        (USER, {"k": 101}, "k"),
+        (USER, {"blend": 2}, "blend"),
+        (USER, {"exclude_seen": "maybe"}, "exclude_seen"),
+    ],
+    ids=[
+        "space-in-id",
+        "id-too-long",
+        "dot-first-id",
+        "k-0",
+        "k-101",
+        "blend-2",
+        "exclude_seen-maybe",
+    ],
+)
+def test_malformed_recommendation_request_gets_a_422_naming_the_field(
+    client, shopper_v1, user, params, field
+):
+    r = client.get(f"/v1/users/{user}/recommendations", params=params)
+    assert r.status_code == 422, (user, params, r.text)
+    assert r.json()["detail"].startswith(field), r.json()["detail"]
 
 
-def test_shopper_model_hot_swaps_when_the_alias_moves(server, home):
-    from mlflow import MlflowClient
+def test_live_shopper_model_version_is_a_metric(client, shopper_v1):
+    assert 'lookalike_live_bundle_version{model="shopper"} 1.0' in client.get("/metrics").text
 
+
+# ---------------------------------------------------------------- shopper model version 2
+
+
+@pytest.fixture
+def shopper_v2(home, registry, client, shopper_v1) -> Iterator[dict[str, Any]]:
+    """A second shopper model version, trained and made production for one test; production
+    moves back to version 1 afterwards (the only shopper swap: the service's second load)."""
     from lookalike.shopper.model import MFConfig
     from lookalike.shopper.pipeline import train_shopper
     from tests.support.builders import TINY_SHOPPER
 
-    c = httpx.Client(base_url=server.url)
     v2 = train_shopper(home, MFConfig(**TINY_SHOPPER | {"factors": 12}), baselines=False)
-    assert v2["model_version"] == "2"
-    client = MlflowClient(home.tracking_uri, home.tracking_uri)
-    client.set_registered_model_alias(home.shopper_model_name, "production", "2")
+    registry.set_registered_model_alias(home.shopper_model_name, home.shopper_alias, "2")
     try:
-        swapped = wait_for(
-            lambda: (
-                c.get("/v1/users/u001/recommendations").json()["versions"]["model_version"] == "2"
-            )
-        )
-        assert swapped
-        assert 'lookalike_reloads_total{model="shopper"} 2.0' in c.get("/metrics").text
+        yield v2
     finally:
-        client.set_registered_model_alias(home.shopper_model_name, "production", "1")
-        wait_for(lambda: c.get("/readyz").json()["shopper"]["model_version"] == "1")
+        serve_shopper(home, registry, client, "1")
+
+
+def test_shopper_model_hot_swaps_when_the_alias_moves(client, shopper_v2):
+    assert shopper_v2["model_version"] == "2"
+    swapped = wait_for(
+        lambda: (
+            client.get("/v1/users/u001/recommendations").json()["versions"]["model_version"] == "2"
+        )
+    )
+    assert swapped
+    assert 'lookalike_reloads_total{model="shopper"} 2.0' in client.get("/metrics").text
+
+
+# ---------------------------------------------------------------- any version: bad input, auth
 
 
 @pytest.mark.parametrize(
@@ -219,7 +399,7 @@ def test_oversized_and_bomb_uploads_are_refused(server):
     assert r.status_code == 400 and "decompression bomb" in r.json()["detail"], r.text
 
 
-def test_admin_reload_needs_the_bearer_token(server):
+def test_admin_reload_needs_the_bearer_token(server, bundle_v1):
     url = f"{server.url}/v1/admin/reload"
     assert httpx.post(url).status_code == 401
     assert httpx.post(url, headers={"Authorization": "Bearer wrong"}).status_code == 403
@@ -255,59 +435,75 @@ def _corrupt_bundle_artifacts(settings, version: str) -> None:
         f.write_bytes(bytes(data))
 
 
+# ---------------------------------------------------------------- the swap: a new version
+
+
 @pytest.mark.slow
-def test_hot_swap_follows_the_alias_and_refuses_broken_versions(server, home, spark, tmp_path):
-    from mlflow import MlflowClient
+def test_new_products_are_not_served_before_their_bundle_is_published(new_version):
+    assert new_version.status_before_publish == 404  # not yet: still version 1
+    assert new_version.published.production
 
-    from lookalike.bundle.registry import publish_bundle
-    from lookalike.catalog.ingest import ingest_folder
-    from lookalike.index.builder import update_index
-    from lookalike.registry.aliases import PRODUCTION
 
-    c = httpx.Client(base_url=server.url)
-    photo = c.get("/v1/items/fm-test-00003/image").content
-    (tmp_path / "drop" / "Bag").mkdir(parents=True)
-    (tmp_path / "drop" / "Bag" / "brand new.png").write_bytes(photo)
-    ingest_folder(spark, tmp_path / "drop", settings=home, discontinued=["fm-train-00004"])
-    assert c.get("/v1/items/Bag-brand-new").status_code == 404  # not yet: still version 1
-    update = update_index(home)
-    published = publish_bundle(home, Path(update.path))
-    assert published.production
-
+@pytest.mark.slow
+def test_hot_swap_follows_the_alias_to_the_published_version(client, bundle_v2):
+    published = bundle_v2.published
     live = wait_for(
-        lambda: c.get("/v1/version").json()["bundle_version"] == published.bundle_version
+        lambda: client.get("/v1/version").json()["bundle_version"] == published.bundle_version
     )
     assert live
-    assert c.get("/v1/items/Bag-brand-new").status_code == 200
-    sim = c.get("/v1/items/fm-test-00003/similar", params={"k": 3}).json()
-    assert "Bag-brand-new" in {i["item_id"] for i in sim["items"]}  # new product recommendable
-    assert c.get("/v1/items/fm-train-00004/similar").status_code == 404  # deleted: gone
-    assert sim["versions"]["bundle_version"] == published.bundle_version
+    assert client.get(f"/v1/items/{NEW_ITEM}").status_code == 200
 
-    # a version that fails its checks is not swapped in; the old one keeps serving
-    shutil.copytree(update.path, tmp_path / "copy")
-    client = MlflowClient(home.tracking_uri, home.tracking_uri)
-    broken = publish_bundle(home, Path(update.path), set_production=False)
-    assert broken.reused  # same index version: re-registering gives the same version back
+
+@pytest.mark.slow
+def test_new_product_is_recommendable_and_discontinued_one_gone(client, bundle_v2):
+    sim = client.get("/v1/items/fm-test-00003/similar", params={"k": 3}).json()
+    assert NEW_ITEM in {i["item_id"] for i in sim["items"]}  # new product recommendable
+    assert client.get(f"/v1/items/{DISCONTINUED}/similar").status_code == 404  # deleted: gone
+    assert sim["versions"]["bundle_version"] == bundle_v2.published.bundle_version
+
+
+@pytest.mark.slow
+def test_broken_version_is_refused_and_the_old_one_keeps_serving(
+    client, bundle_v2, home, registry, spark, tmp_path
+):
+    """A version that fails its checks is not swapped in; the old one keeps serving."""
+    from lookalike.bundle.registry import publish_bundle
     from lookalike.index.builder import build_full
+    from lookalike.registry.aliases import PRODUCTION
     from lookalike.registry.encoders import fetch_encoder
 
+    published, update = bundle_v2.published, bundle_v2.update
+    shutil.copytree(update.path, tmp_path / "copy")
+    broken = publish_bundle(home, Path(update.path), set_production=False)
+    assert broken.reused  # same index version: re-registering gives the same version back
     rebuilt = build_full(home, fetch_encoder(home, "champion"), spark=spark)
     bad = publish_bundle(home, Path(rebuilt.path), set_production=False)
     _corrupt_bundle_artifacts(home, bad.bundle_version)
-    client.set_registered_model_alias(home.recommender_model_name, PRODUCTION, bad.bundle_version)
-    wait_for(
-        lambda: 'lookalike_reload_failures_total{model="similar"} 1.0' in c.get("/metrics").text
-    )
-    assert c.get("/v1/version").json()["bundle_version"] == published.bundle_version
-    assert c.get("/readyz").status_code == 200
-    forced = c.post("/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}).json()
-    assert forced["action"] == "failed" and "checksum mismatch" in forced["reason"]
-    assert forced["live_version"] == published.bundle_version
-    # put production back so later tests see a healthy registry
-    client.set_registered_model_alias(
-        home.recommender_model_name, PRODUCTION, published.bundle_version
-    )
+    try:
+        registry.set_registered_model_alias(
+            home.recommender_model_name, PRODUCTION, bad.bundle_version
+        )
+        wait_for(
+            lambda: (
+                'lookalike_reload_failures_total{model="similar"} 1.0'
+                in client.get("/metrics").text
+            )
+        )
+        assert client.get("/v1/version").json()["bundle_version"] == published.bundle_version
+        assert client.get("/readyz").status_code == 200
+        forced = client.post(
+            "/v1/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"}
+        ).json()
+        assert forced["action"] == "failed" and "checksum mismatch" in forced["reason"]
+        assert forced["live_version"] == published.bundle_version
+    finally:
+        # put production back so later tests see a healthy registry
+        registry.set_registered_model_alias(
+            home.recommender_model_name, PRODUCTION, published.bundle_version
+        )
+
+
+# ---------------------------------------------------------------- any version: whole-service
 
 
 @pytest.mark.slow
