@@ -47,7 +47,9 @@ def main() -> None:
     from lookalike.config import get_settings
 
     settings = get_settings()
-    if not (settings.catalog_path / "_delta_log").exists():
+    from lookalike.catalog.table import is_table
+
+    if not is_table(settings.catalog_uri):
         print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)
         subprocess.run(
             [str(Path(sys.executable).parent / "lookalike"), "ingest", "fashion-mnist"], check=True
@@ -62,12 +64,12 @@ def main() -> None:
     from lookalike.spark import spark_session
 
     cfg = TrainConfig.from_dict({"epochs": args.epochs} | parse_overrides(args.set))
-    version = resolve_version(settings.catalog_path)
-    cfg = fit_to_catalogue(cfg, settings.catalog_path, version)
-    ref = DataRef(str(settings.catalog_path), version, {"split": "train"})
+    version = resolve_version(settings.catalog_uri)
+    cfg = fit_to_catalogue(cfg, settings.catalog_uri, version)
+    ref = DataRef(str(settings.catalog_uri), version, {"split": "train"})
     index = load_training_items(cfg, ref)
     queries = load_split(
-        settings.catalog_path,
+        settings.catalog_uri,
         version,
         "test",
         input_size=cfg.input_size,

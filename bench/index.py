@@ -208,7 +208,9 @@ def ensure_champion(settings: Any, epochs: int) -> dict[str, Any]:
 
     made: dict[str, Any] = {}
     lookalike = str(Path(sys.executable).parent / "lookalike")
-    if not (settings.catalog_path / "_delta_log").exists():
+    from lookalike.catalog.table import is_table
+
+    if not is_table(settings.catalog_uri):
         print("[bench] ingesting Fashion-MNIST", flush=True)
         subprocess.run([lookalike, "ingest", "fashion-mnist"], check=True)
         made["ingested"] = True
@@ -233,10 +235,11 @@ def one_percent_change(settings: Any, fraction: float, seed: int = 0) -> dict[st
     import pyarrow.parquet as pq
     from deltalake import DeltaTable
 
+    from lookalike import storage
     from lookalike.catalog.table import CHANGE_SCHEMA, merge_changes
     from lookalike.images import decode_png, encode_pixels
 
-    table = DeltaTable(str(settings.catalog_path)).to_pyarrow_table(
+    table = DeltaTable(str(settings.catalog_uri)).to_pyarrow_table(
         columns=[f.name for f in CHANGE_SCHEMA if f.name != "_op"]
     )
     table = table.cast(pa.schema([CHANGE_SCHEMA.field(n) for n in table.column_names]))
@@ -254,13 +257,12 @@ def one_percent_change(settings: Any, fraction: float, seed: int = 0) -> dict[st
             rows.append(r)
     for r in table.take(pa.array(gone)).select(["item_id"]).to_pylist():
         rows.append({"item_id": r["item_id"], "_op": "delete"})
-    staged = settings.staging_dir / f"bench-change-{seed}"
-    staged.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pylist(rows, schema=CHANGE_SCHEMA), staged / "part-0.parquet")
-    merge_changes(settings.catalog_path, staged, commit_metadata={"lookalike.source": "bench"})
-    for f in staged.iterdir():
-        f.unlink()
-    staged.rmdir()
+    staged = storage.join(settings.staging_uri, f"bench-change-{seed}")
+    storage.ensure_dir(staged)
+    fs, path = storage.filesystem(storage.join(staged, "part-0.parquet"))
+    pq.write_table(pa.Table.from_pylist(rows, schema=CHANGE_SCHEMA), path, filesystem=fs)
+    merge_changes(settings.catalog_uri, staged, commit_metadata={"lookalike.source": "bench"})
+    storage.remove_tree(staged)
     return {"updates": len(upd), "inserts": len(new), "deletes": len(gone)}
 
 
@@ -279,7 +281,7 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
 
     def forget_embeddings() -> None:
         # A full re-index re-embeds everything: drop this encoder's rows (bench home only).
-        DeltaTable(str(settings.embeddings_path)).delete(
+        DeltaTable(str(settings.embeddings_uri)).delete(
             f"encoder_name = '{encoder.name}' AND encoder_version = '{encoder.version}'"
         )
 
@@ -433,8 +435,8 @@ def main() -> None:
 
     from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
-    from lookalike.index.builder import latest_version
     from lookalike.index.scann_index import load_rows
+    from lookalike.index.versions import latest_version
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()

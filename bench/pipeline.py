@@ -158,7 +158,7 @@ def main() -> None:
 
         refreshes = []
         landed = land_fashion_mnist_photos(
-            settings.fashion_mnist_dir, settings.landing_dir, range(n), mirror=True
+            settings.fashion_mnist_dir, settings.landing_uri, range(n), mirror=True
         )
         run = _dag_test(env, home, "lookalike_catalog_refresh", {})
         first = sorted(landed)[0]
@@ -167,7 +167,7 @@ def main() -> None:
             "change": f"{n} new products",
             "bundle_version": served,
             "new_product_found": _service_check(url, served, landed[first].read_bytes(), first),
-            "catalogue_version": table_version(settings.catalog_path),
+            "catalogue_version": table_version(settings.catalog_uri),
         }
         refreshes.append(run)
 
@@ -188,7 +188,7 @@ def main() -> None:
             "changed_product_found": _service_check(
                 url, served, landed[changed[0]].read_bytes(), changed[0]
             ),
-            "catalogue_version": table_version(settings.catalog_path),
+            "catalogue_version": table_version(settings.catalog_uri),
         }
         refreshes.append(run)
     finally:

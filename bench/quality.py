@@ -37,7 +37,9 @@ def main() -> None:
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
-    if not (settings.catalog_path / "_delta_log").exists():
+    from lookalike.catalog.table import is_table
+
+    if not is_table(settings.catalog_uri):
         print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)
         subprocess.run(
             [str(Path(sys.executable).parent / "lookalike"), "ingest", "fashion-mnist"], check=True
@@ -56,10 +58,10 @@ def main() -> None:
 
     from lookalike.catalog.table import resolve_version
 
-    version = resolve_version(settings.catalog_path)
-    cfg = fit_to_catalogue(cfg, settings.catalog_path, version)
+    version = resolve_version(settings.catalog_uri)
+    cfg = fit_to_catalogue(cfg, settings.catalog_uri, version)
     probe_q = load_split(
-        settings.catalog_path,
+        settings.catalog_uri,
         version,
         "test",
         input_size=cfg.input_size,
@@ -67,7 +69,7 @@ def main() -> None:
         limit=2000,
     )
     probe_i = load_split(
-        settings.catalog_path, version, "train", input_size=cfg.input_size, channels=cfg.channels
+        settings.catalog_uri, version, "train", input_size=cfg.input_size, channels=cfg.channels
     )
 
     class LearningCurve(tf.keras.callbacks.Callback):

@@ -42,7 +42,7 @@ def _ensure_interactions(settings: Any) -> dict[str, Any]:
 
     from lookalike.workflows.shopper import ensure_interactions, ingest_landed_interactions
 
-    if not DeltaTable.is_deltatable(str(settings.catalog_path)):
+    if not DeltaTable.is_deltatable(str(settings.catalog_uri)):
         print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)
         lookalike = str(Path(sys.executable).parent / "lookalike")
         subprocess.run([lookalike, "ingest", "fashion-mnist"], check=True)

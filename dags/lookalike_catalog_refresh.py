@@ -12,7 +12,7 @@ from lookalike.config import get_settings
 SETTINGS = get_settings()
 DOC = f"""
 ### Keep the index fresh
-Ingest the landing folder (`{SETTINGS.landing_dir}`: one sub-folder per category; it is the
+Ingest the landing folder (`{SETTINGS.landing_uri}`: one sub-folder per category; it is the
 retailer's full photo set, so photos removed from it are deleted) -> skip the rest when the
 catalogue did not move past the latest index's watermark -> incremental re-index from the
 change data feed (one new index version, recall-checked) -> publish the bundle (alias
@@ -34,15 +34,17 @@ unset). Every step is idempotent: no changes, no commit, no version.
 def lookalike_catalog_refresh() -> None:
     @task
     def ensure_landing_folder() -> str:
-        SETTINGS.landing_dir.mkdir(parents=True, exist_ok=True)
-        return str(SETTINGS.landing_dir)
+        from lookalike import storage
+
+        storage.ensure_dir(SETTINGS.landing_uri)
+        return SETTINGS.landing_uri
 
     ingest = spark_job(
         "ingest_landing",
         "ingest_catalog.py",
         [
             "folder",
-            str(SETTINGS.landing_dir),
+            SETTINGS.landing_uri,
             "--source",
             "landing",
             "--delete-missing",

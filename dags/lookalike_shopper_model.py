@@ -13,7 +13,7 @@ SETTINGS = get_settings()
 DOC = f"""
 ### Shopper recommendations
 Land the default simulated shoppers when the home has no interactions yet -> ingest interaction
-files from `{SETTINGS.interactions_landing_dir}` (CSV/Parquet events or MovieLens ratings; bad
+files from `{SETTINGS.interactions_landing_uri}` (CSV/Parquet events or MovieLens ratings; bad
 rows go to `interactions_rejects` with reasons) -> train the matrix-factorisation model on
 Spark (Horovod when `horovod` > 0) with the popularity and ALS baselines in the same
 evaluation (skipped when no interactions arrived since the production model's version, unless

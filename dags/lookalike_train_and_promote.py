@@ -57,7 +57,7 @@ VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
 def lookalike_train_and_promote() -> None:
     catalogue_ready = DeltaTableSensor(
         task_id="catalogue_ready",
-        table_path=str(SETTINGS.catalog_path),
+        table_path=str(SETTINGS.catalog_uri),
         mode="reschedule",
         poke_interval=600,
         timeout=timedelta(hours=6).total_seconds(),

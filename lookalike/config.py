@@ -1,8 +1,10 @@
 """All settings, from environment variables (prefix ``LOOKALIKE_``), in one typed place.
 
 Everything that runs (CLI, Spark jobs, DAGs, the service) reads ``get_settings()``, so one
-environment describes one deployment. Paths under ``home`` are derived, not configured, so the
-lake, MLflow store and indexes of one deployment always live together.
+environment describes one deployment. Locations are derived, not configured one by one: the
+shared state (lake, landing folders, staging, index versions) lives under ``store_uri`` (a
+local path or ``s3://...``, see ``lookalike.storage``), host-local state (caches, the default
+MLflow store) under ``home``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lookalike import storage
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +29,16 @@ class Settings(BaseSettings):
 
     home: Path = Field(
         default=REPO_ROOT / ".lookalike",
-        description="Root of all state: Delta lake, MLflow store, indexes, logs.",
+        description="Host-local state: caches, logs, the default MLflow store; and the "
+        "shared state too unless store_uri is set.",
+    )
+    store_uri: str | None = Field(
+        default=None,
+        description="Root of the shared state (lake, landing, staging, index versions): a "
+        "local path or s3://bucket/prefix. Default: home.",
+    )
+    lake_uri: str | None = Field(
+        default=None, description="The Delta lake (every table). Default: <store_uri>/lake."
     )
     spark_master: str = Field(default="local[2]", description="Spark master URL.")
     spark_driver_memory: str = "2g"
@@ -78,6 +91,12 @@ class Settings(BaseSettings):
     serve_poll_seconds: float = Field(default=10.0, gt=0, description="Alias polling interval.")
     serve_admin_token: str | None = Field(default=None, description="Bearer token for /v1/admin")
     serve_max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    serve_photo_cache_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=0,
+        description="product photos the service keeps in memory (read from the catalogue "
+        "table on demand; the rest stay on the store)",
+    )
 
     # Shopper recommendations (matrix factorisation on interaction events).
     shopper_model_name: str = "lookalike-shopper-model"
@@ -100,34 +119,47 @@ class Settings(BaseSettings):
         return v.expanduser().resolve()
 
     @property
-    def lake_dir(self) -> Path:
+    def store_root(self) -> str:
+        """Root location of the shared state (``store_uri``, else ``home``)."""
+        return storage.normalise(self.store_uri or self.home)
+
+    @property
+    def lake(self) -> str:
         """The Delta lake: every table lives under it."""
-        return self.home / "lake"
+        return storage.normalise(self.lake_uri) if self.lake_uri else self.at("lake")
+
+    def at(self, *parts: str) -> str:
+        """A location under the shared-state root."""
+        return storage.join(self.store_root, *parts)
+
+    def table(self, name: str) -> str:
+        """The location of the lake's table ``name``."""
+        return storage.join(self.lake, name)
 
     @property
-    def catalog_path(self) -> Path:
+    def catalog_uri(self) -> str:
         """Delta table ``catalog``: one row per product."""
-        return self.lake_dir / "catalog"
+        return self.table("catalog")
 
     @property
-    def rejects_path(self) -> Path:
+    def rejects_uri(self) -> str:
         """Delta table ``catalog_rejects``: rejected catalogue inputs and why."""
-        return self.lake_dir / "catalog_rejects"
+        return self.table("catalog_rejects")
 
     @property
-    def interactions_path(self) -> Path:
+    def interactions_uri(self) -> str:
         """Delta table ``interactions``: shopper events."""
-        return self.lake_dir / "interactions"
+        return self.table("interactions")
 
     @property
-    def interactions_rejects_path(self) -> Path:
+    def interactions_rejects_uri(self) -> str:
         """Delta table ``interactions_rejects``: rejected interaction rows and why."""
-        return self.lake_dir / "interactions_rejects"
+        return self.table("interactions_rejects")
 
     @property
-    def interactions_landing_dir(self) -> Path:
+    def interactions_landing_uri(self) -> str:
         """Where interaction files (CSV or Parquet) land for the nightly shopper DAG."""
-        return self.home / "landing-interactions"
+        return self.at("landing-interactions")
 
     @property
     def mlflow_dir(self) -> Path:
@@ -140,14 +172,14 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{self.mlflow_dir / 'mlflow.db'}"
 
     @property
-    def embeddings_path(self) -> Path:
+    def embeddings_uri(self) -> str:
         """Delta table ``embeddings``: one vector per (encoder version, item)."""
-        return self.lake_dir / "embeddings"
+        return self.table("embeddings")
 
     @property
-    def index_dir(self) -> Path:
-        """Index versions, one directory each (``v000001``...)."""
-        return self.home / "indexes"
+    def index_uri(self) -> str:
+        """Index versions, one folder each (``v000001``...)."""
+        return self.at("indexes")
 
     @property
     def cache_dir(self) -> Path:
@@ -155,14 +187,14 @@ class Settings(BaseSettings):
         return self.home / "cache"
 
     @property
-    def landing_dir(self) -> Path:
+    def landing_uri(self) -> str:
         """Where the retailer's product photos land (one sub-folder per category)."""
-        return self.home / "landing"
+        return self.at("landing")
 
     @property
-    def staging_dir(self) -> Path:
+    def staging_uri(self) -> str:
         """Scratch space for a job's intermediate Parquet; never read as a table."""
-        return self.home / "staging"
+        return self.at("staging")
 
 
 @lru_cache(maxsize=1)

@@ -35,7 +35,7 @@ class Live:
     rec: Any  # a lookalike.bundle Recommender, or a lookalike.shopper ShopperRecommender
     bundle_version: str
     loaded_at: datetime
-    images: dict[str, bytes] = field(default_factory=dict)  # item id -> PNG (similarity only)
+    photos: Any = None  # lookalike.catalog.photos.CatalogPhotos (similarity bundles only)
 
     def versions(self) -> dict[str, Any]:
         return self.rec.versions() | {
@@ -52,24 +52,19 @@ class ReloadOutcome:
     seconds: float = 0.0
 
 
-def catalogue_images(settings: Settings, version: int, wanted: set[str]) -> dict[str, bytes]:
-    """PNG bytes of the bundle's items, from the catalogue table at the bundle's version."""
-    from deltalake import DeltaTable
-
-    path = settings.catalog_path
-    if not DeltaTable.is_deltatable(str(path)):
-        return {}
-    table = DeltaTable(str(path), version=version).to_pyarrow_table(columns=["item_id", "image"])
-    ids = table.column("item_id").to_pylist()
-    pngs = table.column("image").to_pylist()
-    return {i: b for i, b in zip(ids, pngs, strict=True) if i in wanted}
-
-
 def load_live(settings: Settings, version: str) -> Live:
-    """A similarity bundle version plus the item images it refers to."""
+    """A similarity bundle version, and where its items' photos are in the catalogue table
+    at the bundle's version (read on demand, cached up to ``serve_photo_cache_bytes``)."""
+    from lookalike.catalog.photos import CatalogPhotos
+
     rec = load_registered(settings, settings.recommender_model_name, version)
-    images = catalogue_images(settings, int(rec.manifest["catalog_version"]), set(rec.item_ids))
-    return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC), images=images)
+    photos = CatalogPhotos(
+        settings.catalog_uri,
+        int(rec.manifest["catalog_version"]),
+        set(rec.item_ids),
+        max_bytes=settings.serve_photo_cache_bytes,
+    )
+    return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC), photos=photos)
 
 
 def load_shopper_live(settings: Settings, version: str) -> Live:

@@ -10,13 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import s3
 from tests.support.builders import write_photo
+from tests.support.mlflow_server import MlflowServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
     # Nothing a test runs may write into the developer's real home.
     os.environ["LOOKALIKE_HOME"] = tempfile.mkdtemp(prefix="lookalike-test-home-")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Before any Spark session: its workers inherit the S3 test server's endpoint from here.
+    s3.configure_env()
     from lookalike.config import get_settings
 
     get_settings.cache_clear()
@@ -27,6 +31,23 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     home = os.environ.get("LOOKALIKE_HOME", "")
     if Path(home).name.startswith("lookalike-test-home-"):
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory) -> Iterator[s3.S3Server]:
+    """An S3-compatible server on loopback (``moto_server``, its own process)."""
+    with s3.S3Server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(s3_server, tmp_path_factory) -> Iterator[MlflowServer]:
+    """An MLflow tracking server on loopback: SQLite backend, artifacts proxied to the test
+    S3 server (bucket ``mlflow-artifacts-...``)."""
+    bucket = s3_server.bucket("mlflow-artifacts")
+    with MlflowServer(tmp_path_factory.mktemp("mlflow-server"), f"s3://{bucket}/mlflow") as srv:
+        srv.bucket = bucket
+        yield srv
 
 
 @pytest.fixture(scope="session")

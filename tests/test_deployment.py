@@ -52,8 +52,20 @@ def test_compose_services_and_settings_match_the_local_set_up():
         for var in svc.get("environment") or {}:
             if var.startswith("LOOKALIKE_"):
                 assert var in known, f"{name}: {var} is not a setting in lookalike/config.py"
-        if name != "airflow-init":
+        if name not in ("airflow-init", "object-store-init"):
             assert "healthcheck" in svc, f"{name} has no healthcheck"
+        if name not in ("object-store", "postgres"):  # the stores keep their own data
+            assert not svc.get("volumes"), f"{name} mounts {svc['volumes']}: no shared disk"
         for port in svc.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} beyond loopback"
     assert (REPO / "Dockerfile").is_file()
+
+
+def test_compose_keeps_the_shared_state_on_the_object_store():
+    services = yaml.safe_load(COMPOSE.read_text())["services"]
+    env = services["recommender"]["environment"]
+    settings = Settings(store_uri=env["LOOKALIKE_STORE_URI"], home="/data/lookalike")
+    assert settings.catalog_uri.startswith("s3://") and settings.index_uri.startswith("s3://")
+    assert env["AWS_ENDPOINT_URL"].startswith("http://object-store:")
+    assert "--serve-artifacts" in services["mlflow"]["command"]
+    assert "s3://" in services["mlflow"]["command"]

@@ -13,7 +13,6 @@ so are rows whose item id another source owns (ownership moves only with ``take_
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 import uuid
 from collections.abc import Iterable
@@ -21,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lookalike import storage
 from lookalike.catalog import sources
 from lookalike.catalog.table import (
     CHANGE_SCHEMA,
@@ -31,6 +31,7 @@ from lookalike.catalog.table import (
     table_version,
 )
 from lookalike.config import Settings, get_settings
+from lookalike.spark import parquet_files, read_parquet, write_parquet
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -83,13 +84,17 @@ def assign_categories(
     return mapping
 
 
-def _clean_stale_staging(staging_root: Path) -> None:
-    """Remove what killed runs left behind (old enough that no live run owns it)."""
-    if not staging_root.is_dir():
-        return
-    for d in staging_root.iterdir():
-        if d.is_dir() and time.time() - d.stat().st_mtime > STALE_STAGING_SECONDS:
-            shutil.rmtree(d, ignore_errors=True)
+def _clean_stale_staging(staging_root: str) -> None:
+    """Remove what killed runs left behind (old enough that no live run owns it). Object
+    stores have no folder times: a run's folder is as old as its newest file."""
+    newest: dict[str, float] = {}
+    for e in storage.listdir(staging_root, recursive=True):
+        if not e.is_dir and e.mtime is not None:
+            run = storage.relative(e.uri, staging_root).split("/")[0]
+            newest[run] = max(newest.get(run, 0.0), e.mtime)
+    for run, mtime in newest.items():
+        if time.time() - mtime > STALE_STAGING_SECONDS:
+            storage.remove_tree(storage.join(staging_root, run))
 
 
 def _mark_duplicates(staged: DataFrame) -> DataFrame:
@@ -113,12 +118,12 @@ SNAPSHOT_DDL = (
 )
 
 
-def _snapshot(spark: SparkSession, table: Path) -> DataFrame:
+def _snapshot(spark: SparkSession, table: str) -> DataFrame:
     """Current catalogue keys and change-relevant columns, read by Spark from the snapshot."""
     files = snapshot_files(open_table(table)) if table_version(table) is not None else []
     if not files:
         return spark.createDataFrame([], SNAPSHOT_DDL)
-    return spark.read.parquet(*files).selectExpr(*[c.split()[0] for c in SNAPSHOT_DDL.split(", ")])
+    return read_parquet(spark, files, SNAPSHOT_DDL)
 
 
 def take_over_spec(take_over: bool | Iterable[str]) -> tuple[bool, list[str]]:
@@ -165,9 +170,10 @@ def run_ingest(
     take_all, take_ids = take_over_spec(take_over)
     t0 = time.monotonic()
     run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    table = settings.catalog_path
-    _clean_stale_staging(settings.staging_dir)
-    run = _Run(spark, source, settings.staging_dir / run_id, IngestSummary(source, run_id), t0)
+    table = settings.catalog_uri
+    _clean_stale_staging(settings.staging_uri)
+    work = storage.join(settings.staging_uri, run_id)
+    run = _Run(spark, source, work, IngestSummary(source, run_id), t0)
     summary = run.summary
     try:
         staged = _stage(run, staged)
@@ -184,13 +190,13 @@ def run_ingest(
             deletes = deletes.unionByName(missing.select("item_id")).distinct()
         _commit(run, table, _changes(run, diff, deletes))
         summary.version_after = table_version(table)
-        untouched = spark.read.parquet(str(run.work / "changes")).select("item_id")
+        untouched = read_parquet(spark, parquet_files(run.at("changes")), "item_id string")
         untouched = untouched.unionByName(refused.select("item_id"))
         summary.unchanged = good.join(untouched, "item_id", "left_anti").count()
         if summary.rejected:
-            _keep_rejects(run, rejects, settings.rejects_path)
+            _keep_rejects(run, rejects, settings.rejects_uri)
     finally:
-        shutil.rmtree(run.work, ignore_errors=True)
+        storage.remove_tree(run.work)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
@@ -201,7 +207,7 @@ class _Run:
 
     spark: SparkSession
     source: str
-    work: Path
+    work: str
     summary: IngestSummary
     t0: float
 
@@ -216,8 +222,12 @@ class _Run:
     def spill(self, frame: DataFrame, name: str) -> DataFrame:
         """Write ``frame`` under the run's work folder and read it back: later steps reuse
         the result instead of recomputing the plan behind it."""
-        frame.write.mode("error").parquet(str(self.work / name))
-        return self.spark.read.parquet(str(self.work / name))
+        write_parquet(frame, self.at(name))
+        return read_parquet(self.spark, parquet_files(self.at(name)), frame.schema)
+
+    def at(self, name: str) -> str:
+        """The location of one of the run's intermediate results."""
+        return storage.join(self.work, name)
 
 
 def _stage(run: _Run, staged: DataFrame) -> DataFrame:
@@ -344,7 +354,7 @@ def _changes(run: _Run, diff: DataFrame, deletes: DataFrame) -> int:
     return run.spill(changes, "changes").count()
 
 
-def _commit(run: _Run, table: Path, n_changes: int) -> None:
+def _commit(run: _Run, table: str, n_changes: int) -> None:
     """The run's one MERGE (no changes: no commit); counts what Delta says it did."""
     summary = run.summary
     if not n_changes:
@@ -354,19 +364,19 @@ def _commit(run: _Run, table: Path, n_changes: int) -> None:
     metadata = {"lookalike.run_id": run.run_id, "lookalike.source": run.source}
     if summary.taken_over:
         metadata["lookalike.taken_over"] = str(summary.taken_over)
-    metrics = merge_changes(table, run.work / "changes", commit_metadata=metadata)
+    metrics = merge_changes(table, run.at("changes"), commit_metadata=metadata)
     summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
     summary.updated = int(metrics.get("num_target_rows_updated", 0))
     summary.deleted = int(metrics.get("num_target_rows_deleted", 0))
 
 
-def _keep_rejects(run: _Run, rejects: DataFrame, rejects_path: Path) -> None:
+def _keep_rejects(run: _Run, rejects: DataFrame, rejects_uri: str) -> None:
     """Ten examples in the summary; all of them appended to ``catalog_rejects``."""
     run.summary.reject_examples = [
         {"path": r["path"] or "", "item_id": r["item_id"] or "", "reason": r["reason"]}
         for r in rejects.select("path", "item_id", "reason").orderBy("path").limit(10).collect()
     ]
-    append_rejects(rejects_path, run.work / "rejects", run.run_id)
+    append_rejects(rejects_uri, run.at("rejects"), run.run_id)
 
 
 def _spark_type(arrow_type: Any) -> str:
@@ -402,10 +412,10 @@ def ingest_fashion_mnist(
 
 def ingest_folder(
     spark: SparkSession,
-    root: Path,
+    root: str | Path,
     *,
     settings: Settings | None = None,
-    metadata_csv: Path | None = None,
+    metadata_csv: str | Path | None = None,
     source: str | None = None,
     delete_missing: bool = False,
     discontinued: Iterable[str] = (),
@@ -416,8 +426,8 @@ def ingest_folder(
     goes in front of every item id of the feed, CSV ids included (see
     ``sources.folder_frame``); ``take_over`` as in ``run_ingest``."""
     settings = settings or get_settings()
-    root = Path(root).resolve()
-    source = source or f"folder:{root.name}"
+    root = storage.normalise(root)
+    source = source or f"folder:{storage.name(root)}"
     staged = sources.folder_frame(
         spark,
         root,

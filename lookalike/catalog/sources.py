@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from lookalike import storage
 from lookalike.catalog.idx import idx_shape, read_idx
 from lookalike.images import ImageRejected, encode_pixels, normalise_image
 
@@ -164,23 +165,21 @@ def fashion_mnist_frame(spark: SparkSession, data_dir: Path, limit: int | None =
 
 
 def walk_files(top: str) -> list[str]:
-    """Every regular file below ``top`` (hidden ones too: they are reported, not skipped)."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames.sort()
-        out += [os.path.join(dirpath, f) for f in sorted(filenames)]
-    return out
+    """Every file below ``top``, a local folder or an object-store prefix (hidden ones too:
+    they are reported, not skipped), sorted."""
+    return [e.uri for e in storage.listdir(top, recursive=True) if not e.is_dir]
 
 
 def list_folder(spark: SparkSession, root: str) -> DataFrame:
-    """All file paths below ``root`` as a DataFrame; sub-folders are walked on executors.
+    """All file locations below ``root`` as a DataFrame; sub-folders are listed on executors
+    (through ``pyarrow.fs``, so a landing prefix on an object store works the same).
 
     Spark's binaryFile source is not used: it silently skips empty files, which must be
     reported as rejects instead.
     """
-    entries = sorted(os.scandir(root), key=lambda e: e.name)
-    top_files = [(e.path,) for e in entries if e.is_file()]
-    subdirs = [e.path for e in entries if e.is_dir()]
+    entries = storage.listdir(root)
+    top_files = [(e.uri,) for e in entries if not e.is_dir]
+    subdirs = [e.uri for e in entries if e.is_dir]
     files = spark.createDataFrame(top_files, "path string")
     if subdirs:
         walked = spark.sparkContext.parallelize(subdirs, len(subdirs)).flatMap(walk_files)
@@ -237,12 +236,10 @@ def folder_batch(
     rows = []
     for i in range(batch.num_rows):
         path = cols["path"][i]
-        rel = os.path.relpath(path, root) if path else None
+        rel = storage.relative(path, root) if path else None
         base_id = cols["item_id"][i] or (folder_item_id(rel) if rel else None)
         item_id = id_prefix + base_id if base_id else None
-        category = cols["category_name"][i] or (
-            rel.split(os.sep)[0] if rel and os.sep in rel else None
-        )
+        category = cols["category_name"][i] or (rel.split("/")[0] if rel and "/" in rel else None)
         split = cols["split"][i]  # None: hashed from the photo once it is decoded
         row = {"item_id": item_id, "category_name": category, "split": split, "source": source}
         row["path"] = path or cols.get("metadata_path", [None] * batch.num_rows)[i]
@@ -258,8 +255,7 @@ def folder_batch(
             reason = f"invalid split {split!r} (train or test)"
         if reason is None:
             try:
-                with open(path, "rb") as f:
-                    data = f.read(limits.max_bytes + 1)
+                data = storage.read_bytes(path, limits.max_bytes + 1)
                 img = normalise_image(
                     data,
                     max_side=limits.max_side,
@@ -287,12 +283,14 @@ def folder_batch(
 METADATA_COLUMNS = ("item_id", "category", "path")
 
 
-def read_metadata_header(csv_path: Path) -> list[str]:
-    """Column names of a metadata CSV; raises ValueError naming what is missing."""
-    if not csv_path.is_file():
+def read_metadata_header(csv_path: str | Path) -> list[str]:
+    """Column names of a metadata CSV (a local path or a URI); raises ValueError naming
+    what is missing."""
+    csv_path = str(csv_path)
+    if not storage.is_file(csv_path):
         raise FileNotFoundError(f"metadata CSV not found: {csv_path}")
-    with open(csv_path, encoding="utf-8-sig") as f:
-        header = [h.strip() for h in f.readline().strip().split(",")]
+    first = storage.read_bytes(csv_path, 64 * 1024).decode("utf-8-sig", "replace")
+    header = [h.strip() for h in first.splitlines()[0].split(",")] if first else []
     missing = [c for c in ("item_id", "path") if c not in header]
     if missing:
         raise ValueError(
@@ -302,8 +300,25 @@ def read_metadata_header(csv_path: Path) -> list[str]:
     return header
 
 
+def _read_metadata(spark: SparkSession, metadata_csv: str, header: list[str]) -> DataFrame:
+    """The metadata CSV as a DataFrame of strings (empty cells null), read on the driver:
+    it lists the feed's rows, small next to the photos it names."""
+    import io
+
+    import pyarrow.csv as pacsv
+
+    data = storage.read_bytes(metadata_csv).removeprefix(b"\xef\xbb\xbf")
+    table = pacsv.read_csv(
+        io.BytesIO(data),
+        convert_options=pacsv.ConvertOptions(
+            column_types={h: pa.string() for h in header}, strings_can_be_null=True
+        ),
+    )
+    return spark.createDataFrame(table)
+
+
 def _metadata_plan(
-    spark: SparkSession, files: DataFrame, metadata_csv: Path, root_str: str
+    spark: SparkSession, files: DataFrame, metadata_csv: str, root_str: str
 ) -> DataFrame:
     """The folder's files matched with the metadata CSV's rows (paths relative to the root):
     a file not listed, a row without a path or whose file is missing, or a row without an
@@ -311,8 +326,8 @@ def _metadata_plan(
     from pyspark.sql import functions as F
 
     header = read_metadata_header(metadata_csv)
-    meta = spark.read.option("header", "true").csv(str(metadata_csv), schema=None)
-    absolute = F.udf(lambda p: os.path.normpath(os.path.join(root_str, p)) if p else None, "string")
+    meta = _read_metadata(spark, metadata_csv, header)
+    absolute = F.udf(lambda p: storage.resolve(root_str, p) if p else None, "string")
     meta = meta.select(
         F.trim("item_id").alias("m_item_id"),
         (F.trim("category") if "category" in header else F.lit(None).cast("string")).alias(
@@ -339,12 +354,12 @@ def _metadata_plan(
 
 def folder_frame(
     spark: SparkSession,
-    root: Path,
+    root: str | Path,
     *,
     source: str,
     limits: ImageLimits,
     test_fraction: float,
-    metadata_csv: Path | None = None,
+    metadata_csv: str | Path | None = None,
     id_prefix: str = "",
 ) -> DataFrame:
     """Staged rows for every file below ``root`` (and every row of the metadata CSV).
@@ -360,10 +375,9 @@ def folder_frame(
 
     if id_prefix:
         check_id_prefix(id_prefix)
-    root = Path(root).resolve()
-    if not root.is_dir():
-        raise NotADirectoryError(f"not a folder: {root}")
-    root_str = str(root)
+    root_str = storage.normalise(root)
+    if storage.is_file(root_str) or not storage.exists(root_str):
+        raise NotADirectoryError(f"not a folder: {root_str}")
     files = list_folder(spark, root_str)
 
     if metadata_csv is None:
@@ -376,7 +390,7 @@ def folder_frame(
             F.lit(None).cast("string").alias("metadata_path"),
         )
     else:
-        plan = _metadata_plan(spark, files, metadata_csv, root_str)
+        plan = _metadata_plan(spark, files, str(metadata_csv), root_str)
 
     parts = max(2, spark.sparkContext.defaultParallelism * 2)
 

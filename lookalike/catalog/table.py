@@ -9,14 +9,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.dataset as pads
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, WriterProperties, write_deltalake
+from deltalake.exceptions import CommitFailedError
+
+from lookalike import storage
 
 CDF_CONFIG = {"delta.enableChangeDataFeed": "true"}
+#: Small row groups, so that one product photo is read with at most a few hundred others
+#: (``catalog.photos``: the service reads photos on demand instead of holding them all).
+WRITER_PROPERTIES = WriterProperties(max_row_group_size=256)
 TS = pa.timestamp("us", tz="UTC")
 
 CATALOG_SCHEMA = pa.schema(
@@ -63,30 +68,65 @@ class CatalogError(RuntimeError):
     """The catalogue table is missing or in a state this code cannot read safely."""
 
 
-def ensure_table(path: Path, schema: pa.Schema) -> DeltaTable:
+class WriteConflict(CatalogError):
+    """Another writer committed to the table while this one ran: nothing of this run was
+    committed, and rerunning it is safe (every job here is idempotent)."""
+
+
+def is_table(uri: str) -> bool:
+    """True when a Delta table is at the location (local path or object-store URI)."""
+    return DeltaTable.is_deltatable(uri, storage_options=storage.delta_options(uri))
+
+
+def delta_table(uri: str, version: int | None = None) -> DeltaTable:
+    """The Delta table at a location, with the location's storage options."""
+    return DeltaTable(uri, version=version, storage_options=storage.delta_options(uri))
+
+
+def ensure_table(uri: str, schema: pa.Schema) -> DeltaTable:
     """Open the table, creating it empty (change data feed on) if absent. Safe to repeat."""
-    if DeltaTable.is_deltatable(str(path)):
-        return DeltaTable(str(path))
-    path.mkdir(parents=True, exist_ok=True)
-    return DeltaTable.create(str(path), schema, mode="ignore", configuration=CDF_CONFIG)
+    if is_table(uri):
+        return delta_table(uri)
+    storage.ensure_dir(uri)
+    return DeltaTable.create(
+        uri,
+        schema,
+        mode="ignore",
+        configuration=CDF_CONFIG,
+        storage_options=storage.delta_options(uri),
+    )
 
 
-def table_version(path: Path) -> int | None:
+def table_version(uri: str) -> int | None:
     """Current version, or None when there is no table yet."""
-    return DeltaTable(str(path)).version() if DeltaTable.is_deltatable(str(path)) else None
+    return delta_table(uri).version() if is_table(uri) else None
 
 
-def resolve_version(path: Path, version: int | None = None) -> int:
+def resolve_version(uri: str, version: int | None = None) -> int:
     """``version`` if given, else the current version (a clear error when there is no table)."""
-    return open_table(path).version() if version is None else version
+    return open_table(uri).version() if version is None else version
 
 
-def open_table(path: Path, version: int | None = None) -> DeltaTable:
-    """The Delta table at ``path`` (at ``version``); a missing table is a ``CatalogError`` that
+def open_table(uri: str, version: int | None = None) -> DeltaTable:
+    """The Delta table at ``uri`` (at ``version``); a missing table is a ``CatalogError`` that
     says to ingest first."""
-    if not DeltaTable.is_deltatable(str(path)):
-        raise CatalogError(f"no catalogue table at {path}: run `lookalike ingest ...` first")
-    return DeltaTable(str(path), version=version)
+    if not is_table(uri):
+        raise CatalogError(f"no catalogue table at {uri}: run `lookalike ingest ...` first")
+    return delta_table(uri, version)
+
+
+def staged_dataset(uri: str) -> pads.Dataset:
+    """Parquet files a job staged under ``uri`` (local or object store), for streaming."""
+    fs, path = storage.filesystem(uri)
+    return pads.dataset(path, filesystem=fs, format="parquet")
+
+
+def conflict(uri: str, error: Exception) -> WriteConflict:
+    """The error a lost commit race becomes: which table, and that a rerun is safe."""
+    return WriteConflict(
+        f"{uri}: another writer committed to this table while this run was writing, so "
+        f"nothing was committed; rerun when it has finished ({error})"
+    )
 
 
 def snapshot_files(dt: DeltaTable) -> list[str]:
@@ -112,8 +152,8 @@ def _run_columns(batch: pa.RecordBatch, now: datetime) -> pa.RecordBatch:
 
 
 def merge_changes(
-    path: Path,
-    changes_dir: Path,
+    uri: str,
+    changes_uri: str,
     *,
     commit_metadata: dict[str, str],
     batch_rows: int = 2048,
@@ -124,9 +164,9 @@ def merge_changes(
     ``_op='delete'`` rows delete. The source is streamed from disk in ``batch_rows`` batches,
     so driver memory does not grow with the catalogue. Returns delta-rs merge metrics.
     """
-    dt = ensure_table(path, CATALOG_SCHEMA)
+    dt = ensure_table(uri, CATALOG_SCHEMA)
     now = datetime.now(UTC)
-    source = pads.dataset(str(changes_dir), format="parquet")
+    source = staged_dataset(changes_uri)
     out_schema = CHANGE_SCHEMA.append(pa.field("run_at", TS, nullable=False))
 
     def batches() -> Iterator[pa.RecordBatch]:
@@ -144,30 +184,34 @@ def merge_changes(
         "t.content_hash <> s.content_hash OR t.category_name <> s.category_name "
         "OR t.category <> s.category OR t.split <> s.split OR t.source <> s.source"
     )
-    return (
-        dt.merge(
-            reader,
-            predicate="t.item_id = s.item_id",
-            source_alias="s",
-            target_alias="t",
-            streamed_exec=True,
-            commit_properties=CommitProperties(custom_metadata=commit_metadata),
+    try:
+        return (
+            dt.merge(
+                reader,
+                predicate="t.item_id = s.item_id",
+                source_alias="s",
+                target_alias="t",
+                streamed_exec=True,
+                writer_properties=WRITER_PROPERTIES,
+                commit_properties=CommitProperties(custom_metadata=commit_metadata),
+            )
+            .when_matched_delete(predicate="s._op = 'delete'")
+            .when_matched_update(updates=update, predicate=f"s._op = 'upsert' AND ({changed})")
+            .when_not_matched_insert(updates=insert, predicate="s._op = 'upsert'")
+            .execute()
         )
-        .when_matched_delete(predicate="s._op = 'delete'")
-        .when_matched_update(updates=update, predicate=f"s._op = 'upsert' AND ({changed})")
-        .when_not_matched_insert(updates=insert, predicate="s._op = 'upsert'")
-        .execute()
-    )
+    except CommitFailedError as e:
+        raise conflict(uri, e) from e
 
 
-def append_rejects(path: Path, rejects_dir: Path, run_id: str) -> int:
+def append_rejects(uri: str, rejects_uri: str, run_id: str) -> int:
     """Append a run's rejected inputs to the rejects table, once per run id (idempotent)."""
     from deltalake import Transaction
 
-    dt = ensure_table(path, REJECTS_SCHEMA)
+    dt = ensure_table(uri, REJECTS_SCHEMA)
     if dt.transaction_version(run_id) is not None:
         return 0
-    source = pads.dataset(str(rejects_dir), format="parquet")
+    source = staged_dataset(rejects_uri)
     n = source.count_rows()
     if n == 0:
         return 0
@@ -181,17 +225,18 @@ def append_rejects(path: Path, rejects_dir: Path, run_id: str) -> int:
         ),
     )
     write_deltalake(
-        str(path),
+        uri,
         reader,
         mode="append",
         commit_properties=CommitProperties(app_transactions=[Transaction(run_id, 1)]),
+        storage_options=storage.delta_options(uri),
     )
     return n
 
 
-def catalog_stats(path: Path) -> dict[str, Any]:
+def catalog_stats(uri: str) -> dict[str, Any]:
     """Delta version, row count, counts per category (and split), split and source."""
-    dt = open_table(path)
+    dt = open_table(uri)
     per_category: Counter[tuple[int, str, str]] = Counter()
     per_source: Counter[str] = Counter()
     for b in dt.to_pyarrow_dataset().to_batches(
@@ -211,7 +256,7 @@ def catalog_stats(path: Path) -> dict[str, Any]:
         per_split[split] += n
     last = dt.history(1)[0] if dt.version() > 0 else {}
     return {
-        "table": str(path),
+        "table": str(uri),
         "version": dt.version(),
         "rows": sum(per_split.values()),
         "splits": dict(sorted(per_split.items())),

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from lookalike.cli.output import UsageError, out, write_summary
 from lookalike.config import get_settings
 
 
-def read_ids(path: Path | None, arg: str) -> list[str]:
-    """The item ids in ``path``, one a line (``#`` comments and blank lines skipped)."""
+def read_ids(path: str | None, arg: str) -> list[str]:
+    """The item ids in ``path`` (a local path or a store URI), one a line (``#`` comments and
+    blank lines skipped)."""
+    from lookalike import storage
+
     if path is None:
         return []
-    if not path.is_file():
+    if not storage.is_file(path):
         raise UsageError(f"{arg}: file not found: {path}")
-    ids = [line.strip() for line in path.read_text().splitlines()]
+    ids = [line.strip() for line in storage.read_bytes(path).decode().splitlines()]
     return [i for i in ids if i and not i.startswith("#")]
 
 
@@ -47,7 +49,9 @@ def print_ingest(summary: dict[str, Any], as_json: bool) -> None:
 
 
 def _check_folder_args(args: argparse.Namespace) -> None:
-    if not args.path.is_dir():
+    from lookalike import storage
+
+    if storage.is_file(args.path) or not storage.exists(args.path):
         raise UsageError(f"PATH: not a folder: {args.path}")
     if args.id_prefix is not None:
         from lookalike.catalog.sources import check_id_prefix
@@ -114,7 +118,7 @@ def cmd_catalog_stats(args: argparse.Namespace) -> int:
     """``lookalike catalog stats``: version, rows, counts per category and split."""
     from lookalike.catalog.table import catalog_stats
 
-    out(json.dumps(catalog_stats(get_settings().catalog_path), indent=2, default=str))
+    out(json.dumps(catalog_stats(get_settings().catalog_uri), indent=2, default=str))
     return 0
 
 
@@ -122,7 +126,7 @@ def cmd_catalog_changes(args: argparse.Namespace) -> int:
     """``lookalike catalog changes``: net changes since a Delta version (first ``--show`` ids)."""
     from lookalike.catalog.changes import catalog_changes
 
-    changes = catalog_changes(get_settings().catalog_path, args.since, columns=["item_id"])
+    changes = catalog_changes(get_settings().catalog_uri, args.since, columns=["item_id"])
     result = changes.summary() | {
         "inserted_ids": changes.inserts.column("item_id").to_pylist()[: args.show],
         "updated_ids": changes.updates.column("item_id").to_pylist()[: args.show],
@@ -134,13 +138,13 @@ def cmd_catalog_changes(args: argparse.Namespace) -> int:
 
 def cmd_catalog_rejects(args: argparse.Namespace) -> int:
     """``lookalike catalog rejects``: rejected inputs and why (one run with ``--run``)."""
-    from deltalake import DeltaTable
+    from lookalike.catalog.table import delta_table, is_table
 
-    path = get_settings().rejects_path
-    if not DeltaTable.is_deltatable(str(path)):
+    uri = get_settings().rejects_uri
+    if not is_table(uri):
         out("[]")
         return 0
-    rows = DeltaTable(str(path)).to_pyarrow_table().to_pylist()
+    rows = delta_table(uri).to_pyarrow_table().to_pylist()
     if args.run:
         rows = [r for r in rows if r["run_id"] == args.run]
     rows = sorted(rows, key=lambda r: (r["rejected_at"], r["path"] or ""), reverse=True)
@@ -156,14 +160,13 @@ def _ingest_options() -> argparse.ArgumentParser:
         help="delete catalogue items of this source that are not in this input",
     )
     common.add_argument(
-        "--discontinued", type=Path, metavar="FILE", help="file of item ids to delete, one a line"
+        "--discontinued", metavar="FILE", help="file of item ids to delete, one a line"
     )
     common.add_argument(
         "--take-over",
         nargs="?",
         const=True,
         default=False,
-        type=Path,
         metavar="FILE",
         help="move items another source owns to this source: all of this run's collisions, "
         "or only the ids listed in FILE (one a line); without it they are rejected",
@@ -171,7 +174,6 @@ def _ingest_options() -> argparse.ArgumentParser:
     common.add_argument("--json", action="store_true", help="print the summary as JSON")
     common.add_argument(
         "--summary-file",
-        type=Path,
         metavar="FILE",
         help="also write the JSON summary here (spark-submit mixes logs into stdout)",
     )
@@ -187,10 +189,10 @@ def add_parser(sub: Any) -> None:
     fm.add_argument("--limit", type=int, help="only the first N records of each split")
     fm.set_defaults(func=cmd_ingest)
     folder = kinds.add_parser("folder", parents=[common], help="a folder of product photos")
-    folder.add_argument("path", type=Path, metavar="PATH", help="folder; sub-folders = categories")
     folder.add_argument(
-        "--metadata", type=Path, metavar="CSV", help="CSV: item_id,category,path[,split]"
+        "path", metavar="PATH", help="folder or store URI (s3://...); sub-folders = categories"
     )
+    folder.add_argument("--metadata", metavar="CSV", help="CSV: item_id,category,path[,split]")
     folder.add_argument("--source", help="source name (default: folder:<folder name>)")
     folder.add_argument(
         "--id-prefix",

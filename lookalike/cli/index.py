@@ -37,7 +37,8 @@ def _publish(index_path: str | None, publish: bool) -> dict[str, Any] | None:
 def cmd_index_build(args: argparse.Namespace) -> int:
     """``lookalike index build``: a full index version (publishes the bundle unless
     ``--no-publish``), then prune old versions."""
-    from lookalike.index.builder import build_full, prune_versions
+    from lookalike.index.builder import build_full
+    from lookalike.index.versions import prune_versions
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.spark import spark_session
 
@@ -54,7 +55,8 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 def cmd_index_update(args: argparse.Namespace) -> int:
     """``lookalike index update``: an incremental version from the change feed (publishes the
     bundle unless ``--no-publish``), then prune old versions."""
-    from lookalike.index.builder import find_version, prune_versions, update_index
+    from lookalike.index.builder import update_index
+    from lookalike.index.versions import find_version, prune_versions
     from lookalike.registry.encoders import fetch_encoder
 
     settings = get_settings()
@@ -68,13 +70,14 @@ def cmd_index_update(args: argparse.Namespace) -> int:
 
 
 def cmd_index_list(args: argparse.Namespace) -> int:
-    """``lookalike index list``: the index versions on disk and their manifests' key facts."""
-    from lookalike.index.builder import list_versions
-    from lookalike.index.scann_index import read_manifest
+    """``lookalike index list``: the published index versions and their manifests' key
+    facts."""
+    from lookalike.index.versions import list_versions, read_manifest
 
+    settings = get_settings()
     rows = []
-    for path in list_versions(get_settings()):
-        m = read_manifest(path)
+    for name in list_versions(settings):
+        m = read_manifest(settings, name)
         rows.append(
             {
                 k: m.get(k)
@@ -88,8 +91,8 @@ def cmd_index_list(args: argparse.Namespace) -> int:
 
 def cmd_index_verify(args: argparse.Namespace) -> int:
     """``lookalike index verify``: check an index version's files against its checksums."""
-    from lookalike.index.builder import find_version
     from lookalike.index.scann_index import verify_version
+    from lookalike.index.versions import find_version
 
     path = find_version(get_settings(), args.version)
     manifest = verify_version(path)
@@ -107,7 +110,7 @@ def cmd_bundle_show(args: argparse.Namespace) -> int:
 
 def cmd_bundle_publish(args: argparse.Namespace) -> int:
     """``lookalike bundle publish``: publish an index version as the production bundle."""
-    from lookalike.index.builder import find_version
+    from lookalike.index.versions import find_version
 
     path = find_version(get_settings(), args.index)
     emit(_publish(str(path), True) or {}, args.summary_file)

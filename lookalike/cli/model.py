@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 from lookalike.cli.output import JSON_HELP, UsageError, emit, output_options
@@ -18,10 +17,12 @@ def train_config(args: argparse.Namespace) -> Any:
 
     values: dict[str, Any] = {}
     if args.config:
-        if not args.config.is_file():
+        from lookalike import storage
+
+        if not storage.is_file(args.config):
             raise UsageError(f"--config: file not found: {args.config}")
         try:
-            values = json.loads(args.config.read_text())
+            values = json.loads(storage.read_bytes(args.config))
         except json.JSONDecodeError as e:
             raise UsageError(f"--config: not valid JSON: {e}") from None
     try:
@@ -94,7 +95,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def add_parser(sub: Any) -> None:
     """``train``, ``tune`` and ``evaluate``."""
     model_opts = argparse.ArgumentParser(add_help=False)
-    model_opts.add_argument("--config", type=Path, metavar="JSON", help="training config file")
+    model_opts.add_argument(
+        "--config", metavar="JSON", help="training config file (a path or a store URI)"
+    )
     model_opts.add_argument(
         "--set", action="append", metavar="KEY=VALUE", help="override one setting (repeatable)"
     )
@@ -116,6 +119,6 @@ def add_parser(sub: Any) -> None:
     ev.add_argument("--model", default=CHALLENGER, help=f"alias or version (default {CHALLENGER})")
     ev.add_argument("--catalog-version", type=int)
     ev.add_argument("--eval-limit", type=int)
-    ev.add_argument("--summary-file", type=Path, metavar="FILE")
+    ev.add_argument("--summary-file", metavar="FILE", help="a local path or a store URI")
     ev.add_argument("--json", action="store_true", help=JSON_HELP)
     ev.set_defaults(func=cmd_evaluate)

@@ -7,7 +7,6 @@ import contextlib
 import json
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, TextIO
 
 
@@ -41,14 +40,16 @@ def out(text: str) -> None:
     print(text, file=_RESULTS or sys.stdout, flush=True)
 
 
-def write_summary(result: dict[str, Any], summary_file: Path | None) -> None:
-    """``--summary-file``: the JSON result in a file (spark-submit mixes logs into stdout)."""
+def write_summary(result: dict[str, Any], summary_file: str | None) -> None:
+    """``--summary-file``: the JSON result in a file, a path or a store URI (spark-submit
+    mixes logs into stdout)."""
     if summary_file:
-        summary_file.parent.mkdir(parents=True, exist_ok=True)
-        summary_file.write_text(json.dumps(result, indent=2, default=str))
+        from lookalike.workflows.summaries import write_summary as write
+
+        write(result, str(summary_file))
 
 
-def emit(result: dict[str, Any], summary_file: Path | None) -> None:
+def emit(result: dict[str, Any], summary_file: str | None) -> None:
     """A JSON result: on stdout, and in ``summary_file`` when one is given."""
     out(json.dumps(result, indent=2, default=str))
     write_summary(result, summary_file)
@@ -57,6 +58,6 @@ def emit(result: dict[str, Any], summary_file: Path | None) -> None:
 def output_options(json_help: str = JSON_HELP) -> argparse.ArgumentParser:
     """A parent parser: ``--summary-file FILE`` and ``--json``."""
     opts = argparse.ArgumentParser(add_help=False)
-    opts.add_argument("--summary-file", type=Path, metavar="FILE")
+    opts.add_argument("--summary-file", metavar="FILE", help="a local path or a store URI")
     opts.add_argument("--json", action="store_true", help=json_help)
     return opts

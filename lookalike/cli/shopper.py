@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 from lookalike.cli.output import UsageError, emit, output_options
@@ -14,7 +13,8 @@ from lookalike.registry.aliases import CHALLENGER, PRODUCTION
 def cmd_simulate(args: argparse.Namespace) -> int:
     """``lookalike shopper simulate``: land simulated shoppers over the catalogue as one
     Parquet file (written aside, then renamed), and ingest it with ``--ingest``."""
-    from lookalike.shopper.interactions import ingest_file
+    from lookalike import storage
+    from lookalike.shopper.interactions import ingest_file, land_events
     from lookalike.shopper.items import load_item_space
     from lookalike.shopper.simulator import SimConfig, simulate
 
@@ -25,18 +25,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     cfg = SimConfig(users=args.users, events=args.events, seed=args.seed)
     space = load_item_space(settings, limit=args.items)
     events = simulate(cfg, space.item_ids, space.categories, space.vectors)
-    out = args.out or (
-        settings.interactions_landing_dir
-        / f"simulated-seed{cfg.seed}-{cfg.users}u-{cfg.events}e.parquet"
+    out = land_events(
+        events,
+        args.out
+        or storage.join(
+            settings.interactions_landing_uri,
+            f"simulated-seed{cfg.seed}-{cfg.users}u-{cfg.events}e.parquet",
+        ),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    import pyarrow.parquet as pq
-
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(events, tmp)
-    tmp.replace(out)  # a half-written file never lands
     result: dict[str, Any] = {
-        "file": str(out),
+        "file": out,
         "events": events.num_rows,
         "users": cfg.users,
         "items": len(space),
@@ -51,6 +49,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """``lookalike shopper ingest``: ingest interaction files (or every landed one)."""
+    from lookalike import storage
     from lookalike.shopper.interactions import ingest_file, landed_files
 
     settings = get_settings()
@@ -59,13 +58,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         files += landed_files(settings)
     if not files:
         raise UsageError(
-            f"PATH: give interaction files, or --landing for {settings.interactions_landing_dir}"
+            f"PATH: give interaction files, or --landing for {settings.interactions_landing_uri}"
         )
     for f in files:
-        if not Path(f).is_file():
+        if not storage.is_file(str(f)):
             raise UsageError(f"PATH: file not found: {f}")
     summaries = [
-        ingest_file(settings, Path(f), check_items=not args.no_item_check).to_dict() for f in files
+        ingest_file(settings, f, check_items=not args.no_item_check).to_dict() for f in files
     ]
     result = {
         "files": summaries,
@@ -155,7 +154,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     settings = get_settings()
     result: dict[str, Any] = {
         "model": settings.shopper_model_name,
-        "interactions_version": table_version(settings.interactions_path),
+        "interactions_version": table_version(settings.interactions_uri),
     }
     for key, alias in (("production", settings.shopper_alias), (CHALLENGER, CHALLENGER)):
         mv = version_by(settings, alias)
@@ -182,12 +181,12 @@ def add_parser(sub: Any) -> None:
     sim.add_argument("--events", type=int, default=500_000)
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--items", type=int, help="only the first N catalogue items (tests)")
-    sim.add_argument("--out", type=Path, help="Parquet file (default: the landing folder)")
+    sim.add_argument("--out", help="Parquet file, a path or URI (default: the landing folder)")
     sim.add_argument("--ingest", action="store_true", help="also ingest it")
     sim.set_defaults(func=cmd_simulate)
 
     ing = ssub.add_parser("ingest", parents=[out], help="ingest interaction files (CSV/Parquet)")
-    ing.add_argument("paths", nargs="*", type=Path, metavar="PATH")
+    ing.add_argument("paths", nargs="*", metavar="PATH")
     ing.add_argument("--landing", action="store_true", help="every file in the landing folder")
     ing.add_argument(
         "--no-item-check", action="store_true", help="accept items the catalogue lacks (MovieLens)"

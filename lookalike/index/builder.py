@@ -15,7 +15,6 @@ Rules kept here, in one place:
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from lookalike.catalog.changes import CatalogChanges, catalog_changes
 from lookalike.catalog.table import open_table, resolve_version
 from lookalike.config import Settings
 from lookalike.index import scann_index as sx
+from lookalike.index import versions
 from lookalike.index.embeddings import embed_catalog, merge_embeddings, read_embeddings
 from lookalike.index.embeddings import staged_rows as embedding_rows
 from lookalike.registry.encoders import EncoderRef, embed_images, load_predict
@@ -86,58 +86,12 @@ class IndexResult:
 log = logging.getLogger(__name__)
 
 
-# ----------------------------------------------------------------- versions on disk
-
-
-def list_versions(settings: Settings) -> list[Path]:
-    """Published index versions, oldest first (temp dirs of running builds are hidden)."""
-    root = settings.index_dir
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("v"))
-
-
-def latest_version(settings: Settings) -> Path | None:
-    """The newest published index version, or None before the first build."""
-    versions = list_versions(settings)
-    return versions[-1] if versions else None
-
-
-def _next_version(settings: Settings) -> str:
-    versions = list_versions(settings)
-    n = int(versions[-1].name[1:]) + 1 if versions else 1
-    return f"v{n:06d}"
-
-
-def prune_versions(settings: Settings, keep: int | None = None) -> list[str]:
-    """Delete all but the newest ``keep`` versions (bundles hold their own copies)."""
-    keep = keep or settings.index_keep_versions
-    old = list_versions(settings)[:-keep]
-    for p in old:
-        shutil.rmtree(p, ignore_errors=True)
-    return [p.name for p in old]
-
-
-def find_version(settings: Settings, name: str | None) -> Path:
-    """An index version by name (``v000003`` or ``3``), or the latest."""
-    if name is None:
-        found = latest_version(settings)
-        if found is None:
-            raise IndexBuildError("no index version yet: run `lookalike index build`")
-        return found
-    label = f"v{int(name):06d}" if name.isdigit() else name
-    path = settings.index_dir / label
-    if not path.is_dir():
-        raise IndexBuildError(f"no index version {label!r} under {settings.index_dir}")
-    return path
-
-
 # ----------------------------------------------------------------- building blocks
 
 
 def catalog_items(settings: Settings, version: int) -> pa.Table:
     """Item metadata (no images) of the catalogue at ``version``, sorted by item id."""
-    dataset = open_table(settings.catalog_path, version).to_pyarrow_dataset()
+    dataset = open_table(settings.catalog_uri, version).to_pyarrow_dataset()
     parts = [
         pa.Table.from_batches([b]).cast(ITEMS_SCHEMA)
         for b in dataset.to_batches(columns=ITEM_COLUMNS)
@@ -168,24 +122,30 @@ def _publish(
 ) -> tuple[str, Path, dict[str, Any]]:
     """Recall check, then write the next version; returns (name, path, full manifest)."""
     recall = check_recall(settings, searcher, vectors, items.column("item_id").to_pylist())
-    settings.index_dir.mkdir(parents=True, exist_ok=True)
-    name = _next_version(settings)
-    full = sx.write_version(
-        settings.index_dir / name,
-        searcher,
-        manifest
-        | {
-            "index_version": name,
-            "dimension": int(vectors.shape[1]),
-            "recall_at_10": round(recall.with_ties, 4),
-            "recall_at_10_strict": round(recall.strict, 4),
-            "recall_tolerance": recall.tolerance,
-            "built_at": datetime.now(UTC).isoformat(),
-        },
-        vectors=vectors,
-        items=items,
-    )
-    return name, settings.index_dir / name, full
+    written: dict[str, Any] = {}
+
+    def write(folder: Path, name: str) -> dict[str, Any]:
+        written.update(
+            sx.write_version(
+                folder,
+                searcher,
+                manifest
+                | {
+                    "index_version": name,
+                    "dimension": int(vectors.shape[1]),
+                    "recall_at_10": round(recall.with_ties, 4),
+                    "recall_at_10_strict": round(recall.strict, 4),
+                    "recall_tolerance": recall.tolerance,
+                    "built_at": datetime.now(UTC).isoformat(),
+                },
+                vectors=vectors,
+                items=items,
+            )
+        )
+        return written
+
+    published, path = versions.publish(settings, write)
+    return published, path, written
 
 
 def _encoder_dict(encoder: EncoderRef) -> dict[str, Any]:
@@ -211,7 +171,7 @@ def build_full(
     """Embed the catalogue (Spark, only what is missing) and build a new index version."""
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    version = resolve_version(settings.catalog_path, catalog_version)
+    version = resolve_version(settings.catalog_uri, catalog_version)
     if spark is not None:
         log.info(f"embedding catalogue v{version} with {encoder.name}/{encoder.version} (Spark)")
         summary = embed_catalog(spark, settings, encoder, version)
@@ -270,7 +230,7 @@ def _current_vectors(
 ) -> np.ndarray:
     """The encoder's recorded vectors of ``items``, in their order; every item must have one
     of its current content (else the catalogue was not embedded: IndexBuildError)."""
-    ids, vectors, hashes = read_embeddings(settings.embeddings_path, encoder.name, encoder.version)
+    ids, vectors, hashes = read_embeddings(settings.embeddings_uri, encoder.name, encoder.version)
     have = dict(zip(ids, hashes, strict=True))
     want = items.column("content_hash").to_pylist()
     stale = [
@@ -307,9 +267,7 @@ def update_index(
         old, encoder = _load_base(settings, base, encoder)
     watermark = int(old.manifest["catalog_version"])
     with _timed(timings, "changes"):
-        changes = catalog_changes(
-            settings.catalog_path, watermark, columns=[*ITEM_COLUMNS, "image"]
-        )
+        changes = catalog_changes(settings.catalog_uri, watermark, columns=[*ITEM_COLUMNS, "image"])
     result = IndexResult(
         kind="none",
         index_version=None,
@@ -373,7 +331,7 @@ def _load_base(
     encoder version unless given; another version is refused (EncoderMismatch)."""
     from lookalike.registry.encoders import fetch_encoder
 
-    base = base or latest_version(settings)
+    base = base or versions.latest_version(settings)
     if base is None:
         raise IndexBuildError("no index version to update: run `lookalike index build` first")
     searcher, manifest = sx.load_version(base)
@@ -428,7 +386,7 @@ def _record_embeddings(
     """Commit the new vectors and the deletes to ``embeddings`` (one MERGE) before any index
     version uses them."""
     merge_embeddings(
-        settings.embeddings_path,
+        settings.embeddings_uri,
         embedding_rows(
             encoder,
             changes.until_version,

@@ -8,7 +8,6 @@ re-indexing stages its own rows (driver-side) and uses the same one-commit ``mer
 
 from __future__ import annotations
 
-import shutil
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -20,12 +19,24 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties
+from deltalake.exceptions import CommitFailedError
 
-from lookalike.catalog.table import TS, ensure_table, open_table, resolve_version, snapshot_files
+from lookalike import storage
+from lookalike.catalog.table import (
+    TS,
+    conflict,
+    delta_table,
+    ensure_table,
+    is_table,
+    open_table,
+    resolve_version,
+    snapshot_files,
+    staged_dataset,
+)
 from lookalike.config import Settings
-from lookalike.registry.encoders import EncoderRef, embed_images, load_predict
+from lookalike.registry.encoders import EncoderRef, embed_images, load_predict, model_dir
+from lookalike.spark import parquet_files, read_parquet, write_parquet
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -87,7 +98,7 @@ def embed_batch(batch: pa.RecordBatch, encoder: EncoderRef) -> pa.RecordBatch:
     if batch.num_rows == 0:
         return pa.RecordBatch.from_pylist([], schema=out_schema)
     vectors = embed_images(
-        load_predict(encoder.local_dir),
+        load_predict(model_dir(encoder)),
         batch.column("image").to_pylist(),
         input_size=encoder.input_size,
         channels=encoder.channels,
@@ -145,16 +156,17 @@ def staged_rows(
 
 
 def merge_embeddings(
-    path: Path, staged: Path | pa.Table, *, commit_metadata: dict[str, str]
+    uri: str, staged: str | Path | pa.Table, *, commit_metadata: dict[str, str]
 ) -> dict[str, Any]:
-    """Apply staged rows (STAGED_SCHEMA, Parquet dir or table) in ONE commit; none if no-op."""
-    dt = ensure_table(path, EMBEDDINGS_SCHEMA)
+    """Apply staged rows (STAGED_SCHEMA, Parquet folder or table) in ONE commit; none if
+    no-op."""
+    dt = ensure_table(uri, EMBEDDINGS_SCHEMA)
     now = datetime.now(UTC)
     out_schema = STAGED_SCHEMA.append(pa.field("run_at", TS, nullable=False))
     if isinstance(staged, pa.Table):
         source: Iterator[pa.RecordBatch] = iter(staged.to_batches(max_chunksize=2048))
     else:
-        source = pads.dataset(str(staged), format="parquet").to_batches(batch_size=2048)
+        source = staged_dataset(str(staged)).to_batches(batch_size=2048)
 
     def batches() -> Iterator[pa.RecordBatch]:
         for b in source:
@@ -173,7 +185,7 @@ def merge_embeddings(
         "catalog_version": "s.catalog_version",
         "embedded_at": "s.run_at",
     }
-    return (
+    merge = (
         dt.merge(
             reader,
             predicate=key,
@@ -195,17 +207,20 @@ def merge_embeddings(
             | values,
             predicate="s._op = 'upsert'",
         )
-        .execute()
     )
+    try:
+        return merge.execute()
+    except CommitFailedError as e:
+        raise conflict(str(uri), e) from e
 
 
 def read_embeddings(
-    path: Path, encoder_name: str, encoder_version: str, version: int | None = None
+    uri: str, encoder_name: str, encoder_version: str, version: int | None = None
 ) -> tuple[list[str], np.ndarray, list[str]]:
     """(item ids sorted, float32 vectors, content hashes) of one encoder version."""
-    if not DeltaTable.is_deltatable(str(path)):
+    if not is_table(uri):
         return [], np.zeros((0, 0), np.float32), []
-    dataset = DeltaTable(str(path), version=version).to_pyarrow_dataset()
+    dataset = delta_table(uri, version).to_pyarrow_dataset()
     parts = []
     cols = ["item_id", "encoder_name", "encoder_version", "content_hash", "embedding"]
     for b in dataset.to_batches(columns=cols):
@@ -242,50 +257,52 @@ def embed_catalog(
 ) -> EmbedSummary:
     """Bring the encoder's rows of ``embeddings`` in line with the catalogue at a version."""
     t0 = time.monotonic()
-    version = resolve_version(settings.catalog_path, catalog_version)
+    catalog_uri, embeddings_uri = str(settings.catalog_uri), str(settings.embeddings_uri)
+    version = resolve_version(catalog_uri, catalog_version)
     summary = EmbedSummary(encoder=f"{encoder.name}/{encoder.version}", catalog_version=version)
     run_id = f"embed-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
-    work = settings.staging_dir / run_id
+    work = storage.join(settings.staging_uri, run_id)
     try:
-        catalog = spark.read.parquet(*snapshot_files(open_table(settings.catalog_path, version)))
-        catalog = catalog.select("item_id", "content_hash", "image")
-        existing = _existing_rows(spark, settings.embeddings_path, encoder)
-        _changes(spark, catalog, existing, encoder, version).write.mode("error").parquet(
-            str(work / "staged")
+        catalog = read_parquet(
+            spark,
+            snapshot_files(open_table(catalog_uri, version)),
+            "item_id string, content_hash string, image binary",
         )
-        staged = spark.read.parquet(str(work / "staged"))
+        existing = _existing_rows(spark, embeddings_uri, encoder)
+        changes = _changes(spark, catalog, existing, encoder, version)
+        write_parquet(changes, storage.join(work, "staged"))
+        staged = read_parquet(spark, parquet_files(storage.join(work, "staged")), changes.schema)
         counts = dict(staged.groupBy("_op").count().collect())
         summary.embedded = int(counts.get("upsert", 0))
         summary.deleted = int(counts.get("delete", 0))
         summary.unchanged = existing.count() - summary.deleted
         if summary.embedded or summary.deleted:
             merge_embeddings(
-                settings.embeddings_path,
-                work / "staged",
+                embeddings_uri,
+                storage.join(work, "staged"),
                 commit_metadata={
                     "lookalike.run_id": run_id,
                     "lookalike.encoder": summary.encoder,
                     "lookalike.catalog_version": str(version),
                 },
             )
-        summary.table_version = DeltaTable(str(settings.embeddings_path)).version()
+        summary.table_version = delta_table(embeddings_uri).version()
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        storage.remove_tree(work)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
 
 
-def _existing_rows(spark: SparkSession, path: Path, encoder: EncoderRef) -> DataFrame:
+def _existing_rows(spark: SparkSession, uri: str, encoder: EncoderRef) -> DataFrame:
     """(item_id, content_hash) of the encoder version's rows in ``embeddings`` (the table is
     created when missing)."""
     from pyspark.sql import functions as F
 
-    ensure_table(path, EMBEDDINGS_SCHEMA)
-    files = snapshot_files(open_table(path))
-    if not files:
-        return spark.createDataFrame([], "item_id string, content_hash string")
+    ensure_table(uri, EMBEDDINGS_SCHEMA)
+    files = snapshot_files(open_table(uri))
+    columns = "item_id string, content_hash string, encoder_name string, encoder_version string"
     return (
-        spark.read.parquet(*files)
+        read_parquet(spark, files, columns)
         .where(
             (F.col("encoder_name") == encoder.name) & (F.col("encoder_version") == encoder.version)
         )

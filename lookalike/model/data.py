@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -37,7 +36,7 @@ class ImageSet:
 
 
 def load_split(
-    table_path: Path,
+    table_path: str,
     version: int,
     split: str,
     *,
@@ -99,7 +98,7 @@ AUTO_INPUT_SIZE_CAP = 64
 AUTO_INPUT_SIZE_MIN = 16
 
 
-def fit_to_catalogue(cfg: TrainConfig, table_path: Path, version: int) -> TrainConfig:
+def fit_to_catalogue(cfg: TrainConfig, table_path: str, version: int) -> TrainConfig:
     """``cfg`` with what was not given chosen from the catalogue at ``version``.
 
     Channels: 3 when most training photos are colour, else 1 (grayscale stays grayscale).
@@ -136,7 +135,7 @@ def load_training_items(
 ) -> ImageSet:
     """The train-split items a configuration trains on (its limit, its held-out categories)."""
     return load_split(
-        Path(ref.table_path),
+        ref.table_path,
         ref.version,
         "train",
         input_size=cfg.size,

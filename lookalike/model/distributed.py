@@ -13,7 +13,6 @@ MLflow run and returns the trained weights; the driver refuses ranks that still 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -149,7 +148,7 @@ def horovod_run(
     """Run ``rank_main`` on ``num_proc`` Spark tasks; returns every rank's result."""
     from lookalike.model.data import fit_to_catalogue
 
-    cfg = fit_to_catalogue(cfg, Path(ref.table_path), ref.version)
+    cfg = fit_to_catalogue(cfg, ref.table_path, ref.version)
     args = (cfg, ref, tracking_uri, run_id, sync_batch_norm)
     return run_ranks(spark, rank_main, args, num_proc)
 

@@ -107,7 +107,7 @@ def run_training(
     from lookalike.registry.mlflow_setup import setup_mlflow
 
     settings = settings or get_settings()
-    table = settings.catalog_path
+    table = settings.catalog_uri
     version = resolve_version(table, catalog_version)
     cfg, ref, train, test = _load_data(cfg, table, version, eval_limit)
 

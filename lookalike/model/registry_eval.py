@@ -30,7 +30,7 @@ def evaluate_registered(
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.encoder_model_name}/{mv.version}")
     meta = pyfunc.metadata.metadata or {}
     size, channels = int(meta["input_size"]), int(meta["channels"])
-    table = settings.catalog_path
+    table = settings.catalog_uri
     version = resolve_version(table, catalog_version)
     index = load_split(table, version, "train", input_size=size, channels=channels)
     queries = load_split(

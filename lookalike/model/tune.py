@@ -97,9 +97,9 @@ def run_tuning(
 
         spark = spark_session("lookalike-tune", settings)
     parallelism = parallelism or settings.tune_parallelism
-    version = resolve_version(settings.catalog_path, catalog_version)
-    ref = DataRef(str(settings.catalog_path), version, {"split": "train", "purpose": "tuning"})
-    base = fit_to_catalogue(base, settings.catalog_path, version)
+    version = resolve_version(settings.catalog_uri, catalog_version)
+    ref = DataRef(str(settings.catalog_uri), version, {"split": "train", "purpose": "tuning"})
+    base = fit_to_catalogue(base, settings.catalog_uri, version)
     experiment_id = setup_mlflow(settings)
     space = search_space(base)
 

@@ -1,7 +1,8 @@
 """A registered encoder version as a local, loaded-once embedding function.
 
 The driver resolves an alias (``champion``) or a number to ONE version and copies it into
-``LOOKALIKE_HOME/cache/encoders`` once; executors and the bundle load that copy. Every
+``LOOKALIKE_HOME/cache/encoders`` once; the bundle loads that copy, and executors on other
+hosts (which share no disk with the driver) fetch the same version into their own cache. Every
 consumer (catalogue embedding, incremental re-index, the served bundle) therefore embeds with
 exactly the recorded version, and the same image bytes give the same vector everywhere.
 """
@@ -73,6 +74,19 @@ def fetch_encoder(settings: Settings, model: str = CHAMPION) -> EncoderRef:
         embedding_size=int(meta["embedding_size"]),
         local_dir=str(dest),
     )
+
+
+def model_dir(ref: EncoderRef) -> str:
+    """The encoder's model directory on this host: the driver's copy when this host sees it,
+    else this host's own copy of the same version (an executor on another machine)."""
+    if ref.local_dir in _LOADED or (Path(ref.local_dir) / "MLmodel").is_file():
+        return ref.local_dir
+    from lookalike.config import get_settings
+    from lookalike.registry import cache, mlflow_setup
+
+    settings = get_settings()
+    mlflow_setup.setup_mlflow(settings)
+    return str(cache.fetch_model(settings, cache.ENCODERS, ref.name, ref.version))
 
 
 _LOADED: dict[str, Predict] = {}

@@ -11,20 +11,30 @@ def configure(settings: Settings) -> None:
     """Point this process's MLflow (tracking and registry) at the deployment's store."""
     import mlflow
 
+    if not is_server(settings):
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
 
 
+def is_server(settings: Settings) -> bool:
+    """True when tracking goes to an MLflow server (``http(s)://``): artifacts then go through
+    the server (``mlflow-artifacts:``), so no process needs the artifact store on its disk."""
+    return settings.tracking_uri.startswith(("http://", "https://"))
+
+
 def setup_mlflow(settings: Settings, experiment: str | None = None) -> str:
-    """``configure``, then create (artifacts under the home) or select ``experiment`` (default
-    the encoder's); returns the experiment id."""
+    """``configure``, then create or select ``experiment`` (default the encoder's); returns
+    the experiment id. With the default local store, artifacts go under the home; with a
+    server, where the server puts them (its ``--artifacts-destination``)."""
     import mlflow
 
-    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     configure(settings)
     name = experiment or settings.encoder_experiment
     found = mlflow.get_experiment_by_name(name)
-    if found is None:
+    if found is None and is_server(settings):
+        exp_id = mlflow.create_experiment(name)
+    elif found is None:
         artifacts = (settings.mlflow_dir / "artifacts").as_uri()
         exp_id = mlflow.create_experiment(name, artifact_location=artifacts)
     else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -53,8 +54,8 @@ class Split:
         """Distinct train users per item."""
         return np.bincount(self.train_items, minlength=self.n_items).astype(np.float32)
 
-    def save(self, path: Path) -> None:
-        """Write the split to an ``.npz`` file (how Horovod ranks receive it)."""
+    def save(self, path: Path | BinaryIO) -> None:
+        """Write the split to an ``.npz`` file or buffer (how Horovod ranks receive it)."""
         np.savez(
             path,
             user_ids=np.asarray(self.user_ids, dtype=object),
@@ -68,7 +69,7 @@ class Split:
         )
 
     @classmethod
-    def load(cls, path: Path) -> Split:
+    def load(cls, path: Path | BinaryIO) -> Split:
         """Read a split written by ``save``."""
         z = np.load(path, allow_pickle=True)
         return cls(

@@ -18,7 +18,7 @@ nothing. A file that is not one of the formats (missing columns) is refused as a
 from __future__ import annotations
 
 import hashlib
-import shutil
+import io
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -30,9 +30,20 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties
+from deltalake.exceptions import CommitFailedError
 
-from lookalike.catalog.table import TS, append_rejects, ensure_table, open_table
+from lookalike import storage
+from lookalike.catalog.table import (
+    TS,
+    append_rejects,
+    conflict,
+    delta_table,
+    ensure_table,
+    is_table,
+    open_table,
+    table_version,
+)
 from lookalike.config import Settings
 
 EVENT_TYPES = ("view", "add_to_cart", "purchase")
@@ -95,28 +106,33 @@ class IngestSummary:
 # ---------------------------------------------------------------- reading
 
 
-def _read_raw(path: Path) -> tuple[pd.DataFrame, str]:
-    """The file's rows as strings, and its format (``events`` or ``movielens``)."""
-    if not path.is_file():
-        raise FileNotFoundError(f"no interactions file at {path}")
+def _read_raw(path: Path, data: bytes) -> tuple[pd.DataFrame, str]:
+    """The file's rows (``data``, named ``path``) as strings, and its format (``events`` or
+    ``movielens``)."""
     if path.suffix == ".parquet":
-        frame = pq.read_table(path).to_pandas()
+        frame = pq.read_table(io.BytesIO(data)).to_pandas()
     else:
-        with path.open("r", encoding="utf-8", errors="replace") as fh:
-            first = fh.readline()
+        first = data.split(b"\n", 1)[0].decode("utf-8", "replace")
         if "::" in first:  # MovieLens ratings.dat
             frame = pd.read_csv(
-                path, sep="::", engine="python", header=None, dtype=str, keep_default_na=False
+                io.BytesIO(data),
+                sep="::",
+                engine="python",
+                header=None,
+                dtype=str,
+                keep_default_na=False,
             )
             frame = frame.iloc[:, :4]
             frame.columns = ["user", "item", "rating", "timestamp"][: frame.shape[1]]
         elif "\t" in first and not any(c.isalpha() for c in first):  # MovieLens u.data
-            frame = pd.read_csv(path, sep="\t", header=None, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(
+                io.BytesIO(data), sep="\t", header=None, dtype=str, keep_default_na=False
+            )
             frame = frame.iloc[:, :4]
             frame.columns = ["user", "item", "rating", "timestamp"][: frame.shape[1]]
         else:
             sep = "\t" if path.suffix == ".tsv" else ","
-            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+            frame = pd.read_csv(io.BytesIO(data), sep=sep, dtype=str, keep_default_na=False)
     frame.columns = [str(c).strip() for c in frame.columns]
     cols = set(frame.columns)
     if set(EVENT_COLUMNS) <= cols:
@@ -244,13 +260,13 @@ def _normalised(frame: pd.DataFrame, fmt: str) -> tuple[pd.DataFrame, pd.Series]
 
 def known_catalogue_items(settings: Settings) -> set[str]:
     """Item ids of the current catalogue (a clear error when there is none)."""
-    table = open_table(settings.catalog_path).to_pyarrow_table(columns=["item_id"])
+    table = open_table(settings.catalog_uri).to_pyarrow_table(columns=["item_id"])
     return set(table.column("item_id").to_pylist())
 
 
-def merge_events(path: Path, good: pd.DataFrame, source: str, run_id: str) -> dict[str, Any]:
+def merge_events(uri: str, good: pd.DataFrame, source: str, run_id: str) -> dict[str, Any]:
     """Insert events not in the table yet, in ONE commit (none when nothing is new)."""
-    dt = ensure_table(path, INTERACTIONS_SCHEMA)
+    dt = ensure_table(uri, INTERACTIONS_SCHEMA)
     now = datetime.now(UTC)
     cols = {
         "event_id": pa.array(good["event_id"].tolist(), pa.string()),
@@ -267,29 +283,36 @@ def merge_events(path: Path, good: pd.DataFrame, source: str, run_id: str) -> di
     }
     table = pa.Table.from_pydict(cols, schema=INTERACTIONS_SCHEMA)
     insert = {c: f"s.{c}" for c in INTERACTIONS_SCHEMA.names}
-    return (
-        dt.merge(
-            table,
-            predicate="t.event_id = s.event_id",
-            source_alias="s",
-            target_alias="t",
-            commit_properties=CommitProperties(
-                custom_metadata={"run_id": run_id, "source": source}
-            ),
+    try:
+        return (
+            dt.merge(
+                table,
+                predicate="t.event_id = s.event_id",
+                source_alias="s",
+                target_alias="t",
+                commit_properties=CommitProperties(
+                    custom_metadata={"run_id": run_id, "source": source}
+                ),
+            )
+            .when_not_matched_insert(updates=insert)
+            .execute()
         )
-        .when_not_matched_insert(updates=insert)
-        .execute()
-    )
+    except CommitFailedError as e:
+        raise conflict(uri, e) from e
 
 
 def ingest_file(
-    settings: Settings, path: Path, *, source: str | None = None, check_items: bool = True
+    settings: Settings, path: str | Path, *, source: str | None = None, check_items: bool = True
 ) -> IngestSummary:
-    """Validate one file and land its good rows in one commit; rejects are kept with reasons."""
-    path = Path(path)
-    frame, fmt = _read_raw(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    source = source or f"file:{path.name}"
+    """Validate one file (a local path or a URI) and land its good rows in one commit;
+    rejects are kept with reasons."""
+    location = storage.normalise(path)
+    if not storage.is_file(location):
+        raise FileNotFoundError(f"no interactions file at {location}")
+    data = storage.read_bytes(location)
+    frame, fmt = _read_raw(Path(storage.name(location)), data)
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    source = source or f"file:{storage.name(location)}"
     run_id = f"interactions-{digest}"
     known = known_catalogue_items(settings) if check_items else None
     good, rejects = validate(frame, fmt, known)
@@ -305,48 +328,62 @@ def ingest_file(
         reasons=dict(Counter(rejects["reason"])),
     )
     if len(rejects):
-        staged = settings.staging_dir / f"{run_id}-{uuid.uuid4().hex[:8]}"
-        staged.mkdir(parents=True, exist_ok=True)
+        staged = storage.join(settings.staging_uri, f"{run_id}-{uuid.uuid4().hex[:8]}")
         try:
-            pq.write_table(
+            _write_parquet(
                 pa.table(
                     {
                         "run_id": [run_id] * len(rejects),
                         "source": [source] * len(rejects),
-                        "path": [f"{path}:{r}" for r in rejects["row"]],
+                        "path": [f"{location}:{r}" for r in rejects["row"]],
                         "item_id": rejects["item_id"].astype(str).tolist(),
                         "reason": rejects["reason"].tolist(),
                         "rejected_at": pa.array([datetime.now(UTC)] * len(rejects), TS),
                     }
                 ),
-                staged / "rejects.parquet",
+                storage.join(staged, "rejects.parquet"),
             )
-            append_rejects(settings.interactions_rejects_path, staged, run_id)
+            append_rejects(settings.interactions_rejects_uri, staged, run_id)
         finally:
-            shutil.rmtree(staged, ignore_errors=True)
+            storage.remove_tree(staged)
     if len(good):
-        metrics = merge_events(settings.interactions_path, good, source, run_id)
+        metrics = merge_events(settings.interactions_uri, good, source, run_id)
         summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
-    if DeltaTable.is_deltatable(str(settings.interactions_path)):
-        summary.table_version = DeltaTable(str(settings.interactions_path)).version()
+    summary.table_version = table_version(settings.interactions_uri)
     return summary
 
 
-def landed_files(settings: Settings) -> list[Path]:
-    """Interaction files in the landing folder, oldest name first."""
-    root = settings.interactions_landing_dir
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+def _write_parquet(table: pa.Table, uri: str) -> None:
+    """One Parquet file at a location (local or object store), written whole."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    storage.write_bytes(uri, sink.getvalue().to_pybytes())
 
 
-def read_interactions(path: Path, version: int | None = None) -> pa.Table:
+def land_events(events: pa.Table, uri: str) -> str:
+    """Land a file of events at a location (default folder: the landing folder); it appears
+    whole or not at all, so a half-written file is never ingested. Returns the location."""
+    uri = storage.normalise(uri)
+    _write_parquet(events, uri)
+    return uri
+
+
+def landed_files(settings: Settings) -> list[str]:
+    """Interaction files in the landing folder (local or object store), oldest name first."""
+    return [
+        e.uri
+        for e in storage.listdir(settings.interactions_landing_uri)
+        if not e.is_dir and Path(storage.name(e.uri)).suffix in SUFFIXES
+    ]
+
+
+def read_interactions(uri: str, version: int | None = None) -> pa.Table:
     """The columns training needs, at a Delta version (default: the latest)."""
-    if not DeltaTable.is_deltatable(str(path)):
+    if not is_table(uri):
         raise InteractionsError(
-            f"no interactions table at {path}: run `lookalike shopper ingest` "
+            f"no interactions table at {uri}: run `lookalike shopper ingest` "
             "or `lookalike shopper simulate --ingest` first"
         )
-    return DeltaTable(str(path), version=version).to_pyarrow_table(
+    return delta_table(uri, version).to_pyarrow_table(
         columns=["user_id", "item_id", "event_type", "ts", "rating"]
     )

@@ -50,10 +50,10 @@ def pixel_vectors(images: list[bytes], dim: int = 64, seed: int = 0) -> np.ndarr
 def load_item_space(settings: Settings, *, limit: int | None = None) -> ItemSpace:
     """The current catalogue's items (sorted by id), with visual vectors."""
     from lookalike.index import scann_index as sx
-    from lookalike.index.builder import latest_version
+    from lookalike.index.versions import latest_version
 
     cols = ["item_id", "category", "category_name"]
-    table = open_table(settings.catalog_path).to_pyarrow_table(columns=cols)
+    table = open_table(settings.catalog_uri).to_pyarrow_table(columns=cols)
     table = pa.table(
         {
             c: table.column(c).cast(t)
@@ -74,7 +74,7 @@ def load_item_space(settings: Settings, *, limit: int | None = None) -> ItemSpac
         if all(h >= 0 for h in hit):
             vectors, source = _unit(vecs[hit]), f"index:{latest.name}"
     if vectors is None:
-        images = open_table(settings.catalog_path).to_pyarrow_table(columns=["item_id", "image"])
+        images = open_table(settings.catalog_uri).to_pyarrow_table(columns=["item_id", "image"])
         by_id = dict(
             zip(
                 images.column("item_id").to_pylist(),

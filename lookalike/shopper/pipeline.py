@@ -8,15 +8,18 @@ evaluates MF, popularity and Spark ML ALS the same way, and registers the bundle
 
 from __future__ import annotations
 
+import io
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, fields
+import uuid
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from lookalike import storage
 from lookalike.config import Settings
 from lookalike.shopper.model import MFConfig
 
@@ -51,13 +54,6 @@ class ShopperTrainResult:
         """The result as JSON-ready values (the command's output, a job's summary file)."""
         return asdict(self)
 
-    def __getitem__(self, key: str) -> Any:
-        """``result["model_version"]``: read like the dict it replaced, for callers not yet
-        moved to attributes."""
-        if key not in {f.name for f in fields(self)}:
-            raise KeyError(key)
-        return getattr(self, key)
-
 
 def rank_main(
     cfg: MFConfig,
@@ -79,8 +75,8 @@ def rank_main(
     hvd_callbacks.K = tf.keras.backend  # Horovod 0.28 + tf-keras (see model/distributed.py)
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
-    split = Split.load(Path(split_path))
-    features = np.load(features_path) if features_path else None
+    split = Split.load(io.BytesIO(storage.read_bytes(split_path)))
+    features = np.load(io.BytesIO(storage.read_bytes(features_path))) if features_path else None
     client = None
     if rank == 0 and run_id and tracking_uri:
         from mlflow import MlflowClient
@@ -178,18 +174,17 @@ def _read_split(
 ) -> tuple[int | None, Split, ItemSpace | None]:
     """(the interactions version read, its leave-last-out split, the catalogue's item space
     or None): the latest version unless one is given; the split keeps the space's items."""
-    from deltalake import DeltaTable
-
+    from lookalike.catalog.table import is_table, table_version
     from lookalike.shopper.data import prepare
     from lookalike.shopper.interactions import read_interactions
     from lookalike.shopper.items import load_item_space
 
-    path = settings.interactions_path
-    if interactions_version is None and DeltaTable.is_deltatable(str(path)):
-        interactions_version = DeltaTable(str(path)).version()
+    path = settings.interactions_uri
+    if interactions_version is None:
+        interactions_version = table_version(path)
     events = read_interactions(path, interactions_version)
     space = None
-    if DeltaTable.is_deltatable(str(settings.catalog_path)):
+    if is_table(settings.catalog_uri):
         space = load_item_space(settings)
     split = prepare(events, space.item_ids if space is not None else None)
     return interactions_version, split, space
@@ -208,8 +203,8 @@ def _log_inputs(
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
     from mlflow.data.meta_dataset import MetaDataset
 
-    path = settings.interactions_path
-    source = DeltaDatasetSource(path=str(path), delta_table_version=interactions_version)
+    path = settings.interactions_uri
+    source = DeltaDatasetSource(path=path, delta_table_version=interactions_version)
     mlflow.log_input(
         MetaDataset(source=source, name=f"interactions@v{interactions_version}"),
         context="training",
@@ -238,7 +233,8 @@ def _train(
     run_id: str,
 ) -> tuple[Factors, dict[str, list[float]]]:
     """(factors, loss history): in process, or data-parallel on ``horovod`` Spark tasks
-    (the split and features go through a temporary folder; the ranks must agree)."""
+    (the split and features go through the store's staging, which every host reaches; the
+    ranks must agree)."""
     import mlflow
 
     from lookalike.shopper.model import factors_from_model, train_mf
@@ -246,19 +242,26 @@ def _train(
     if horovod > 0:
         from lookalike.model.distributed import check_consistent, run_ranks
 
-        with tempfile.TemporaryDirectory(dir=settings.home) as tmp:
-            split_path = Path(tmp) / "split.npz"
-            split.save(split_path)
+        work = storage.join(settings.staging_uri, f"shopper-{uuid.uuid4().hex[:12]}")
+        try:
+            split_path = storage.join(work, "split.npz")
+            buffer = io.BytesIO()
+            split.save(buffer)
+            storage.write_bytes(split_path, buffer.getvalue())
             features_path = None
             if features is not None:
-                features_path = str(Path(tmp) / "features.npy")
-                np.save(features_path, features)
+                features_path = storage.join(work, "features.npy")
+                buffer = io.BytesIO()
+                np.save(buffer, features)
+                storage.write_bytes(features_path, buffer.getvalue())
             results = run_ranks(
                 spark,
                 rank_main,
-                (cfg, str(split_path), settings.tracking_uri, run_id, features_path),
+                (cfg, split_path, settings.tracking_uri, run_id, features_path),
                 horovod,
             )
+        finally:
+            storage.remove_tree(work)
         results = check_consistent(results)
         return results[0]["factors"], results[0]["history"]
 

@@ -181,7 +181,7 @@ def promote(
     raw = (chal.tags or {}).get(INTERACTIONS_VERSION_TAG, "")
     data_version = int(raw) if raw.isdigit() else None
     chal_rec = _load_challenger(settings, str(chal.version), challenger)
-    split = prepare(read_interactions(settings.interactions_path, data_version), chal_rec.item_ids)
+    split = prepare(read_interactions(settings.interactions_uri, data_version), chal_rec.item_ids)
 
     def evaluate(rec: ShopperRecommender) -> dict[str, Any]:
         return rank_metrics(rec.scorer_for(split), split)

@@ -7,7 +7,6 @@ imported inside the functions, so a DAG file that imports this parses fast.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from lookalike.config import Settings, get_settings
@@ -16,23 +15,24 @@ from lookalike.config import Settings, get_settings
 def catalogue_changed_since_index(settings: Settings | None = None) -> bool:
     """True when the catalogue moved past the latest index version's watermark."""
     from lookalike.catalog.table import table_version
-    from lookalike.index.builder import latest_version
-    from lookalike.index.scann_index import read_manifest
+    from lookalike.index.versions import latest_name, read_manifest
 
     settings = settings or get_settings()
-    latest = latest_version(settings)
-    current = table_version(settings.catalog_path)
+    latest = latest_name(settings)
+    current = table_version(settings.catalog_uri)
     if latest is None or current is None:
         return current is not None
-    return current > int(read_manifest(latest)["catalog_version"])
+    return current > int(read_manifest(settings, latest)["catalog_version"])
 
 
 def publish_index(summary: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
     """Publish the index version a re-index wrote (none written: nothing to publish)."""
     from lookalike.bundle.registry import publish_bundle
+    from lookalike.index.versions import find_version
 
     settings = settings or get_settings()
-    if not summary.get("path"):
+    if not summary.get("index_version"):
         return {"published": False, "reason": f"no new index version ({summary.get('kind')})"}
-    result = publish_bundle(settings, Path(summary["path"]))
+    # by name, not by path: the job that wrote the version may have run on another host
+    result = publish_bundle(settings, find_version(settings, summary["index_version"]))
     return {"published": True} | result.to_dict()

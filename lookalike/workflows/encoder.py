@@ -9,9 +9,9 @@ fast); the Spark work itself is in ``spark_jobs/``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
+from lookalike import storage
 from lookalike.config import Settings, get_settings
 from lookalike.workflows.summaries import read_summary
 
@@ -20,7 +20,7 @@ def catalogue_version(settings: Settings | None = None) -> int:
     """The catalogue version a training run will read (recorded before tuning starts)."""
     from lookalike.catalog.table import resolve_version
 
-    return resolve_version((settings or get_settings()).catalog_path)
+    return resolve_version((settings or get_settings()).catalog_uri)
 
 
 def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
@@ -39,9 +39,9 @@ def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
         if params.get(key):
             values[key] = int(params[key])
     cfg = TrainConfig.from_dict(values)
-    out = Path(tune_summary).with_name("best_config.json")
-    out.write_text(json.dumps(cfg.as_dict(), indent=2))
-    return str(out)
+    out = storage.sibling(tune_summary, "best_config.json")
+    storage.write_bytes(out, json.dumps(cfg.as_dict(), indent=2).encode())
+    return out
 
 
 def run_gate(train_summary: str, catalog_version: int, margin: float) -> dict[str, Any]:
@@ -59,10 +59,14 @@ def run_gate(train_summary: str, catalog_version: int, margin: float) -> dict[st
 
 def finalize_promotion(decision: dict[str, Any], index_summary: str) -> dict[str, Any]:
     """Publish the winner's index as the production bundle and move ``champion``."""
+    from lookalike.index.versions import find_version
     from lookalike.workflows.promotion import PromotionResult, finalize
 
     index = read_summary(index_summary)
-    if not index.get("path"):
+    if not index.get("index_version"):
         raise ValueError(f"{index_summary}: no index version was written")
-    result = finalize(get_settings(), PromotionResult.from_dict(decision), Path(index["path"]))
+    settings = get_settings()
+    # by name, not by path: the job that wrote the version may have run on another host
+    path = find_version(settings, index["index_version"])
+    result = finalize(settings, PromotionResult.from_dict(decision), path)
     return result.to_dict()

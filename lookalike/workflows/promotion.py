@@ -84,7 +84,7 @@ def evaluate_gate(
     from lookalike.registry.versions import VersionNotFound, find_version, get_version
 
     margin = settings.promote_margin if margin is None else margin
-    version = resolve_version(settings.catalog_path, catalog_version)
+    version = resolve_version(settings.catalog_uri, catalog_version)
     setup_mlflow(settings)
     name = settings.encoder_model_name
     try:

@@ -20,27 +20,23 @@ def ensure_interactions(
     """First run on a fresh home: no interactions table and nothing landed -> land simulated
     shoppers (default: the documented 5,000 users and 500,000 events; seeded, so a retry lands
     the same file and ingests nothing new)."""
-    from deltalake import DeltaTable
-
-    from lookalike.shopper.interactions import landed_files
+    from lookalike.catalog.table import is_table
+    from lookalike.shopper.interactions import land_events, landed_files
 
     settings = settings or get_settings()
-    if DeltaTable.is_deltatable(str(settings.interactions_path)) or landed_files(settings):
+    if is_table(settings.interactions_uri) or landed_files(settings):
         return {"simulated": False}
-    import pyarrow.parquet as pq
-
+    from lookalike import storage
     from lookalike.shopper.items import load_item_space
     from lookalike.shopper.simulator import SimConfig, simulate
 
     cfg = SimConfig(users=users, events=events)
     space = load_item_space(settings)
     events = simulate(cfg, space.item_ids, space.categories, space.vectors)
-    out = settings.interactions_landing_dir / f"simulated-seed{cfg.seed}.parquet"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(events, tmp)
-    tmp.replace(out)
-    return {"simulated": True, "file": str(out), "events": events.num_rows}
+    out = land_events(
+        events, storage.join(settings.interactions_landing_uri, f"simulated-seed{cfg.seed}.parquet")
+    )
+    return {"simulated": True, "file": out, "events": events.num_rows}
 
 
 def ingest_landed_interactions(settings: Settings | None = None) -> dict[str, Any]:
@@ -64,7 +60,7 @@ def interactions_changed_since_production(settings: Settings | None = None) -> b
     from lookalike.shopper.registry import version_by
 
     settings = settings or get_settings()
-    current = table_version(settings.interactions_path)
+    current = table_version(settings.interactions_uri)
     if current is None:
         return False
     prod = version_by(settings, settings.shopper_alias)

@@ -29,9 +29,10 @@ DEFAULT_ARGS: dict[str, Any] = {
 
 
 def summary_path(task: str) -> str:
-    """Where a Spark job writes its JSON summary (templated by run id, so retries overwrite)."""
-    home = get_settings().home
-    return f"{home}/runs/{{{{ dag.dag_id }}}}/{{{{ run_id | replace(':', '_') }}}}/{task}.json"
+    """Where a Spark job writes its JSON summary, on the shared store (so the step reading it
+    may run on another host), templated by run id (so retries overwrite)."""
+    run = "{{ dag.dag_id }}/{{ run_id | replace(':', '_') }}"
+    return get_settings().at("runs", run, f"{task}.json")
 
 
 def spark_job(task_id: str, script: str, args: list[str], **kwargs: Any) -> Any:

@@ -22,11 +22,10 @@ class DeltaTableSensor(BaseSensorOperator):
         self.min_version = min_version
 
     def poke(self, context: Any) -> bool:
-        from pathlib import Path
 
         from lookalike.catalog.table import table_version
 
-        version = table_version(Path(self.table_path))
+        version = table_version(self.table_path)
         if version is None:
             self.log.info("no Delta table at %s yet", self.table_path)
             return False

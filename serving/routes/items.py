@@ -89,7 +89,7 @@ def get_item(item_id: str, live: LiveDep) -> Item:
 )
 def get_image(item_id: str, live: LiveDep) -> Response:
     _known(live, item_id)
-    png = live.images.get(item_id)
+    png = live.photos.get(item_id) if live.photos is not None else None
     if png is None:
         raise HTTPException(status_code=404, detail=f"no image stored for {item_id!r}")
     return Response(content=png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})

@@ -99,7 +99,7 @@ def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped
     settings = Settings(home=home)
     prod = version_by(settings, "production")
     assert prod is not None and str(prod.version) == "1"
-    assert prod.tags[INTERACTIONS_VERSION_TAG] == str(table_version(settings.interactions_path))
+    assert prod.tags[INTERACTIONS_VERSION_TAG] == str(table_version(settings.interactions_uri))
     train = json.loads(
         next((home / "runs" / "lookalike_shopper_model").rglob("train.json")).read_text()
     )
@@ -129,7 +129,7 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
         wait_for(lambda: c.get("/readyz").status_code == 200, timeout=120)
         before = c.get("/v1/version").json()["bundle_version"]
         paths = land_fashion_mnist_photos(
-            settings.fashion_mnist_dir, settings.landing_dir, [5000, 5001, 5002]
+            settings.fashion_mnist_dir, settings.landing_uri, [5000, 5001, 5002]
         )
         landed = {item_id: (path, path.read_bytes()) for item_id, path in paths.items()}
         env = env | {"LOOKALIKE_SERVE_URL": server.url}

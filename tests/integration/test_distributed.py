@@ -35,7 +35,7 @@ def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog, back
 
     cfg = TrainConfig.from_dict(HOROVOD_CASES[backbone])
     assert cfg.backbone == backbone
-    ref = DataRef(str(small_catalog.catalog_path), 1)
+    ref = DataRef(str(small_catalog.catalog_uri), 1)
     results = sorted(horovod_run(spark, cfg, ref, num_proc=2), key=lambda r: r["rank"])
     assert [r["rank"] for r in results] == [0, 1] and results[0]["size"] == 2
     assert results[0]["shard_items"] == results[1]["shard_items"] == 150  # disjoint halves

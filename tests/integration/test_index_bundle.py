@@ -43,7 +43,7 @@ def _production(settings):
 
 
 def _catalog_png(settings, item_id: str) -> bytes:
-    table = DeltaTable(str(settings.catalog_path)).to_pyarrow_table(columns=["item_id", "image"])
+    table = DeltaTable(str(settings.catalog_uri)).to_pyarrow_table(columns=["item_id", "image"])
     ids = table.column("item_id").to_pylist()
     return table.column("image")[ids.index(item_id)].as_py()
 
@@ -52,8 +52,9 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
     from lookalike.bundle.recommender import Recommender
     from lookalike.bundle.registry import rollback
     from lookalike.catalog.ingest import ingest_folder
-    from lookalike.index.builder import EncoderMismatch, latest_version, update_index
+    from lookalike.index.builder import EncoderMismatch, update_index
     from lookalike.index.embeddings import embed_catalog, read_embeddings
+    from lookalike.index.versions import latest_version
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.workflows.promotion import promote
 
@@ -65,7 +66,7 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
     assert first.moved == {"champion": v1, "production": first.bundle["bundle_version"]}
     assert first.index["size"] == 600 and first.index["recall_at_10"] >= 0.98
     bundle1 = _production(settings)
-    emb_path = settings.embeddings_path
+    emb_path = settings.embeddings_uri
     ids, vectors, _ = read_embeddings(emb_path, settings.encoder_model_name, v1)
     assert len(ids) == 600 and vectors.shape == (600, 128)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
@@ -170,8 +171,8 @@ print(json.dumps(out.to_dict("records")))
 
 def test_corrupt_index_version_is_refused(world, spark, tmp_path):
     from lookalike.bundle.registry import publish_bundle
-    from lookalike.index.builder import latest_version
     from lookalike.index.scann_index import IndexVersionError
+    from lookalike.index.versions import latest_version
     from lookalike.workflows.promotion import promote
 
     settings, v1, _ = world

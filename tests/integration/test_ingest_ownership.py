@@ -16,7 +16,7 @@ OWNED_BY_LANDING = "item id owned by source 'landing'"
 
 
 def rows(settings) -> dict[str, dict]:
-    table = DeltaTable(str(settings.catalog_path)).to_pyarrow_table()
+    table = DeltaTable(str(settings.catalog_uri)).to_pyarrow_table()
     return {r["item_id"]: r for r in table.to_pylist()}
 
 
@@ -40,7 +40,7 @@ def landing_then(spark, settings, tmp_path: Path, conc_names: list[str]) -> tupl
 def test_colliding_rows_are_rejected_and_nothing_changes(spark, settings, tmp_path):
     _, conc = landing_then(spark, settings, tmp_path, ["Shoes/a.png", "Shoes/b.png"])
     before = rows(settings)
-    version = table_version(settings.catalog_path)
+    version = table_version(settings.catalog_uri)
 
     second = ingest_folder(spark, conc, settings=settings, source="conc")
     assert (second.inserted, second.updated, second.unchanged) == (0, 0, 0)
@@ -50,7 +50,7 @@ def test_colliding_rows_are_rejected_and_nothing_changes(spark, settings, tmp_pa
     assert second.version_after == version  # nothing else changed: no commit at all
     assert rows(settings) == before
 
-    rejects = DeltaTable(str(settings.rejects_path)).to_pyarrow_table().to_pylist()
+    rejects = DeltaTable(str(settings.rejects_uri)).to_pyarrow_table().to_pylist()
     assert sorted((r["item_id"], r["source"], r["reason"]) for r in rejects) == [
         ("Shoes-a", "conc", OWNED_BY_LANDING),
         ("Shoes-b", "conc", OWNED_BY_LANDING),
@@ -64,7 +64,7 @@ def test_colliding_rows_are_rejected_and_nothing_changes(spark, settings, tmp_pa
 
 def test_take_over_moves_every_collision_in_one_commit(spark, settings, tmp_path):
     _, conc = landing_then(spark, settings, tmp_path, ["Shoes/a.png", "Shoes/b.png", "Bags/n.png"])
-    version = table_version(settings.catalog_path)
+    version = table_version(settings.catalog_uri)
 
     moved = ingest_folder(spark, conc, settings=settings, source="conc", take_over=True)
     assert (moved.inserted, moved.updated, moved.taken_over, moved.rejected) == (1, 2, 2, 0)
@@ -76,7 +76,7 @@ def test_take_over_moves_every_collision_in_one_commit(spark, settings, tmp_path
         "Hats-c": "landing",
         "Bags-n": "conc",
     }
-    changes = catalog_changes(settings.catalog_path, version)
+    changes = catalog_changes(settings.catalog_uri, version)
     assert sorted(changes.updates["item_id"].to_pylist()) == ["Shoes-a", "Shoes-b"]
     assert changes.inserts["item_id"].to_pylist() == ["Bags-n"]
 
@@ -88,7 +88,7 @@ def test_take_over_moves_every_collision_in_one_commit(spark, settings, tmp_path
 
 def test_take_over_of_listed_ids_moves_only_those(spark, settings, tmp_path):
     _, conc = landing_then(spark, settings, tmp_path, ["Shoes/a.png", "Shoes/b.png", "Hats/c.png"])
-    version = table_version(settings.catalog_path)
+    version = table_version(settings.catalog_uri)
 
     moved = ingest_folder(
         spark, conc, settings=settings, source="conc", take_over=["Shoes-b", "not-colliding"]
@@ -111,7 +111,7 @@ def test_id_prefix_keeps_both_feeds(spark, settings, tmp_path):
     got = rows(settings)
     assert got["conc-Shoes-a"]["source"] == "conc" and got["Shoes-a"]["source"] == "landing"
     assert got["conc-Shoes-a"]["content_hash"] != got["Shoes-a"]["content_hash"]
-    assert catalog_stats(settings.catalog_path)["sources"] == {"conc": 2, "landing": 3}
+    assert catalog_stats(settings.catalog_uri)["sources"] == {"conc": 2, "landing": 3}
 
 
 def test_delete_missing_of_either_source_never_touches_the_other(spark, settings, tmp_path):

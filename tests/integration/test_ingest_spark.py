@@ -9,6 +9,7 @@ import pytest
 from deltalake import DeltaTable
 from pyspark.sql import functions as F
 
+from lookalike import storage
 from lookalike.catalog.changes import catalog_changes
 from lookalike.catalog.ingest import ingest_fashion_mnist, ingest_folder, run_ingest
 from lookalike.catalog.sources import FASHION_MNIST_LABELS
@@ -17,7 +18,7 @@ from tests.support.builders import write_photo
 
 
 def rows(settings) -> dict[str, dict]:
-    table = DeltaTable(str(settings.catalog_path)).to_pyarrow_table()
+    table = DeltaTable(str(settings.catalog_uri)).to_pyarrow_table()
     return {r["item_id"]: r for r in table.to_pylist()}
 
 
@@ -26,7 +27,7 @@ def test_fashion_mnist_slice_is_ingested_once(spark, settings):
     assert (first.rows_read, first.inserted, first.rejected) == (600, 600, 0)
     assert first.version_before is None and first.version_after == 1
 
-    stats = catalog_stats(settings.catalog_path)
+    stats = catalog_stats(settings.catalog_uri)
     assert stats["rows"] == 600 and stats["splits"] == {"test": 300, "train": 300}
     by_name = {c["category_name"]: c["category"] for c in stats["categories"]}
     assert by_name == {n: i for i, n in enumerate(FASHION_MNIST_LABELS)}
@@ -37,7 +38,7 @@ def test_fashion_mnist_slice_is_ingested_once(spark, settings):
     again = ingest_fashion_mnist(spark, settings=settings, limit=300)
     assert (again.inserted, again.updated, again.deleted, again.unchanged) == (0, 0, 0, 600)
     assert again.version_after == 1  # no commit at all, so no change-feed rows
-    assert catalog_changes(settings.catalog_path, 1).empty
+    assert catalog_changes(settings.catalog_uri, 1).empty
 
 
 def test_folder_ingest_updates_deletes_and_rejects(spark, settings, photo_folder):
@@ -47,7 +48,7 @@ def test_folder_ingest_updates_deletes_and_rejects(spark, settings, photo_folder
     assert reasons["empty.jpg"] == "empty file"
     assert reasons["corrupt.png"].startswith("corrupt image")
     assert reasons["readme.txt"].startswith("not an image")
-    rejects = DeltaTable(str(settings.rejects_path)).to_pyarrow_table()
+    rejects = DeltaTable(str(settings.rejects_uri)).to_pyarrow_table()
     assert rejects.num_rows == 3 and set(rejects["run_id"].to_pylist()) == {first.run_id}
     watermark = first.version_after
     assert rows(settings)["Hats-item-3"]["category_name"] == "Hats"
@@ -64,7 +65,7 @@ def test_folder_ingest_updates_deletes_and_rejects(spark, settings, photo_folder
     pruned = ingest_folder(spark, photo_folder, settings=settings, delete_missing=True)
     assert (pruned.inserted, pruned.updated, pruned.deleted) == (0, 0, 1)
 
-    changes = catalog_changes(settings.catalog_path, watermark)
+    changes = catalog_changes(settings.catalog_uri, watermark)
     assert changes.inserts["item_id"].to_pylist() == ["Hats-new-hat"]
     assert changes.updates["item_id"].to_pylist() == ["Hats-item-3"]
     assert changes.deletes == ["Shoes-item-5"]
@@ -79,7 +80,7 @@ def test_delete_missing_only_touches_its_own_source(spark, settings, photo_folde
     write_photo(other / "Hats" / "b.png", seed=2)
     summary = ingest_folder(spark, other, settings=settings, delete_missing=True)
     assert (summary.inserted, summary.deleted) == (1, 1)
-    assert catalog_stats(settings.catalog_path)["sources"] == {
+    assert catalog_stats(settings.catalog_uri)["sources"] == {
         "fashion-mnist": 10,
         "folder:other": 1,
     }
@@ -91,7 +92,7 @@ def test_discontinued_items_are_deleted(spark, settings):
     summary = ingest_fashion_mnist(spark, settings=settings, limit=20, discontinued=gone)
     assert summary.deleted == 2 and summary.inserted == 0
     assert summary.unchanged == 38  # 40 read, 2 of them discontinued
-    assert catalog_changes(settings.catalog_path, 1).deletes == gone[:2][::-1]
+    assert catalog_changes(settings.catalog_uri, 1).deletes == gone[:2][::-1]
 
 
 def test_metadata_csv_gives_ids_categories_and_reports_problems(spark, settings, photo_folder):
@@ -107,7 +108,7 @@ def test_metadata_csv_gives_ids_categories_and_reports_problems(spark, settings,
     assert summary.inserted == 1
     got = rows(settings)
     assert list(got) == ["sku-002"] and got["sku-002"]["category_name"] == "Hats"
-    rejects = pa.table(DeltaTable(str(settings.rejects_path)).to_pyarrow_table())
+    rejects = pa.table(DeltaTable(str(settings.rejects_uri)).to_pyarrow_table())
     reasons = rejects["reason"].to_pylist()
     assert reasons.count("duplicate item_id in input (2 files)") == 2
     assert any(r.startswith("file not found: ") and r.endswith("Shoes/gone.png") for r in reasons)
@@ -116,7 +117,7 @@ def test_metadata_csv_gives_ids_categories_and_reports_problems(spark, settings,
 
 def test_a_job_that_dies_half_way_changes_nothing(spark, settings):
     ingest_fashion_mnist(spark, settings=settings, limit=10)
-    before = table_version(settings.catalog_path)
+    before = table_version(settings.catalog_uri)
     from lookalike.catalog.sources import fashion_mnist_frame
 
     staged = fashion_mnist_frame(spark, settings.fashion_mnist_dir, limit=50)
@@ -124,5 +125,5 @@ def test_a_job_that_dies_half_way_changes_nothing(spark, settings):
     poisoned = staged.where(boom("item_id") == 1)  # record 42 kills its executor task
     with pytest.raises(Exception, match="ZeroDivisionError"):
         run_ingest(spark, poisoned, source="fashion-mnist", settings=settings)
-    assert table_version(settings.catalog_path) == before
-    assert list(settings.staging_dir.iterdir()) == []  # the run's scratch space is gone
+    assert table_version(settings.catalog_uri) == before
+    assert storage.listdir(settings.staging_uri) == []  # the run's scratch space is gone

@@ -23,7 +23,7 @@ TINY = {
 
 
 def test_load_split_is_deterministic_sharded_and_filtered(small_catalog):
-    table = small_catalog.catalog_path
+    table = small_catalog.catalog_uri
     full = load_split(table, 1, "train", input_size=28, channels=1)
     assert full.x.shape == (600, 28, 28, 1) and full.x.dtype == np.uint8
     a = load_split(table, 1, "train", input_size=28, channels=1, shard=(0, 2))
@@ -45,7 +45,7 @@ def test_empty_split_is_a_clear_error(small_catalog):
         EmptyDataError, match="no 'train' items at catalogue version 1 outside categories"
     ):
         load_split(
-            small_catalog.catalog_path,
+            small_catalog.catalog_uri,
             1,
             "train",
             input_size=28,
@@ -59,7 +59,7 @@ def test_training_beats_the_untrained_model(small_catalog):
     from lookalike.model.evaluate import retrieval_metrics
 
     cfg = TrainConfig.from_dict(TINY | {"epochs": 3, "steps_per_epoch": 40})
-    table = small_catalog.catalog_path
+    table = small_catalog.catalog_uri
     train = load_split(table, 1, "train", input_size=28, channels=1)
     test = load_split(table, 1, "test", input_size=28, channels=1)
 
@@ -164,9 +164,9 @@ def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, setting
 
     ingest_folder(spark, photo_folder, settings=settings)
     # RGB photos 32 px wide: without settings, training picks 3 channels and 32 px
-    auto = fit_to_catalogue(TrainConfig(backbone="keras:MobileNetV2"), settings.catalog_path, 1)
+    auto = fit_to_catalogue(TrainConfig(backbone="keras:MobileNetV2"), settings.catalog_uri, 1)
     assert (auto.input_size, auto.channels) == (32, 3)
-    photos = load_split(settings.catalog_path, 1, "train", input_size=32, channels=3)
+    photos = load_split(settings.catalog_uri, 1, "train", input_size=32, channels=3)
     assert photos.x.shape[1:] == (32, 32, 3) and len(set(photos.y)) == 3
     cfg = TrainConfig.from_dict(
         {

@@ -237,7 +237,7 @@ def seen(home) -> set[str]:
     """The items ``USER`` interacted with."""
     from lookalike.shopper.interactions import read_interactions
 
-    events = read_interactions(home.interactions_path).to_pandas()
+    events = read_interactions(home.interactions_uri).to_pandas()
     return set(events.loc[events["user_id"] == USER, "item_id"].astype(str))
 
 
@@ -257,7 +257,7 @@ def test_known_shopper_gets_personal_recommendations_not_yet_seen(
     assert body["mode"] == "personal" and body["known_user"] is True
     assert len(body["items"]) == 5 and not seen & {i["item_id"] for i in body["items"]}
     assert body["versions"]["model_version"] == "1"
-    assert body["versions"]["interactions_version"] == table_version(home.interactions_path)
+    assert body["versions"]["interactions_version"] == table_version(home.interactions_uri)
     image = client.get(body["items"][0]["image_url"])
     assert image.status_code == 200 and image.content[:4] == b"\x89PNG"
 
@@ -319,7 +319,7 @@ def test_live_shopper_model_version_is_a_metric(client, shopper_v1):
 
 
 @pytest.fixture
-def shopper_v2(home, registry, client, shopper_v1) -> Iterator[dict[str, Any]]:
+def shopper_v2(home, registry, client, shopper_v1) -> Iterator[Any]:
     """A second shopper model version, trained and made production for one test; production
     moves back to version 1 afterwards (the only shopper swap: the service's second load)."""
     from lookalike.shopper.model import MFConfig
@@ -335,7 +335,7 @@ def shopper_v2(home, registry, client, shopper_v1) -> Iterator[dict[str, Any]]:
 
 
 def test_shopper_model_hot_swaps_when_the_alias_moves(client, shopper_v2):
-    assert shopper_v2["model_version"] == "2"
+    assert shopper_v2.model_version == "2"
     swapped = wait_for(
         lambda: (
             client.get("/v1/users/u001/recommendations").json()["versions"]["model_version"] == "2"

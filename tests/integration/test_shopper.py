@@ -29,7 +29,7 @@ def test_bad_rows_are_rejected_with_reasons_and_nothing_else_is_lost(shop, tmp_p
     from lookalike.shopper.interactions import InteractionsError, ingest_file
 
     settings, _ = shop
-    table = DeltaTable(str(settings.interactions_path))
+    table = DeltaTable(str(settings.interactions_uri))
     before_version, before_rows = table.version(), len(table.to_pyarrow_table())
     item = "fm-train-00001"
     csv = tmp_path / "events.csv"
@@ -50,24 +50,24 @@ def test_bad_rows_are_rejected_with_reasons_and_nothing_else_is_lost(shop, tmp_p
         "event_type not one of ['view', 'add_to_cart', 'purchase']": 1,
         "ts is not ISO 8601 or epoch seconds": 1,
     }
-    after = DeltaTable(str(settings.interactions_path))
+    after = DeltaTable(str(settings.interactions_uri))
     assert after.version() == before_version + 1  # the good rows: one commit
     assert len(after.to_pyarrow_table()) == before_rows + 2
-    rejects = DeltaTable(str(settings.interactions_rejects_path)).to_pyarrow_table().to_pandas()
+    rejects = DeltaTable(str(settings.interactions_rejects_uri)).to_pyarrow_table().to_pandas()
     mine = rejects[rejects["run_id"] == summary.run_id]
     assert sorted(mine["path"].str.rsplit(":", n=1).str[-1].astype(int)) == [3, 4, 5, 6]
     # the same file again: nothing inserted, no commit, rejects not recorded twice
     again = ingest_file(settings, csv)
     assert again.inserted == 0
-    assert DeltaTable(str(settings.interactions_path)).version() == before_version + 1
-    rejects2 = DeltaTable(str(settings.interactions_rejects_path)).to_pyarrow_table()
+    assert DeltaTable(str(settings.interactions_uri)).version() == before_version + 1
+    rejects2 = DeltaTable(str(settings.interactions_rejects_uri)).to_pyarrow_table()
     assert len(rejects2) == len(rejects)
     # a file without a required column is refused whole, naming the column
     broken = tmp_path / "broken.csv"
     broken.write_text("user_id,item_id,ts\nu1,x,2026-03-01T10:00:00Z\n")
     with pytest.raises(InteractionsError, match="event_type"):
         ingest_file(settings, broken)
-    assert DeltaTable(str(settings.interactions_path)).version() == before_version + 1
+    assert DeltaTable(str(settings.interactions_uri)).version() == before_version + 1
 
 
 def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
@@ -154,7 +154,7 @@ def test_movielens_format_file_from_the_pyspark_distribution(tmp_path):
     copy.write_bytes(sample.read_bytes())
     summary = ingest_file(settings, copy, check_items=False)
     assert (summary.rows, summary.inserted, summary.rejected) == (1501, 1501, 0)
-    events = read_interactions(settings.interactions_path)
+    events = read_interactions(settings.interactions_uri)
     assert set(events.column("event_type").to_pylist()) == {"view"}
     split = prepare(events)
     assert (split.n_users, split.n_items) == (30, 100)

@@ -107,7 +107,9 @@ def similar_live(version: str = BUNDLE_VERSION) -> Live:
     )
     rec.check()
     images = {i: png for i, png in zip(ITEM_IDS, pngs, strict=True) if i != NO_IMAGE}
-    return Live(rec=rec, bundle_version=version, loaded_at=LOADED_AT, images=images)
+    return Live(
+        rec=rec, bundle_version=version, loaded_at=LOADED_AT, photos=images
+    )  # a dict answers .get like CatalogPhotos
 
 
 class FakeShopper:

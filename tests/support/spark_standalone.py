@@ -47,8 +47,14 @@ class Cluster:
         return sum(1 for w in self.status().get("workers", []) if w.get("state") == "ALIVE")
 
 
-def _daemon(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen:
+def _daemon(
+    args: list[str], log: Path, env: dict[str, str], hide: list[Path] | None = None
+) -> subprocess.Popen:
     cmd = [str(spark_home() / "bin" / "spark-class"), *args]
+    if hide:  # as if on another host: these folders are empty tmpfs mounts for it
+        from tests.support.namespaces import hidden
+
+        cmd = hidden(cmd, hide)
     with log.open("ab") as out:
         # own process group: stopping it stops the JVM that spark-class execs
         return subprocess.Popen(cmd, stdout=out, stderr=out, env=env, start_new_session=True)
@@ -56,9 +62,17 @@ def _daemon(args: list[str], log: Path, env: dict[str, str]) -> subprocess.Popen
 
 @contextmanager
 def standalone_cluster(
-    workdir: Path, *, workers: int = 2, cores: int = 1, memory: str = "1g", timeout: float = 120
+    workdir: Path,
+    *,
+    workers: int = 2,
+    cores: int = 1,
+    memory: str = "1g",
+    timeout: float = 120,
+    hide: list[Path] | None = None,
 ) -> Iterator[Cluster]:
-    """Master + ``workers`` workers bound to 127.0.0.1; stopped on exit, whatever happens."""
+    """Master + ``workers`` workers bound to 127.0.0.1; stopped on exit, whatever happens.
+    ``hide``: each worker (and its executors) runs in its own mount namespace where these
+    folders are empty (``tests.support.namespaces``): a worker on another host."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     env = os.environ | {
@@ -93,6 +107,7 @@ def standalone_cluster(
                     ],
                     workdir / f"worker-{n}.log",
                     env,
+                    hide,
                 )
             )
         _wait_for_workers(cluster, workers, timeout, workdir)

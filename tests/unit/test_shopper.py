@@ -89,7 +89,7 @@ def test_movielens_files_are_read_as_views_with_ratings(tmp_path: Path):
     from lookalike.shopper.interactions import _read_raw, validate
 
     (tmp_path / "ratings.dat").write_text("1::1193::5::978300760\n1::661::x::978302109\n")
-    frame, fmt = _read_raw(tmp_path / "ratings.dat")
+    frame, fmt = _read_raw(tmp_path / "ratings.dat", (tmp_path / "ratings.dat").read_bytes())
     assert fmt == "movielens"
     good, rejects = validate(frame, fmt, None)
     assert good["event_type"].tolist() == ["view"] and good["rating"].tolist() == [5.0]
