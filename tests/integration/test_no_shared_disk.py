@@ -85,7 +85,14 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
     runs = storage.join(store, "runs", "test")
     _land_photos(settings.landing_uri, 0, 20)
 
+    driver_home.mkdir(parents=True)
     with standalone_cluster(tmp_path / "spark", hide=[driver_home]) as cluster:
+        workers = subprocess.run(
+            ["pgrep", "-f", f"deploy.worker.Worker {cluster.master_url}"],
+            capture_output=True,
+            text=True,
+        ).stdout.split()
+        assert len(workers) == 2 and all(_hides(pid, driver_home) for pid in workers)
         master = cluster.master_url
         ingest = _submit(
             env, master, "ingest_catalog.py", "folder", settings.landing_uri,
@@ -115,6 +122,7 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
         )
         url = f"http://127.0.0.1:{port}"
         try:
+            wait_for(lambda: _hides(str(serve.pid), driver_home), timeout=30)
             ready = wait_for(lambda: _get(f"{url}/readyz"), timeout=180, every=1)
             assert ready["versions"]["bundle_version"] == first_bundle
             similar = _get(f"{url}/v1/items/Shoes-p3/similar?k=5")
@@ -147,6 +155,15 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
         assert not (driver_home / "lake").exists() and not (service_home / "lake").exists()
         apps = {a["name"] for a in cluster.status()["completedapps"]}
         assert {"lookalike-ingest-folder", "lookalike-promote"} <= apps
+
+
+def _hides(pid: str, folder: Path) -> bool:
+    """True when process ``pid`` sees ``folder`` as its own tmpfs mount (another host)."""
+    try:
+        mounts = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    return any(f" {folder} " in line and " tmpfs " in line for line in mounts)
 
 
 def _get(url: str) -> dict:
