@@ -12,11 +12,16 @@ service answers with the new version"; the bench checks that independently with 
 Per-task seconds come from Airflow's own task instance records. Writes
 bench/results/pipeline.json. Targets on 2 cores: bootstrap <= 15 minutes end to end; refresh
 with 1% changes <= 3 minutes from trigger to the service answering with the new version.
+
+``--store s3`` then runs the same again with the shared state on an S3-compatible server
+(``moto_server`` as its own process, loopback), and reports the ratios of the two wall times
+(targets: bootstrap <= 1.3x, refresh with 1% changes <= 1.5x the local run).
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import platform
@@ -38,6 +43,9 @@ sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 TARGET_BOOTSTRAP_S = 15 * 60
 TARGET_REFRESH_S = 3 * 60
+#: --store s3: the object store's wall time over the local one, same process, same run.
+TARGET_S3_BOOTSTRAP_RATIO = 1.3
+TARGET_S3_REFRESH_RATIO = 1.5
 
 
 def _env(home: Path, port: int) -> dict[str, str]:
@@ -105,20 +113,89 @@ def _service_check(url: str, expected_version: str, photo: bytes, item_id: str |
     return ok and (item_id is None or r["items"][0]["item_id"] == item_id)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--home", type=Path, help="default: a temporary directory, removed")
-    parser.add_argument("--limit", type=int, default=70000, help="Fashion-MNIST images per split")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--changed", type=float, default=0.01, help="share of the catalogue")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
-    args = parser.parse_args()
-    home = args.home or Path(tempfile.mkdtemp(prefix="lookalike-bench-pipeline-"))
-    home.mkdir(parents=True, exist_ok=True)
+def _start_service(env: dict[str, str], home: Path, port: int) -> subprocess.Popen:
+    """``lookalike serve`` on loopback, once it answers ``/readyz``."""
+    import httpx
+
+    service = subprocess.Popen(
+        [str(BIN / "lookalike"), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=(home / "service.log").open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = env["LOOKALIKE_SERVE_URL"]
+    deadline = time.monotonic() + 300
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return service
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or service.poll() is not None:
+            sys.exit(f"the service did not become ready; log: {home / 'service.log'}")
+        time.sleep(1)
+
+
+def _refreshes(env: dict[str, str], home: Path, settings: Any, changed: float) -> list[dict]:
+    """Two refresh DAG runs: ``changed`` of the catalogue as new products, then half of those
+    photos changed and half removed; each checked through the service."""
+    import httpx
+
+    from lookalike import storage
+    from lookalike.catalog.table import table_version
+    from lookalike.images import encode_pixels
+    from tests.support.photos import land_fashion_mnist_photos
+
+    url = env["LOOKALIKE_SERVE_URL"]
+    size = httpx.get(f"{url}/v1/items", params={"limit": 1}).json()["total"]
+    n = max(2, round(changed * size))
+    landed = land_fashion_mnist_photos(
+        settings.fashion_mnist_dir, settings.landing_uri, range(n), mirror=True
+    )
+    run = _dag_test(env, home, "lookalike_catalog_refresh", {})
+    first = sorted(landed)[0]
+    served = httpx.get(f"{url}/v1/version").json()["bundle_version"]
+    run |= {
+        "change": f"{n} new products",
+        "catalogue_items": size,
+        "bundle_version": served,
+        "new_product_found": _service_check(url, served, storage.read_bytes(landed[first]), first),
+        "catalogue_version": table_version(settings.catalog_uri),
+    }
+    runs = [run]
+    ids = sorted(landed)
+    changed_ids, removed = ids[: n // 2], ids[n // 2 :]
+    for item_id in changed_ids:  # a new photo of the same product: shifted down 2 pixels
+        pixels = np.asarray(Image.open(io.BytesIO(storage.read_bytes(landed[item_id]))))
+        storage.write_bytes(landed[item_id], encode_pixels(np.roll(pixels, 2, axis=0)).png)
+    for item_id in removed:
+        storage.remove_file(landed[item_id])
+    run = _dag_test(env, home, "lookalike_catalog_refresh", {})
+    served = httpx.get(f"{url}/v1/version").json()["bundle_version"]
+    run |= {
+        "change": f"{len(changed_ids)} changed photos, {len(removed)} removed products",
+        "bundle_version": served,
+        "removed_product_gone": httpx.get(f"{url}/v1/items/{removed[0]}").status_code == 404,
+        "changed_product_found": _service_check(
+            url, served, storage.read_bytes(landed[changed_ids[0]]), changed_ids[0]
+        ),
+        "catalogue_version": table_version(settings.catalog_uri),
+    }
+    return [*runs, run]
+
+
+def run_pipeline(args: argparse.Namespace, store: str | None) -> dict[str, Any]:
+    """Bootstrap, service, two refreshes in a fresh home; shared state under ``store``
+    (None: the home, as ``make demo``)."""
+    from lookalike.config import Settings
+
+    home = Path(tempfile.mkdtemp(prefix="lookalike-bench-pipeline-", dir=args.home))
     port = _free_port()
     env = _env(home, port)
+    if store:
+        env["LOOKALIKE_STORE_URI"] = store
     os.environ.update({"LOOKALIKE_HOME": str(home)})
-    url = env["LOOKALIKE_SERVE_URL"]
     service = None
     try:
         subprocess.run(
@@ -127,96 +204,89 @@ def main() -> None:
         bootstrap = _dag_test(
             env, home, "lookalike_bootstrap", {"limit": args.limit, "epochs": args.epochs}
         )
-
-        import httpx
-
-        from lookalike.catalog.table import table_version
-        from lookalike.config import Settings
-        from lookalike.images import encode_pixels
-        from tests.support.photos import land_fashion_mnist_photos
-
-        settings = Settings(home=home)
-        service = subprocess.Popen(
-            [str(BIN / "lookalike"), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=env,
-            stdout=(home / "service.log").open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 300
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or service.poll() is not None:
-                sys.exit(f"the service did not become ready; log: {home / 'service.log'}")
-            time.sleep(1)
-        size = httpx.get(f"{url}/v1/items", params={"limit": 1}).json()["total"]
-        n = max(2, round(args.changed * size))
-
-        refreshes = []
-        landed = land_fashion_mnist_photos(
-            settings.fashion_mnist_dir, settings.landing_uri, range(n), mirror=True
-        )
-        run = _dag_test(env, home, "lookalike_catalog_refresh", {})
-        first = sorted(landed)[0]
-        served = httpx.get(f"{url}/v1/version").json()["bundle_version"]
-        run |= {
-            "change": f"{n} new products",
-            "bundle_version": served,
-            "new_product_found": _service_check(url, served, landed[first].read_bytes(), first),
-            "catalogue_version": table_version(settings.catalog_uri),
-        }
-        refreshes.append(run)
-
-        ids = sorted(landed)
-        changed, removed = ids[: n // 2], ids[n // 2 :]
-        for item_id in changed:  # a new photo of the same product: shifted down 2 pixels
-            photo = landed[item_id]
-            photo.write_bytes(encode_pixels(np.roll(np.asarray(Image.open(photo)), 2, axis=0)).png)
-        for item_id in removed:
-            landed[item_id].unlink()
-        run = _dag_test(env, home, "lookalike_catalog_refresh", {})
-        served = httpx.get(f"{url}/v1/version").json()["bundle_version"]
-        gone = httpx.get(f"{url}/v1/items/{removed[0]}").status_code == 404
-        run |= {
-            "change": f"{len(changed)} changed photos, {len(removed)} removed products",
-            "bundle_version": served,
-            "removed_product_gone": gone,
-            "changed_product_found": _service_check(
-                url, served, landed[changed[0]].read_bytes(), changed[0]
-            ),
-            "catalogue_version": table_version(settings.catalog_uri),
-        }
-        refreshes.append(run)
+        service = _start_service(env, home, port)
+        refreshes = _refreshes(env, home, Settings(home=home, store_uri=store), args.changed)
     finally:
         if service is not None:
             os.killpg(service.pid, signal.SIGTERM)
             service.wait(timeout=60)
-        if args.home is None:
+        if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+    return {
+        "store": store or "local",
+        "catalogue_items": refreshes[0]["catalogue_items"],
+        "bootstrap": bootstrap | {"conf": {"limit": args.limit, "epochs": args.epochs}},
+        "refresh": refreshes,
+    }
 
+
+def _targets(local: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "bootstrap_seconds_max": TARGET_BOOTSTRAP_S,
+        "refresh_seconds_max": TARGET_REFRESH_S,
+        "bootstrap_met": local["bootstrap"]["wall_seconds"] <= TARGET_BOOTSTRAP_S,
+        "refresh_met": all(r["wall_seconds"] <= TARGET_REFRESH_S for r in local["refresh"]),
+    }
+
+
+def _store_ratios(local: dict[str, Any], remote: dict[str, Any]) -> dict[str, Any]:
+    """The object store's wall times over the local ones, measured in this one process."""
+    boot = remote["bootstrap"]["wall_seconds"] / local["bootstrap"]["wall_seconds"]
+    refresh = remote["refresh"][0]["wall_seconds"] / local["refresh"][0]["wall_seconds"]
+    return {
+        "bootstrap_s3_vs_local": round(boot, 2),
+        "refresh_s3_vs_local": round(refresh, 2),
+        "bootstrap_max": TARGET_S3_BOOTSTRAP_RATIO,
+        "refresh_max": TARGET_S3_REFRESH_RATIO,
+        "bootstrap_met": boot <= TARGET_S3_BOOTSTRAP_RATIO,
+        "refresh_met": refresh <= TARGET_S3_REFRESH_RATIO,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--home", type=Path, help="parent of the run's homes (default: /tmp)")
+    parser.add_argument("--keep", action="store_true", help="keep the homes afterwards")
+    parser.add_argument("--limit", type=int, default=70000, help="Fashion-MNIST images per split")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--changed", type=float, default=0.01, help="share of the catalogue")
+    parser.add_argument(
+        "--store",
+        choices=["local", "s3"],
+        default="local",
+        help="s3: also run on an S3-compatible store (moto_server, its own process) and "
+        "report the ratios to the local run",
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
+    args = parser.parse_args()
+    if args.store == "s3":
+        from tests.support import s3
+
+        s3.configure_env()  # before any Spark session, so executors see the endpoint too
+    local = run_pipeline(args, None)
     report = {
         "command": "python bench/pipeline.py " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "catalogue_items": size,
-        "bootstrap": bootstrap | {"conf": {"limit": args.limit, "epochs": args.epochs}},
-        "refresh": refreshes,
-        "targets": {
-            "bootstrap_seconds_max": TARGET_BOOTSTRAP_S,
-            "refresh_seconds_max": TARGET_REFRESH_S,
-            "bootstrap_met": bootstrap["wall_seconds"] <= TARGET_BOOTSTRAP_S,
-            "refresh_met": all(r["wall_seconds"] <= TARGET_REFRESH_S for r in refreshes),
-        },
+        "catalogue_items": local["catalogue_items"],
+        "bootstrap": local["bootstrap"],
+        "refresh": local["refresh"],
+        "targets": _targets(local),
         "ratios": {
-            "bootstrap_vs_target": round(bootstrap["wall_seconds"] / TARGET_BOOTSTRAP_S, 2),
+            "bootstrap_vs_target": round(
+                local["bootstrap"]["wall_seconds"] / TARGET_BOOTSTRAP_S, 2
+            ),
             "refresh_vs_target": [
-                round(r["wall_seconds"] / TARGET_REFRESH_S, 2) for r in refreshes
+                round(r["wall_seconds"] / TARGET_REFRESH_S, 2) for r in local["refresh"]
             ],
         },
     }
+    if args.store == "s3":
+        from tests.support.s3 import S3Server
+
+        with S3Server(Path(tempfile.mkdtemp(prefix="lookalike-bench-s3-"))) as server:
+            remote = run_pipeline(args, f"s3://{server.bucket()}/store")
+        report["s3"] = remote
+        report["ratios"] |= _store_ratios(local, remote)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: report[k] for k in ("targets", "ratios")}, indent=2))

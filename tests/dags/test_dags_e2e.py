@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from lookalike import storage
 from tests.support.builders import REPO
 
 BIN = Path(sys.executable).parent
@@ -131,7 +132,7 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
         paths = land_fashion_mnist_photos(
             settings.fashion_mnist_dir, settings.landing_uri, [5000, 5001, 5002]
         )
-        landed = {item_id: (path, path.read_bytes()) for item_id, path in paths.items()}
+        landed = {item_id: (uri, storage.read_bytes(uri)) for item_id, uri in paths.items()}
         env = env | {"LOOKALIKE_SERVE_URL": server.url}
 
         _dag_test(env, "lookalike_catalog_refresh", {})
@@ -144,7 +145,7 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
             assert found["versions"]["bundle_version"] == after["bundle_version"]
 
         gone = sorted(landed)[0]
-        landed[gone][0].unlink()
+        storage.remove_file(landed[gone][0])
         _dag_test(env, "lookalike_catalog_refresh", {})
         latest = c.get("/v1/version").json()
         assert int(latest["bundle_version"]) == int(after["bundle_version"]) + 1
