@@ -8,24 +8,37 @@ In one process:
 2. full re-index (embed every item on Spark + build + recall check + write) vs an incremental
    update after 1% of the catalogue changed (read change feed + embed changed items + apply +
    recall check + write), both through the library functions the CLI and DAGs call;
-3. a synthetic 1M-vector run: build time, memory, queries/s at recall >= 0.95.
+3. synthetic: the same comparison (``compare_searchers``) on 1,000,000 clustered unit vectors
+   (seeded Gaussian mixture, 2,000 centres, d=128) with a fair grid for both libraries:
+   ScaNN (production build + 2-dim AH blocks) x leaves searched x re-ordered candidates, and
+   hnswlib M 16/32, ef_construction 200, ef 10..800. Every row: recall@10 with ties
+   (ann-benchmarks, ``DEFAULT_TOLERANCE``) and strict, queries/s (one query per call, one
+   thread), build seconds, index RSS growth.
+Targets: ScaNN recall@10 >= 0.99 at >= 30x the queries/s of exact search (catalogue);
+ScaNN >= 1.2x hnswlib's queries/s at equal recall, both on the catalogue and on the 1M
+synthetic set (``synthetic.equal_recall_summary``: ScaNN's fastest setting with recall@10
+with ties >= 0.99 against hnswlib's fastest with at least that recall; ``met`` false with a
+``reason`` when no such pair exists); incremental re-index <= 5% of a full one.
 Needs a catalogue and a champion encoder in LOOKALIKE_HOME; without them it ingests
-Fashion-MNIST and trains + promotes a short encoder first (reported, not timed).
+Fashion-MNIST and trains + promotes a short encoder first (reported, not timed). Building
+hnswlib M=32 on 1M vectors takes long on 2 cores: progress lines go to stderr.
 Writes bench/results/index.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -41,6 +54,11 @@ def rss_mib() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def progress(message: str) -> None:
+    """A progress line on stderr: the 1M builds run for many minutes."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def recall_keys(
@@ -65,6 +83,15 @@ def timed_queries(fn: Any, queries: np.ndarray) -> tuple[list[np.ndarray], float
     return found, len(queries) / (time.perf_counter() - t)
 
 
+def exact_truth(vectors: np.ndarray, queries: np.ndarray, k: int, block: int = 32) -> np.ndarray:
+    """``exact_top_indices`` over small blocks of queries: its (queries x n) score matrix and
+    partition indices stay ~0.5 GB at 1M vectors instead of several GB."""
+    parts = [
+        exact_top_indices(vectors, queries[i : i + block], k) for i in range(0, len(queries), block)
+    ]
+    return np.concatenate(parts)
+
+
 #: ScaNN search settings measured for each build: leaves searched x candidates re-ordered
 #: exactly. Leaves 1 / reorder 10 is the least work a query can do: its queries/s is the
 #: ceiling of this API (one query per call) on this machine.
@@ -75,75 +102,76 @@ HNSW_MS = (6, 8, 16)
 HNSW_EFS = (10, 12, 16, 20, 30, 40, 80)
 
 
+class Grid(NamedTuple):
+    """What ``compare_searchers`` measures, so each data set gets a grid fair to both
+    libraries: ScaNN builds (AH block dims, None = the production parameters) x leaves
+    searched x candidates re-ordered, and hnswlib graphs (M, ef_construction) x ef.
+    (A NamedTuple: tests load this file without registering it, which a dataclass needs.)"""
+
+    scann_leaves: tuple[int, ...] = SCANN_LEAVES
+    scann_reorder: tuple[int, ...] = SCANN_REORDER
+    ah_dims: tuple[int | None, ...] = (None, 2)
+    hnsw_ms: tuple[int, ...] = HNSW_MS
+    hnsw_efs: tuple[int, ...] = HNSW_EFS
+    hnsw_ef_construction: int = 200
+
+
+CATALOGUE_GRID = Grid()
+#: 1M vectors get ~1,000 leaves (IndexParams.for_size): search up to a quarter of them.
+#: hnswlib: the M / ef_construction / ef range ann-benchmarks runs at this scale.
+SYNTHETIC_GRID = Grid(
+    scann_leaves=(8, 16, 32, 62, 100, 150, 250),
+    scann_reorder=(30, 100, 250, 500),
+    hnsw_ms=(16, 32),
+    hnsw_efs=(10, 20, 40, 80, 160, 320, 800),
+)
+
+Row = Callable[..., dict[str, Any]]
+
+
 def compare_searchers(
     vectors: np.ndarray,
     queries: np.ndarray,
     k: int = 10,
     tolerance: float = DEFAULT_TOLERANCE,
+    *,
+    grid: Grid = CATALOGUE_GRID,
+    exact_queries: int | None = None,
 ) -> dict[str, Any]:
-    """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data.
+    """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data,
+    one row per setting (with its index's build seconds and RSS growth).
 
-    ScaNN is built twice: with the production parameters (1-dimensional AH blocks) and with
-    2-dimensional blocks (half the hashing work per candidate, coarser scores)."""
-    from lookalike.index.scann_index import IndexParams, build_searcher
+    ScaNN is built with the production parameters (1-dimensional AH blocks) and, per
+    ``grid.ah_dims``, with 2-dimensional blocks (half the hashing work per candidate, coarser
+    scores). ``exact_queries`` times exact search on that many queries only (1M vectors)."""
+    from lookalike.index.scann_index import IndexParams
 
-    truth = exact_top_indices(vectors, queries, k)
-    rows: list[dict[str, Any]] = []
+    truth = exact_truth(vectors, queries, k)
+
+    def row(found: list[np.ndarray], qps: float, build: dict[str, float], **what: Any) -> dict:
+        n = len(found)
+        keys = recall_keys(found, truth[:n], vectors, queries[:n], tolerance)
+        return what | keys | {"qps": round(qps, 1)} | build
 
     def exact(q: np.ndarray) -> np.ndarray:
         sims = vectors @ q
         top = np.argpartition(-sims, k)[:k]
         return top[np.argsort(-sims[top])]
 
-    def row(found: list[np.ndarray], qps: float, **what: Any) -> dict[str, Any]:
-        return (
-            what | recall_keys(found, truth, vectors, queries, tolerance) | {"qps": round(qps, 1)}
-        )
-
-    found, qps = timed_queries(exact, queries)
-    rows.append(row(found, qps, method="exact-numpy"))
-
+    timed = queries[: exact_queries or len(queries)]
+    found, qps = timed_queries(exact, timed)
+    extra = {"queries": len(timed)} if len(timed) < len(queries) else {}
+    rows = [row(found, qps, extra, method="exact-numpy")]
     params = IndexParams.for_size(len(vectors))
-    build_seconds: dict[str, float] = {}
-    for ah_dims in (params.ah_dims, 2):
-        t = time.perf_counter()
-        scann = build_searcher(vectors, None, replace(params, ah_dims=ah_dims), k)
-        build_seconds[f"scann_ah{ah_dims}"] = round(time.perf_counter() - t, 2)
-        scann.set_num_threads(1)
-        for search_leaves in SCANN_LEAVES:
-            for reorder in SCANN_REORDER:
-
-                def fn(q, _s=scann, _l=search_leaves, _r=reorder):
-                    return _s.search(q, k, _r, _l)[0]
-
-                found, qps = timed_queries(fn, queries)
-                rows.append(
-                    row(
-                        found,
-                        qps,
-                        method="scann",
-                        ah_dims=ah_dims,
-                        leaves_to_search=search_leaves,
-                        reorder=reorder,
-                    )
-                )
-    for m in HNSW_MS:
-        hnsw, seconds, _ = build_hnsw(vectors, m=m, ef_construction=200)
-        build_seconds[f"hnswlib_M{m}"] = round(seconds, 2)
-        for ef in HNSW_EFS:
-            hnsw.set_ef(max(ef, k))
-
-            def fn(q, _h=hnsw):
-                return _h.knn_query(q, k=k)[0][0]
-
-            found, qps = timed_queries(fn, queries)
-            rows.append(row(found, qps, method="hnswlib", ef=ef, M=m))
+    rows += scann_rows(vectors, queries, params, grid, k, row)
+    rows += hnsw_rows(vectors, queries, grid, k, row)
     return {
         "n": len(vectors),
         "dim": int(vectors.shape[1]),
         "queries": len(queries),
         "scann_params": asdict(params),
-        "build_seconds": build_seconds,
+        "build_seconds": per_index(rows, "build_seconds"),
+        "rss_growth_mib": per_index(rows, "index_rss_growth_mib"),
         "near_ties": near_ties(vectors, queries, k),
         "rows": rows,
         "summary": summarise(rows),
@@ -151,14 +179,91 @@ def compare_searchers(
     }
 
 
+def per_index(rows: list[dict[str, Any]], field: str) -> dict[str, float]:
+    """One value per built index (``scann_ah1``, ``hnswlib_M16``...) from its rows."""
+    out: dict[str, float] = {}
+    for r in rows:
+        if r["method"] == "scann":
+            out[f"scann_ah{r['ah_dims']}"] = r[field]
+        elif r["method"] == "hnswlib":
+            out[f"hnswlib_M{r['M']}"] = r[field]
+    return out
+
+
+def scann_rows(
+    vectors: np.ndarray, queries: np.ndarray, params: Any, grid: Grid, k: int, row: Row
+) -> list[dict[str, Any]]:
+    """Each ScaNN build of the grid, searched at every leaves x reorder setting."""
+    from scann import scann_ops_pybind  # noqa: F401  (~0.6 GB of libraries: not the index's)
+
+    from lookalike.index.scann_index import build_searcher
+
+    rows: list[dict[str, Any]] = []
+    leaves = sorted({min(n, params.num_leaves) for n in grid.scann_leaves} - {0}) or [1]
+    for ah_dims in dict.fromkeys(params.ah_dims if a is None else a for a in grid.ah_dims):
+        progress(f"ScaNN build over {len(vectors)} vectors, ah_dims={ah_dims}")
+        before, t = rss_mib(), time.perf_counter()
+        scann = build_searcher(vectors, None, replace(params, ah_dims=ah_dims), k)
+        build = {
+            "build_seconds": round(time.perf_counter() - t, 2),
+            "index_rss_growth_mib": round(rss_mib() - before, 1),
+        }
+        progress(f"ScaNN ah_dims={ah_dims} built in {build['build_seconds']} s")
+        scann.set_num_threads(1)
+        for search_leaves, reorder in itertools.product(leaves, grid.scann_reorder):
+
+            def fn(q, _s=scann, _l=search_leaves, _r=reorder):
+                return _s.search(q, k, _r, _l)[0]
+
+            found, qps = timed_queries(fn, queries)
+            rows.append(
+                row(
+                    found,
+                    qps,
+                    build,
+                    method="scann",
+                    ah_dims=ah_dims,
+                    leaves_to_search=search_leaves,
+                    reorder=reorder,
+                )
+            )
+        del scann  # the next build's RSS growth is its own
+    return rows
+
+
+def hnsw_rows(
+    vectors: np.ndarray, queries: np.ndarray, grid: Grid, k: int, row: Row
+) -> list[dict[str, Any]]:
+    """Each hnswlib graph of the grid, searched at every ef (never below k)."""
+    rows: list[dict[str, Any]] = []
+    for m in grid.hnsw_ms:
+        hnsw, seconds, rss = build_hnsw(vectors, m=m, ef_construction=grid.hnsw_ef_construction)
+        build = {"build_seconds": round(seconds, 2), "index_rss_growth_mib": round(rss, 1)}
+        for ef in grid.hnsw_efs:
+            hnsw.set_ef(max(ef, k))
+
+            def fn(q, _h=hnsw):
+                return _h.knn_query(q, k=k)[0][0]
+
+            found, qps = timed_queries(fn, queries)
+            what = {"method": "hnswlib", "ef": ef, "M": m}
+            rows.append(row(found, qps, build, **what, ef_construction=grid.hnsw_ef_construction))
+        del hnsw
+    return rows
+
+
 def near_ties(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> dict[str, float]:
     """How crowded the k-th place is: why strict recall@k measures float noise here."""
-    sims = queries @ vectors.T
-    top = -np.sort(-sims, axis=1)[:, : k + 1]
-    kth = top[:, k - 1]
-    crowd = (sims >= (kth - 1e-3)[:, None]).sum(axis=1)
+    gaps: list[np.ndarray] = []
+    crowds: list[np.ndarray] = []
+    for i in range(0, len(queries), 64):  # blocks: a (1000 x 1M) score matrix is 4 GB
+        sims = queries[i : i + 64] @ vectors.T
+        top = -np.sort(np.partition(-sims, k, axis=1)[:, : k + 1], axis=1)
+        gaps.append(top[:, k - 1] - top[:, k])
+        crowds.append((sims >= (top[:, k - 1] - 1e-3)[:, None]).sum(axis=1))
+    crowd = np.concatenate(crowds)
     return {
-        "median_gap_kth_to_next": float(np.median(top[:, k - 1] - top[:, k])),
+        "median_gap_kth_to_next": float(np.median(np.concatenate(gaps))),
         "median_items_within_1e-3_of_kth": float(np.median(crowd)),
         "p90_items_within_1e-3_of_kth": float(np.percentile(crowd, 90)),
     }
@@ -326,91 +431,144 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
     }
 
 
-def synthetic(n: int, d: int = 128, queries: int = 300, seed: int = 0) -> dict[str, Any]:
-    """Build + query a ScaNN index over n clustered unit vectors (memory from VmRSS)."""
-
-    from lookalike.index.scann_index import IndexParams, build_searcher
-
+def clustered_vectors(
+    n: int, d: int = 128, queries: int = 0, seed: int = 0, centres: int = 2000, spread: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """n unit vectors from a seeded Gaussian mixture (``centres`` N(0, 1) centres, N(0,
+    ``spread``) noise per dimension), and ``queries`` noisy copies of random members: clustered
+    like catalogue embeddings, not uniform noise (where no index can beat brute force).
+    Returns (vectors, their centre, queries, the centre of each query's source)."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(2000, d)).astype(np.float32)
+    means = rng.normal(size=(centres, d)).astype(np.float32)
     x = np.empty((n, d), dtype=np.float32)
+    labels = np.empty(n, dtype=np.int32)
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
-        x[start : start + m] = centres[rng.integers(0, 2000, m)] + 0.5 * rng.normal(
+        labels[start : start + m] = rng.integers(0, centres, m)
+        x[start : start + m] = means[labels[start : start + m]] + spread * rng.normal(
             size=(m, d)
         ).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
-    q = x[rng.choice(n, queries, replace=False)] + 0.05 * rng.normal(size=(queries, d)).astype(
-        np.float32
-    )
+    pick = rng.choice(n, queries, replace=False)
+    q = x[pick] + 0.05 * rng.normal(size=(queries, d)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    truth = exact_top_indices(x, q, 10)
-    params = IndexParams.for_size(n)
-    before = rss_mib()
-    t = time.perf_counter()
-    s = build_searcher(x, None, params)
-    build = time.perf_counter() - t
-    after = rss_mib()
-    s.set_num_threads(1)
-    rows: list[dict[str, Any]] = []
-    for leaves in (2, 4, 8, 15, 31, 62):
-        for reorder in (30, 100, 250):
-            found, qps = timed_queries(
-                lambda v, _s=s, _l=leaves, _r=reorder: _s.search(v, 10, _r, _l)[0], q
-            )
-            rows.append(
-                {
-                    "method": "scann",
-                    "leaves_to_search": leaves,
-                    "reorder": reorder,
-                }
-                | recall_keys(found, truth, x, q)
-                | {"qps": round(qps, 1)}
-            )
-    del s
-    hnsw, hnsw_build, hnsw_rss = build_hnsw(x, m=16, ef_construction=100)
-    for ef in (10, 16, 30, 60, 120):
-        hnsw.set_ef(ef)
-        found, qps = timed_queries(lambda v, _h=hnsw: _h.knn_query(v, k=10)[0][0], q)
-        rows.append(
-            {
-                "method": "hnswlib",
-                "M": 16,
-                "ef": ef,
-            }
-            | recall_keys(found, truth, x, q)
-            | {"qps": round(qps, 1)}
-        )
-    scann_rows = [r for r in rows if r["method"] == "scann"]
-    ok = [r for r in scann_rows if r["recall_at_10"] >= 0.95]
-    # hnswlib may never reach 0.99 here: compare at the best recall it does reach
-    h_best = max((r for r in rows if r["method"] == "hnswlib"), key=lambda r: r["recall_at_10"])
-    s_eq = [r for r in scann_rows if r["recall_at_10"] >= h_best["recall_at_10"]]
-    s_fast = max(s_eq, key=lambda r: r["qps"]) if s_eq else None
+    return x, labels, q, labels[pick]
+
+
+def synthetic(
+    n: int,
+    d: int = 128,
+    queries: int = 300,
+    seed: int = 0,
+    tolerance: float = DEFAULT_TOLERANCE,
+    grid: Grid = SYNTHETIC_GRID,
+) -> dict[str, Any]:
+    """ScaNN vs hnswlib on n clustered unit vectors, through ``compare_searchers`` (the
+    catalogue's code, with the 1M grid), so both sections measure the same way. Keeps the
+    section's earlier keys (production ScaNN build, hnswlib M=16, strict summaries) and adds
+    ``equal_recall_summary``, the 1M target."""
+    x, labels, q, q_labels = clustered_vectors(n, d, queries, seed)
+    progress(f"synthetic: {n} x {d} vectors around 2000 centres, {queries} queries")
+    res = compare_searchers(x, q, 10, tolerance, grid=grid, exact_queries=min(queries, 200))
+    rows = res["rows"]
+    truth = exact_truth(x, q, 10)
+    scann_prod = f"scann_ah{res['scann_params']['ah_dims']}"
+    hnsw_first = f"hnswlib_M{grid.hnsw_ms[0]}"
+    ok = [r for r in rows if r["method"] == "scann" and r["recall_at_10"] >= 0.95]
     return {
         "n": n,
         "dim": d,
-        "num_leaves": params.num_leaves,
-        "build_seconds": round(build, 1),
-        "hnswlib_build_seconds": round(hnsw_build, 1),
+        "queries": queries,
+        "clustering": {
+            "centres": 2000,
+            "spread": 0.5,
+            "top10_share_from_query_centre": round(
+                float((labels[truth] == q_labels[:, None]).mean()), 4
+            ),
+        },
+        "num_leaves": res["scann_params"]["num_leaves"],
+        "scann_params": res["scann_params"],
+        "build_seconds": res["build_seconds"].get(scann_prod),
+        "hnswlib_build_seconds": res["build_seconds"].get(hnsw_first),
+        "build_seconds_by_index": res["build_seconds"],
         "vectors_mib": round(x.nbytes / 2**20, 1),
-        "index_rss_growth_mib": round(after - before, 1),
-        "hnswlib_rss_growth_mib": round(hnsw_rss, 1),
+        "index_rss_growth_mib": res["rss_growth_mib"].get(scann_prod),
+        "hnswlib_rss_growth_mib": res["rss_growth_mib"].get(hnsw_first),
+        "rss_growth_mib_by_index": res["rss_growth_mib"],
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "near_ties": res["near_ties"],
         "rows": rows,
         "best_at_recall_0_95": max(ok, key=lambda r: r["qps"]) if ok else None,
-        "summary": summarise(rows),
-        "at_hnswlib_best_recall": {
-            "hnswlib": h_best,
-            "scann": s_fast,
-            "scann_vs_hnswlib": round(s_fast["qps"] / h_best["qps"], 2) if s_fast else None,
-        },
+        "summary": res["summary"],
+        "summary_with_ties": res["summary_with_ties"],
+        "at_hnswlib_best_recall": at_hnswlib_best_recall(rows),
+        "equal_recall_summary": equal_recall_summary(rows, tolerance=tolerance),
     }
 
 
-def build_hnsw(x: np.ndarray, m: int, ef_construction: int) -> tuple[Any, float, float]:
+def at_hnswlib_best_recall(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """ScaNN's fastest setting at hnswlib's best strict recall (kept from the earlier
+    report: hnswlib may never reach 0.99)."""
+    h_best = max((r for r in rows if r["method"] == "hnswlib"), key=lambda r: r["recall_at_10"])
+    s_eq = [
+        r for r in rows if r["method"] == "scann" and r["recall_at_10"] >= h_best["recall_at_10"]
+    ]
+    s_fast = max(s_eq, key=lambda r: r["qps"]) if s_eq else None
+    return {
+        "hnswlib": h_best,
+        "scann": s_fast,
+        "scann_vs_hnswlib": round(s_fast["qps"] / h_best["qps"], 2) if s_fast else None,
+    }
+
+
+def equal_recall_summary(
+    rows: list[dict[str, Any]],
+    want: float = 0.99,
+    ratio: float = 1.2,
+    key: str = "recall_at_10_ties",
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> dict[str, Any]:
+    """The 1M target: ScaNN's fastest setting with ``key`` >= ``want`` against hnswlib's
+    fastest setting with at least that same recall; ``met`` when ScaNN is >= ``ratio`` x
+    faster. No such pair: ratio None, ``met`` false and a ``reason``."""
+    scann = [r for r in rows if r["method"] == "scann"]
+    hnsw = [r for r in rows if r["method"] == "hnswlib"]
+    out: dict[str, Any] = {
+        "recall": key,
+        "tolerance": tolerance,
+        "scann_recall_min": want,
+        "scann": None,
+        "hnswlib": None,
+        "scann_vs_hnswlib_qps": None,
+        "target": f">= {ratio}",
+        "met": False,
+        "reason": None,
+    }
+    ok = [r for r in scann if r[key] >= want]
+    if not ok:
+        best = max((r[key] for r in scann), default=None)
+        return out | {"reason": f"no ScaNN setting reaches {key} >= {want} (best {best})"}
+    s = max(ok, key=lambda r: r["qps"])
+    same = [r for r in hnsw if r[key] >= s[key]]
+    if not same:
+        best = max((r[key] for r in hnsw), default=None)
+        reason = f"hnswlib never reaches {key} {s[key]} (its best: {best}): no equal-recall pair"
+        return out | {"scann": s, "reason": reason}
+    h = max(same, key=lambda r: r["qps"])
+    return out | {
+        "scann": s,
+        "hnswlib": h,
+        "scann_vs_hnswlib_qps": round(s["qps"] / h["qps"], 2),
+        "met": bool(s["qps"] / h["qps"] >= ratio),
+    }
+
+
+def build_hnsw(
+    x: np.ndarray, m: int, ef_construction: int, batch: int = 50_000
+) -> tuple[Any, float, float]:
     """hnswlib over ``x`` built on every core, then set to one search thread; returns (index,
-    build seconds, RSS growth MiB)."""
+    build seconds, RSS growth MiB). Added in batches to print progress (M=32 on 1M vectors
+    takes long on 2 cores)."""
     import hnswlib
 
     before = rss_mib()
@@ -418,7 +576,15 @@ def build_hnsw(x: np.ndarray, m: int, ef_construction: int) -> tuple[Any, float,
     index = hnswlib.Index(space="ip", dim=x.shape[1])
     index.init_index(max_elements=len(x), ef_construction=ef_construction, M=m)
     index.set_num_threads(os.cpu_count() or 1)
-    index.add_items(x, np.arange(len(x)))
+    for start in range(0, len(x), batch):
+        stop = min(start + batch, len(x))
+        index.add_items(x[start:stop], np.arange(start, stop))
+        spent = time.perf_counter() - t
+        left = spent / stop * (len(x) - stop)
+        progress(
+            f"hnswlib M={m} efC={ef_construction}: {stop}/{len(x)} added, "
+            f"{spent:.0f} s, ~{left:.0f} s left"
+        )
     seconds = time.perf_counter() - t
     index.set_num_threads(1)
     return index, seconds, rss_mib() - before
@@ -462,10 +628,22 @@ def main() -> None:
         spark.stop()
     if args.synthetic:
         print(f"[bench] synthetic {args.synthetic} vectors", flush=True)
-        out["synthetic"] = synthetic(args.synthetic)
+        out["synthetic"] = synthetic(
+            args.synthetic, queries=args.queries, tolerance=settings.recall_tolerance
+        )
+        print(json.dumps(out["synthetic"]["equal_recall_summary"], indent=2), flush=True)
+    out["targets"] = targets(out)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["targets"], indent=2))
+
+
+def targets(out: dict[str, Any]) -> dict[str, Any]:
+    """Each target as one boolean, from the sections' summaries."""
     s = out["catalogue"]["summary"]
     st = out["catalogue"]["summary_with_ties"]
-    out["targets"] = {
+    syn = (out.get("synthetic") or {}).get("equal_recall_summary") or {}
+    return {
         "recall_0_99_at_30x_exact": bool(s.get("scann") and s["scann_vs_exact"] >= 30),
         "recall_0_99_at_30x_exact_ties": bool(st.get("scann") and st["scann_vs_exact"] >= 30),
         "scann_1_2x_hnswlib": bool(s.get("scann_vs_hnswlib", 0) >= 1.2),
@@ -480,10 +658,8 @@ def main() -> None:
             out.get("reindex")
             and out["reindex"]["fresh_processes"]["incremental_share_of_full"] <= 0.05
         ),
+        "synthetic_scann_1_2x_hnswlib_equal_recall_ties": bool(syn.get("met")),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["targets"], indent=2))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,20 @@ generator in this process (same 2 cores as the server, which it competes with):
 Latency of open-loop requests is measured from their scheduled start (no coordinated
 omission), after 1 s at the same rate that warms the client's connection pool. Every run
 is bounded in time and requests. Writes bench/results/serving.json.
+
+    .venv/bin/python bench/serving.py --synthetic-items 1000000 [--synthetic-swap-seconds 180]
+
+serves a SYNTHETIC bundle instead, in its own LOOKALIKE_HOME (a temp dir, removed after;
+LOOKALIKE_HOME's own bundles, index versions and aliases are untouched): 1M clustered unit
+vectors (bench/index.py's generator, d=128), a ScaNN index built and published through the
+library's full-build steps (recall gate included), an untrained encoder of the default
+architecture (no photos: by-id queries never call it), registered with ``publish_bundle``.
+Measures the bundle's load time in the service (alias move -> loaded), the service's RSS
+(/proc/<pid>/status VmRSS; VmHWM for the peak during the swap), p99 of by-id at
+--by-id-rate (1,000/s), and failed requests while a second version is published mid-load
+(`lookalike bundle publish` in its own process, 5 s into a --synthetic-swap-seconds run
+at --swap-rate). Targets: rss <= 2 x vectors (n*d*4 bytes) + 1.5 GiB, p99 <= 20 ms,
+0 failed. Writes bench/results/serving-synthetic.json.
 """
 
 from __future__ import annotations
@@ -27,7 +41,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +209,12 @@ def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def wait_ready(url: str, timeout: float = 300) -> dict[str, Any]:
+def stop_server(server: subprocess.Popen) -> None:
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def wait_ready(url: str, timeout: float = 300, poll: float = 0.5) -> dict[str, Any]:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -203,11 +225,35 @@ def wait_ready(url: str, timeout: float = 300) -> dict[str, Any]:
                 return r.json()["versions"]
         except httpx.HTTPError:
             pass
-        time.sleep(0.5)
+        time.sleep(poll)
     raise RuntimeError(f"service at {url} not ready after {timeout} s")
 
 
-def main() -> None:
+def wait_alive(url: str, timeout: float = 300) -> None:
+    """The process answers (/healthz), whether or not a bundle is loaded."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"service at {url} not alive after {timeout} s")
+
+
+def proc_bytes(pid: int, field: str = "VmRSS") -> int:
+    """A memory field of /proc/<pid>/status (VmRSS now, VmHWM peak) in bytes."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/{pid}/status")
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--connections", type=int, default=32)
@@ -217,30 +263,66 @@ def main() -> None:
     parser.add_argument("--by-id-rate", type=float, default=1000.0)
     parser.add_argument("--upload-rate", type=float, default=50.0)
     parser.add_argument("--swap-rate", type=float, default=200.0)
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "serving.json")
+    parser.add_argument(
+        "--synthetic-items",
+        type=int,
+        default=0,
+        help="serve a synthetic bundle of this many items (e.g. 1000000) in its own home "
+        "instead of LOOKALIKE_HOME's production bundle; 0: off",
+    )
+    parser.add_argument("--synthetic-dim", type=int, default=128)
+    parser.add_argument(
+        "--synthetic-swap-seconds",
+        type=float,
+        default=180.0,
+        help="length of the synthetic swap run: publishing and loading a 1M bundle take minutes",
+    )
+    parser.add_argument(
+        "--synthetic-home", type=Path, help="its LOOKALIKE_HOME (default: a temp dir, removed)"
+    )
+    parser.add_argument("--out", type=Path, help="default bench/results/serving[-synthetic].json")
     args = parser.parse_args()
+    if args.out is None:
+        name = "serving-synthetic.json" if args.synthetic_items else "serving.json"
+        args.out = REPO / "bench" / "results" / name
+    return args
 
-    import httpx
 
-    from lookalike.bundle.registry import production_version
+def main() -> None:
+    args = parse_args()
     from lookalike.cli.logs import configure_logging
-    from lookalike.config import get_settings
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
-    settings = get_settings()
-    if production_version(settings) is None:
-        sys.exit("no production bundle in LOOKALIKE_HOME: run bench/index.py or `make demo` first")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = os.environ | {"LOOKALIKE_SERVE_POLL_SECONDS": "1"}
-    server = start_server(port, env)
-    out: dict[str, Any] = {
+    out = run_synthetic(args) if args.synthetic_items else run_catalogue(args)
+    args.out.write_text(json.dumps(out, indent=2) + "\n")
+    print(json.dumps(out["targets"], indent=2))
+
+
+def header() -> dict[str, Any]:
+    return {
         "benchmark": "serving",
         "command": "python bench/serving.py " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(),
         "note": "load generator and server share the same cores",
     }
+
+
+def run_catalogue(args: argparse.Namespace) -> dict[str, Any]:
+    """The default run: LOOKALIKE_HOME's production bundle, by-id, upload, and a swap to a
+    freshly built index version of the same catalogue."""
+    import httpx
+
+    from lookalike.bundle.registry import production_version
+    from lookalike.config import get_settings
+
+    settings = get_settings()
+    if production_version(settings) is None:
+        sys.exit("no production bundle in LOOKALIKE_HOME: run bench/index.py or `make demo` first")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = start_server(port, os.environ | {"LOOKALIKE_SERVE_POLL_SECONDS": "1"})
+    out = header()
     try:
         t = time.monotonic()
         out["versions_before"] = wait_ready(url)
@@ -251,50 +333,8 @@ def main() -> None:
             for i in c.get("/v1/items", params={"limit": 200, "seed": 1}).json()["items"]
         ]
         photos = [c.get(f"/v1/items/{i}/image").content for i in ids[:20]]
-
-        print("[bench] by-id, closed loop", flush=True)
-        asyncio.run(closed_loop(url, ids, 3, args.connections))  # warm-up
-        out["by_id"] = asyncio.run(closed_loop(url, ids, args.seconds, args.connections))
-        print(json.dumps(out["by_id"]), flush=True)
-        if shutil.which("wrk"):
-            out["by_id_wrk"] = []
-            for conns in args.wrk_connections:
-                print(f"[bench] by-id, closed loop, wrk, {conns} connections", flush=True)
-                out["by_id_wrk"].append(wrk_closed_loop(url, ids, args.seconds / 2, conns))
-                print(json.dumps(out["by_id_wrk"][-1]), flush=True)
-        else:
-            print("[bench] wrk not found (apt-get install wrk): skipping the wrk runs", flush=True)
-
-        async def by_id_plain(session: Any, i: int) -> tuple[int, str | None]:
-            async with session.get(f"{url}/v1/items/{ids[i % len(ids)]}/similar?k=10") as r:
-                await r.read()
-                return r.status, None
-
-        print(f"[bench] by-id, open loop at {args.by_id_rate}/s", flush=True)
-        res, elapsed = asyncio.run(open_loop(by_id_plain, args.by_id_rate, args.seconds))
-        out["by_id_open_loop"] = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {
-            "target_rate": args.by_id_rate
-        }
-        print(json.dumps(out["by_id_open_loop"]), flush=True)
-
-        print(f"[bench] upload, open loop at {args.upload_rate}/s", flush=True)
-
-        async def upload(session: Any, i: int) -> tuple[int, str | None]:
-            import aiohttp
-
-            form = aiohttp.FormData()
-            form.add_field(
-                "photo", photos[i % len(photos)], filename="p.png", content_type="image/png"
-            )
-            async with session.post(f"{url}/v1/similar?k=10", data=form) as r:
-                await r.read()
-                return r.status, None
-
-        res, elapsed = asyncio.run(open_loop(upload, args.upload_rate, args.seconds))
-        out["upload"] = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {
-            "target_rate": args.upload_rate
-        }
-        print(json.dumps(out["upload"]), flush=True)
+        out |= by_id_runs(url, ids, args)
+        out["upload"] = upload_run(url, photos, args.upload_rate, args.seconds)
 
         print("[bench] hot swap under load: preparing a new index version", flush=True)
         from lookalike.bundle.registry import publish_bundle
@@ -306,49 +346,126 @@ def main() -> None:
 
         kept = set(pq.read_table(Path(new_index.path) / "items.parquet").column(0).to_pylist())
         ids = [i for i in ids if i in kept]  # items in both versions: a 404 is not a swap error
-        swap: dict[str, Any] = {}
 
-        async def by_id(session: Any, i: int) -> tuple[int, str | None]:
-            async with session.get(f"{url}/v1/items/{ids[i % len(ids)]}/similar?k=10") as r:
-                body = await r.read()
-                if r.status != 200:
-                    return r.status, None
-                return 200, json.loads(body)["versions"]["bundle_version"]
+        def publish() -> str:
+            return publish_bundle(settings, Path(new_index.path)).bundle_version
 
-        async def publish_midway(t0: float) -> None:
-            await asyncio.sleep(args.seconds / 4)
-            swap["published_at"] = time.perf_counter() - t0
-            result = await asyncio.to_thread(publish_bundle, settings, Path(new_index.path))
-            swap["published_done_at"] = time.perf_counter() - t0
-            swap["new_version"] = result.bundle_version
-
-        res, elapsed = asyncio.run(open_loop(by_id, args.swap_rate, args.seconds, publish_midway))
-        new = swap["new_version"]
-        first_new = next((r[0] for r in res if r[3] == new), None)
-        window = [r for r in res if swap["published_at"] <= r[0] <= (first_new or elapsed) + 1.0]
-        out["swap"] = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {
-            "rate": args.swap_rate,
-            "new_bundle_version": new,
-            "published_at_s": round(swap["published_at"], 2),
-            "publish_took_s": round(swap["published_done_at"] - swap["published_at"], 2),
-            "first_response_from_new_version_s": round(first_new, 2) if first_new else None,
-            "during_swap": stats([r[1] for r in window], [r[2] for r in window], 1.0)
-            | {"window_requests": len(window)},
-            "versions_seen": sorted({r[3] for r in res if r[3]}),
-        }
-        out["swap"]["during_swap"].pop("requests_per_second")
-        print(json.dumps(out["swap"]), flush=True)
+        out["swap"] = swap_under_load(
+            url, ids, args.swap_rate, args.seconds, args.seconds / 4, publish
+        )
         out["versions_after"] = c.get("/v1/version").json()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_server(server)
+    out["targets"] = catalogue_targets(out, args)
+    return out
+
+
+def by_id_runs(url: str, ids: list[str], args: argparse.Namespace) -> dict[str, Any]:
+    """By-id: closed loop from this process, then with wrk (when installed), then open loop."""
+    out: dict[str, Any] = {}
+    print("[bench] by-id, closed loop", flush=True)
+    asyncio.run(closed_loop(url, ids, 3, args.connections))  # warm-up
+    out["by_id"] = asyncio.run(closed_loop(url, ids, args.seconds, args.connections))
+    print(json.dumps(out["by_id"]), flush=True)
+    if shutil.which("wrk"):
+        out["by_id_wrk"] = []
+        for conns in args.wrk_connections:
+            print(f"[bench] by-id, closed loop, wrk, {conns} connections", flush=True)
+            out["by_id_wrk"].append(wrk_closed_loop(url, ids, args.seconds / 2, conns))
+            print(json.dumps(out["by_id_wrk"][-1]), flush=True)
+    else:
+        print("[bench] wrk not found (apt-get install wrk): skipping the wrk runs", flush=True)
+    out["by_id_open_loop"] = by_id_open_loop(url, ids, args.by_id_rate, args.seconds)
+    return out
+
+
+def by_id_open_loop(url: str, ids: list[str], rate: float, seconds: float) -> dict[str, Any]:
+    """GET /v1/items/{id}/similar at a fixed rate (latency from the scheduled start)."""
+
+    async def by_id_plain(session: Any, i: int) -> tuple[int, str | None]:
+        async with session.get(f"{url}/v1/items/{ids[i % len(ids)]}/similar?k=10") as r:
+            await r.read()
+            return r.status, None
+
+    print(f"[bench] by-id, open loop at {rate}/s", flush=True)
+    res, elapsed = asyncio.run(open_loop(by_id_plain, rate, seconds))
+    result = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {"target_rate": rate}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def upload_run(url: str, photos: list[bytes], rate: float, seconds: float) -> dict[str, Any]:
+    """POST /v1/similar with catalogue photos at a fixed rate."""
+    print(f"[bench] upload, open loop at {rate}/s", flush=True)
+
+    async def upload(session: Any, i: int) -> tuple[int, str | None]:
+        import aiohttp
+
+        form = aiohttp.FormData()
+        form.add_field("photo", photos[i % len(photos)], filename="p.png", content_type="image/png")
+        async with session.post(f"{url}/v1/similar?k=10", data=form) as r:
+            await r.read()
+            return r.status, None
+
+    res, elapsed = asyncio.run(open_loop(upload, rate, seconds))
+    result = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {"target_rate": rate}
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def swap_under_load(
+    url: str,
+    ids: list[str],
+    rate: float,
+    seconds: float,
+    publish_after: float,
+    publish: Callable[[], str],
+) -> dict[str, Any]:
+    """By-id at ``rate`` for ``seconds``; ``publish()`` (blocking, returns the new bundle
+    version) runs on a thread ``publish_after`` seconds in. Counts failed requests and the
+    latency around the swap, and when the new version first answered."""
+    swap: dict[str, Any] = {}
+
+    async def by_id(session: Any, i: int) -> tuple[int, str | None]:
+        async with session.get(f"{url}/v1/items/{ids[i % len(ids)]}/similar?k=10") as r:
+            body = await r.read()
+            if r.status != 200:
+                return r.status, None
+            return 200, json.loads(body)["versions"]["bundle_version"]
+
+    async def publish_midway(t0: float) -> None:
+        await asyncio.sleep(publish_after)
+        swap["published_at"] = time.perf_counter() - t0
+        swap["new_version"] = await asyncio.to_thread(publish)
+        swap["published_done_at"] = time.perf_counter() - t0
+
+    res, elapsed = asyncio.run(open_loop(by_id, rate, seconds, publish_midway))
+    new = swap["new_version"]
+    first_new = next((r[0] for r in res if r[3] == new), None)
+    window = [r for r in res if swap["published_at"] <= r[0] <= (first_new or elapsed) + 1.0]
+    out = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {
+        "rate": rate,
+        "new_bundle_version": new,
+        "published_at_s": round(swap["published_at"], 2),
+        "publish_took_s": round(swap["published_done_at"] - swap["published_at"], 2),
+        "first_response_from_new_version_s": round(first_new, 2) if first_new else None,
+        "during_swap": stats([r[1] for r in window], [r[2] for r in window], 1.0)
+        | {"window_requests": len(window)},
+        "versions_seen": sorted({r[3] for r in res if r[3]}),
+    }
+    out["during_swap"].pop("requests_per_second")
+    print(json.dumps(out), flush=True)
+    return out
+
+
+def catalogue_targets(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     o = out["by_id_open_loop"]
     meets = [
         w["connections"]
         for w in out.get("by_id_wrk", [])
         if w["requests_per_second"] >= 1000 and w["p99_ms"] <= 20 and w["failed"] == 0
     ]
-    out["targets"] = {
+    return {
         "by_id_1000_rps_p99_20ms_wrk": bool(meets),
         "by_id_wrk_connections_meeting_it": meets,
         "by_id_open_loop_1000_per_s_p99_20ms": o["requests_per_second"] >= 0.95 * args.by_id_rate
@@ -358,8 +475,247 @@ def main() -> None:
         and out["upload"]["requests_per_second"] >= 0.95 * args.upload_rate,
         "zero_failed_across_swap": out["swap"]["failed"] == 0,
     }
-    args.out.write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(out["targets"], indent=2))
+
+
+# ----------------------------------------------------------------- synthetic bundle
+
+
+def use_home(home: Path) -> Any:
+    """Point this process, and the service and CLI it starts, at ``home`` alone (its own
+    store, MLflow registry and caches): LOOKALIKE_HOME's bundles, index versions and aliases
+    are never touched by the synthetic run."""
+    from lookalike.config import get_settings
+
+    for name in ("LOOKALIKE_STORE_URI", "LOOKALIKE_LAKE_URI", "LOOKALIKE_MLFLOW_TRACKING_URI"):
+        os.environ.pop(name, None)
+    os.environ["LOOKALIKE_HOME"] = str(home)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def synthetic_id(row: int) -> str:
+    """Zero-padded, so sorted ids are row order (the library keeps items sorted by id)."""
+    return f"syn-{row:07d}"
+
+
+def register_stub_encoder(settings: Any, dim: int) -> Any:
+    """An untrained encoder of the default architecture (28x28 grey in, ``dim`` out), logged
+    and registered as a trained one is: the synthetic home has no catalogue to train on,
+    by-id queries never call it, and the service still loads it (its memory is in the RSS)."""
+    import mlflow
+
+    from lookalike.model import tracking
+    from lookalike.model.config import TrainConfig
+    from lookalike.model.encoder import build_encoder
+    from lookalike.registry.encoders import fetch_encoder
+    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.registry.versions import register
+
+    cfg = TrainConfig(input_size=28, channels=1, embedding_size=dim, augment=False)
+    setup_mlflow(settings)
+    with mlflow.start_run(run_name="bench-synthetic-encoder"):
+        info = tracking.log_encoder(build_encoder(cfg), cfg, np.zeros((2, 28, 28, 1), np.uint8))
+    return fetch_encoder(settings, register(info.model_uri, settings.encoder_model_name))
+
+
+def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> dict[str, Any]:
+    """n clustered unit vectors (bench/index.py's generator) indexed with the library's own
+    steps of a full build (``IndexParams.for_size``, ``build_searcher``, then the recall gate
+    and the versioned write), published twice: v1 is served first, v2 is the swap's."""
+    import pyarrow as pa
+
+    from bench.index import clustered_vectors
+    from lookalike.index import builder
+    from lookalike.index import scann_index as sx
+
+    # ~500 items per centre at any n (2,000 centres at 1M: bench/index.py's set): a small
+    # smoke-test set stays clustered instead of one or two items per centre
+    vectors, labels, _, _ = clustered_vectors(n, dim, centres=min(2000, max(1, n // 500)))
+    category = (labels % 10).astype(np.int32)
+    items = pa.table(
+        {
+            "item_id": [synthetic_id(j) for j in range(n)],
+            "category": category,
+            "category_name": [f"synthetic-{c}" for c in category.tolist()],
+            "content_hash": [""] * n,  # no photos: by-id queries only
+        },
+        schema=builder.ITEMS_SCHEMA,
+    )
+    params = sx.IndexParams.for_size(n)
+    print(f"[bench] ScaNN over {n} synthetic vectors ({params})", flush=True)
+    t = time.monotonic()
+    searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
+    out: dict[str, Any] = {
+        "params": asdict(params),
+        "build_seconds": round(time.monotonic() - t, 1),
+    }
+    manifest = {
+        "kind": "full",
+        "encoder": builder._encoder_dict(encoder),
+        "catalog_version": 0,
+        "params": asdict(params),
+        "base_index_version": None,
+        "changed_since_rebalance": 0,
+        "source": "bench/serving.py --synthetic-items",
+    }
+    out["versions"] = []
+    for _ in range(2):
+        t = time.monotonic()
+        name, path, full = builder._publish(settings, searcher, vectors, items, manifest)
+        out["versions"].append(
+            {
+                "index_version": name,
+                "path": str(path),
+                "recall_at_10": full["recall_at_10"],
+                "recall_at_10_strict": full["recall_at_10_strict"],
+                "check_and_write_seconds": round(time.monotonic() - t, 1),
+            }
+        )
+    return out
+
+
+def load_first_bundle(settings: Any, url: str, index_dir: Path) -> dict[str, Any]:
+    """Publish v1 while the service is up with nothing loaded, and time its load there: from
+    the alias move to the service's ``loaded_at`` (includes up to one 1 s alias poll), and
+    to /readyz answering."""
+    from datetime import datetime
+
+    from lookalike.bundle.registry import publish_bundle
+
+    print("[bench] publishing the synthetic bundle (v1)", flush=True)
+    t = time.monotonic()
+    result = publish_bundle(settings, index_dir)
+    moved, moved_wall = time.monotonic(), time.time()
+    versions = wait_ready(url, timeout=1800, poll=0.1)
+    ready = time.monotonic()
+    loaded = datetime.fromisoformat(versions["loaded_at"]).timestamp()
+    return {
+        "publish_seconds": round(moved - t, 1),
+        "bundle_version": result.bundle_version,
+        "bundle_load_seconds": round(loaded - moved_wall, 2),
+        "bundle_load_note": "cold service: the first bundle also imports TensorFlow there; "
+        "includes up to one 1 s alias poll",
+        "ready_seconds": round(ready - moved, 2),
+        "versions_before": versions,
+    }
+
+
+def cli_publisher(env: dict[str, str], index_version: str) -> Callable[[], str]:
+    """``lookalike bundle publish --index NAME`` in its own process (the swap's publish):
+    in this one, a 1M bundle's checksums, self-check load and MLflow copy would stall the
+    load generator. Returns the new bundle version."""
+    lookalike = str(Path(sys.executable).parent / "lookalike")
+
+    def publish() -> str:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = Path(tmp) / "publish.json"
+            cmd = [lookalike, "bundle", "publish", "--index", index_version]
+            cmd += ["--summary-file", str(summary)]
+            subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+            return str(json.loads(summary.read_text())["bundle_version"])
+
+    return publish
+
+
+def serve_synthetic(
+    settings: Any, args: argparse.Namespace, versions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The service on the synthetic bundle: load time, RSS, by-id p99 at the target rate,
+    and failed requests while v2 is published mid-load."""
+    import httpx
+
+    n, dim = args.synthetic_items, args.synthetic_dim
+    rng = np.random.default_rng(1)
+    ids = [synthetic_id(int(j)) for j in rng.choice(n, min(n, 20_000), replace=False)]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = os.environ | {"LOOKALIKE_SERVE_POLL_SECONDS": "1"}
+    server = start_server(port, env)
+    res: dict[str, Any] = {"items": n, "dim": dim, "vectors_bytes": n * dim * 4}
+    try:
+        wait_alive(url)
+        res |= load_first_bundle(settings, url, Path(versions[0]["path"]))
+        res["rss_after_load_bytes"] = proc_bytes(server.pid)
+        asyncio.run(closed_loop(url, ids, 3, args.connections))  # warm-up
+        res["by_id_open_loop"] = by_id_open_loop(url, ids, args.by_id_rate, args.seconds)
+        res["p99_ms"] = res["by_id_open_loop"]["p99_ms"]
+        res["rss_bytes"] = proc_bytes(server.pid)  # one bundle, after the by-id run
+        print(f"[bench] swap under load: publishing {versions[1]['index_version']}", flush=True)
+        publish = cli_publisher(env, versions[1]["index_version"])
+        res["swap"] = swap_under_load(
+            url, ids, args.swap_rate, args.synthetic_swap_seconds, 5.0, publish
+        )
+        res["failed_requests"] = res["swap"]["failed"]
+        res["rss_after_swap_bytes"] = proc_bytes(server.pid)
+        res["rss_peak_bytes"] = proc_bytes(server.pid, "VmHWM")  # two bundles during the swap
+        res["versions_after"] = httpx.get(f"{url}/v1/version", timeout=10).json()
+    finally:
+        stop_server(server)
+    return res
+
+
+def synthetic_targets(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """RSS within 2x the vectors + 1.5 GiB, p99 <= 20 ms at the target rate, no failed
+    request across the swap (which must have completed within the run)."""
+    limit = 2 * res["vectors_bytes"] + int(1.5 * 2**30)
+    o, swap = res["by_id_open_loop"], res["swap"]
+    completed = swap["first_response_from_new_version_s"] is not None
+    return {
+        "rss": {
+            "rss_bytes": res["rss_bytes"],
+            "vectors_bytes": res["vectors_bytes"],
+            "limit_bytes": limit,
+            "target": "rss_bytes <= 2 * vectors_bytes + 1.5 GiB (one bundle, after the by-id run)",
+            "met": res["rss_bytes"] <= limit,
+        },
+        "p99": {
+            "p99_ms": o["p99_ms"],
+            "target_rate": args.by_id_rate,
+            "requests_per_second": o["requests_per_second"],
+            "target": "p99_ms <= 20 at the target rate (>= 95% of it achieved, none failed)",
+            "met": o["p99_ms"] is not None
+            and o["p99_ms"] <= 20
+            and o["requests_per_second"] >= 0.95 * args.by_id_rate
+            and o["failed"] == 0,
+        },
+        "failed_requests": {
+            "failed_requests": swap["failed"],
+            "swap_completed": completed,
+            "target": "0 failed, and the new version answered within the run",
+            "met": swap["failed"] == 0 and completed,
+        },
+    }
+
+
+def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
+    """--synthetic-items: a synthetic bundle in its own home (a temp dir removed afterwards
+    unless --synthetic-home), registered and served as the real one is."""
+    home = args.synthetic_home or Path(tempfile.mkdtemp(prefix="lookalike-bench-synthetic-"))
+    settings = use_home(home)
+    out = header() | {"home": str(home)}
+    try:
+        t = time.monotonic()
+        encoder = register_stub_encoder(settings, args.synthetic_dim)
+        out["prepare"] = synthetic_index_versions(
+            settings, encoder, args.synthetic_items, args.synthetic_dim
+        )
+        out["prepare"] |= {
+            "encoder": f"{encoder.name}/{encoder.version} (untrained)",
+            "seconds": round(time.monotonic() - t, 1),
+        }
+        out["synthetic"] = serve_synthetic(settings, args, out["prepare"]["versions"])
+    finally:
+        if args.synthetic_home is None:
+            shutil.rmtree(home, ignore_errors=True)
+            out["home_removed"] = True
+    out["synthetic"]["targets"] = synthetic_targets(out["synthetic"], args)
+    names = {
+        "rss": "rss_within_2x_vectors_plus_1_5_gib",
+        "p99": "by_id_p99_20ms_at_target_rate",
+        "failed_requests": "zero_failed_across_swap",
+    }
+    out["targets"] = {names[k]: v["met"] for k, v in out["synthetic"]["targets"].items()}
+    return out
 
 
 if __name__ == "__main__":
