@@ -15,6 +15,8 @@ from lookalike import storage
 from lookalike.model.config import TrainConfig
 from tests.support.builders import TINY_TRAIN
 
+pytestmark = pytest.mark.slow  # servers, training and Spark on S3: minutes, not seconds
+
 
 @pytest.fixture(scope="module")
 def store(s3_server, mlflow_server, tmp_path_factory):
