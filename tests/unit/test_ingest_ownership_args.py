@@ -1,6 +1,5 @@
 """How take-over and id-prefix arguments are read (no Spark): library and command line."""
 
-from pathlib import Path
 
 import pytest
 
@@ -23,8 +22,8 @@ def test_take_over_is_all_or_the_listed_ids():
     [
         (["folder", "p"], False),
         (["folder", "p", "--take-over"], True),
-        (["folder", "p", "--take-over", "ids.txt"], Path("ids.txt")),
-        (["folder", "--take-over=ids.txt", "p"], Path("ids.txt")),
+        (["folder", "p", "--take-over", "ids.txt"], "ids.txt"),
+        (["folder", "--take-over=ids.txt", "p"], "ids.txt"),
         (["fashion-mnist", "--take-over", "--limit", "3"], True),
     ],
 )
