@@ -18,6 +18,8 @@ from deltalake import DeltaTable
 from lookalike.model.config import TrainConfig
 from tests.support.builders import REPO, TINY_TRAIN
 
+pytestmark = pytest.mark.slow  # trains two encoders, builds and publishes real indexes: minutes
+
 
 @pytest.fixture(scope="module")
 def world(spark, tmp_path_factory):
@@ -142,6 +144,7 @@ def test_bundle_loads_in_a_fresh_process_and_answers_both_inputs(world, spark):
     png = _catalog_png(settings, "fm-test-00005")
     script = f"""
 import json, mlflow, pandas as pd
+
 mlflow.set_tracking_uri({settings.tracking_uri!r})
 m = mlflow.pyfunc.load_model("models:/lookalike-recommender@production")
 out = m.predict(pd.DataFrame({{"item_id": ["fm-test-00005", None],

@@ -134,6 +134,7 @@ def test_cli_refuses_a_bad_configuration(tmp_path):
         assert out.returncode == 2 and message in out.stderr, out.stderr
 
 
+@pytest.mark.slow
 def test_json_commands_print_only_json_on_stdout(small_catalog):
     """TF Similarity prints progress with print(): it goes to stderr, the result to stdout."""
     env = os.environ | {"LOOKALIKE_HOME": str(small_catalog.home)}
@@ -158,6 +159,7 @@ def test_json_commands_print_only_json_on_stdout(small_catalog):
     assert "Warmup complete" in outputs[0].stderr  # the chatter went to stderr
 
 
+@pytest.mark.slow
 def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, settings, photo_folder):
     from lookalike.catalog.ingest import ingest_folder
     from lookalike.model.encoder import embed, train_encoder
@@ -219,6 +221,7 @@ def test_gate_refuses_an_encoder_worse_than_raw_pixels(small_catalog):
     assert evaluate_gate(off, challenger=weak.model_version).decision.baseline is None
 
 
+@pytest.mark.slow
 def test_pretrained_backbone_loads_from_a_weights_file_and_fine_tunes(tmp_path):
     """A Keras application starts from a weights file (saved here: no downloads), trains the
     head only for the warm-up epoch, then fine-tunes its top layers; batch norm statistics

@@ -34,6 +34,9 @@ from tests.support.builders import TINY_TRAIN, make_shopper_model
 from tests.support.images import png_declaring
 from tests.support.server import Server, wait_for
 
+# A real server over a trained, promoted home: minutes. tests/serving is the fast route layer.
+pytestmark = pytest.mark.slow
+
 if TYPE_CHECKING:
     from lookalike.bundle.registry import PublishResult
     from lookalike.config import Settings

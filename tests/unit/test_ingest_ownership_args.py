@@ -1,6 +1,5 @@
 """How take-over and id-prefix arguments are read (no Spark): library and command line."""
 
-
 import pytest
 
 from lookalike.catalog.ingest import take_over_spec
