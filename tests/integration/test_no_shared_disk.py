@@ -72,6 +72,10 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
         "LOOKALIKE_MLFLOW_TRACKING_URI": mlflow_server.url,
         "LOOKALIKE_PROMOTE_REQUIRE_BASELINE": "false",  # storage is under test, not quality
         "LOOKALIKE_SERVE_POLL_SECONDS": "1",
+        # the MLflow server is shared by the test session: this test's own model names
+        "LOOKALIKE_ENCODER_MODEL_NAME": f"encoder-{bucket}",
+        "LOOKALIKE_ENCODER_EXPERIMENT": f"encoder-{bucket}",
+        "LOOKALIKE_RECOMMENDER_MODEL_NAME": f"recommender-{bucket}",
         "PATH": f"{BIN}:{os.environ['PATH']}",
         "SPARK_LOCAL_IP": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
@@ -81,6 +85,9 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
         store_uri=store,
         mlflow_tracking_uri=mlflow_server.url,
         promote_require_baseline=False,
+        encoder_model_name=f"encoder-{bucket}",
+        encoder_experiment=f"encoder-{bucket}",
+        recommender_model_name=f"recommender-{bucket}",
     )
     runs = storage.join(store, "runs", "test")
     _land_photos(settings.landing_uri, 0, 20)

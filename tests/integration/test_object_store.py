@@ -30,6 +30,10 @@ def store(s3_server, mlflow_server, tmp_path_factory):
         home=home,
         store_uri=f"s3://{bucket}/store",
         mlflow_tracking_uri=mlflow_server.url,
+        # the MLflow server is shared by the test session: this module's own model names
+        encoder_model_name=f"encoder-{bucket}",
+        encoder_experiment=f"encoder-{bucket}",
+        recommender_model_name=f"recommender-{bucket}",
         spark_shuffle_partitions=4,
         promote_require_baseline=False,  # storage is under test here, not the encoder
     )
