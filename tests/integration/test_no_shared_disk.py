@@ -6,7 +6,6 @@ index update, publish) run through spark-submit, and the service follows the new
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ import pytest
 
 from lookalike import storage
 from lookalike.model.config import TrainConfig
-from tests.support.builders import REPO, TINY_TRAIN, write_photo
+from tests.support.builders import TINY_TRAIN, write_photo
 from tests.support.namespaces import can_hide, hidden
 from tests.support.server import free_port, wait_for
 
@@ -27,25 +26,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not can_hide(), reason="needs root to create mount namespaces"),
 ]
-
-
-def _submit(env: dict[str, str], master: str, job: str, *args: str, summary: str) -> dict:
-    done = subprocess.run(
-        [
-            str(BIN / "spark-submit"),
-            *("--master", master, "--driver-memory", "1g", "--executor-memory", "1g"),
-            str(REPO / "spark_jobs" / job),
-            *args,
-            *("--summary-file", summary),
-        ],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return json.loads(storage.read_bytes(summary))  # the summary is on the store, too
 
 
 def _land_photos(landing: str, first: int, count: int) -> None:
@@ -61,7 +41,7 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
 ):
     from lookalike.config import Settings
     from lookalike.model.pipeline import run_training
-    from tests.support.spark_standalone import standalone_cluster
+    from tests.support.spark_standalone import spark_submit, standalone_cluster
 
     bucket = s3_server.bucket()
     driver_home = tmp_path / "driver-home"
@@ -101,14 +81,14 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
         ).stdout.split()
         assert len(workers) == 2 and all(_hides(pid, driver_home) for pid in workers)
         master = cluster.master_url
-        ingest = _submit(
+        ingest = spark_submit(
             env, master, "ingest_catalog.py", "folder", settings.landing_uri,
             "--source", "landing", "--delete-missing",
             summary=storage.join(runs, "ingest.json"),
         )  # fmt: skip
         assert ingest["inserted"] == 60
         trained = run_training(TrainConfig.from_dict(TINY_TRAIN), settings=settings, eval_limit=20)
-        promoted = _submit(
+        promoted = spark_submit(
             env, master, "promote.py", "--challenger", str(trained.model_version),
             summary=storage.join(runs, "promote.json"),
         )  # fmt: skip
@@ -140,13 +120,15 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
             # refresh: new photos land on the store, one is discontinued
             _land_photos(settings.landing_uri, 20, 2)
             storage.remove_file(storage.join(settings.landing_uri, "Hats", "p0.png"))
-            again = _submit(
+            again = spark_submit(
                 env, master, "ingest_catalog.py", "folder", settings.landing_uri,
                 "--source", "landing", "--delete-missing",
                 summary=storage.join(runs, "ingest2.json"),
             )  # fmt: skip
             assert (again["inserted"], again["deleted"]) == (6, 1)
-            update = _submit(env, master, "reindex.py", summary=storage.join(runs, "reindex.json"))
+            update = spark_submit(
+                env, master, "reindex.py", summary=storage.join(runs, "reindex.json")
+            )
             assert update["kind"] == "update" and update["bundle"]["bundle_version"] != first_bundle
 
             new = update["bundle"]["bundle_version"]

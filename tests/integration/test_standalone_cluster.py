@@ -3,9 +3,7 @@ ingest and embedding jobs through spark-submit."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +11,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lookalike.model.config import TrainConfig
-from tests.support.builders import REPO, TINY_TRAIN
+from tests.support.builders import TINY_TRAIN
 
 BIN = Path(sys.executable).parent
 
@@ -22,7 +20,7 @@ BIN = Path(sys.executable).parent
 def test_ingest_and_embed_jobs_on_a_standalone_cluster(tmp_path):
     from lookalike.config import Settings
     from lookalike.model.pipeline import run_training
-    from tests.support.spark_standalone import standalone_cluster
+    from tests.support.spark_standalone import spark_submit, standalone_cluster
 
     home = tmp_path / "home"
     env = os.environ | {
@@ -33,23 +31,7 @@ def test_ingest_and_embed_jobs_on_a_standalone_cluster(tmp_path):
     }
 
     def submit(master: str, job: str, *args: str) -> dict:
-        out = tmp_path / f"{job}.json"
-        done = subprocess.run(
-            [
-                str(BIN / "spark-submit"),
-                *("--master", master, "--driver-memory", "1g", "--executor-memory", "1g"),
-                str(REPO / "spark_jobs" / job),
-                *args,
-                *("--summary-file", str(out)),
-            ],
-            env=env,
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
-        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-        return json.loads(out.read_text())
+        return spark_submit(env, master, job, *args, summary=str(tmp_path / f"{job}.json"))
 
     with standalone_cluster(tmp_path / "spark", workers=2, cores=1, memory="1g") as cluster:
         assert cluster.alive_workers() == 2

@@ -145,3 +145,28 @@ def _stop(processes: list[subprocess.Popen]) -> None:
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(p.pid, signal.SIGKILL)
+
+
+def spark_submit(env: dict[str, str], master: str, job: str, *args: str, summary: str) -> dict:
+    """``spark-submit spark_jobs/<job> ARGS --summary-file SUMMARY`` on ``master``; returns the
+    job's JSON summary (a local path or a store URI); a failed job fails the test with its
+    output."""
+    from lookalike import storage
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "spark-submit"),
+            *("--master", master, "--driver-memory", "1g", "--executor-memory", "1g"),
+            str(repo / "spark_jobs" / job),
+            *args,
+            *("--summary-file", summary),
+        ],
+        env=env,
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return json.loads(storage.read_bytes(summary))
