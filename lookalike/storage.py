@@ -213,6 +213,8 @@ def resolve(root: str, path: str) -> str:
     absolute paths and URIs as they are; ``.`` and ``..`` are folded."""
     if "://" in path:
         return path
-    if path.startswith("/") or is_local(root):
-        return os.path.normpath(os.path.join(normalise(root), path)) if is_local(root) else path
+    if is_local(root):
+        return os.path.normpath(os.path.join(normalise(root), path))
+    if path.startswith("/"):
+        return path
     return join(root, posixpath.normpath(path))

@@ -122,30 +122,25 @@ def _publish(
 ) -> tuple[str, Path, dict[str, Any]]:
     """Recall check, then write the next version; returns (name, path, full manifest)."""
     recall = check_recall(settings, searcher, vectors, items.column("item_id").to_pylist())
-    written: dict[str, Any] = {}
 
     def write(folder: Path, name: str) -> dict[str, Any]:
-        written.update(
-            sx.write_version(
-                folder,
-                searcher,
-                manifest
-                | {
-                    "index_version": name,
-                    "dimension": int(vectors.shape[1]),
-                    "recall_at_10": round(recall.with_ties, 4),
-                    "recall_at_10_strict": round(recall.strict, 4),
-                    "recall_tolerance": recall.tolerance,
-                    "built_at": datetime.now(UTC).isoformat(),
-                },
-                vectors=vectors,
-                items=items,
-            )
+        return sx.write_version(
+            folder,
+            searcher,
+            manifest
+            | {
+                "index_version": name,
+                "dimension": int(vectors.shape[1]),
+                "recall_at_10": round(recall.with_ties, 4),
+                "recall_at_10_strict": round(recall.strict, 4),
+                "recall_tolerance": recall.tolerance,
+                "built_at": datetime.now(UTC).isoformat(),
+            },
+            vectors=vectors,
+            items=items,
         )
-        return written
 
-    published, path = versions.publish(settings, write)
-    return published, path, written
+    return versions.publish(settings, write)
 
 
 def _encoder_dict(encoder: EncoderRef) -> dict[str, Any]:

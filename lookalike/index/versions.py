@@ -85,8 +85,10 @@ def local_copy(settings: Settings, name: str) -> Path:
         if not (path / sx.MANIFEST).is_file():
             raise IndexVersionNotFound(f"no index version {label!r} under {settings.index_uri}")
         return path
-    manifest = read_manifest(settings, label)
     dest = settings.cache_dir / "indexes" / label
+    if (dest / sx.MANIFEST).is_file():  # fetched before: no round trip to the store
+        return dest
+    manifest = read_manifest(settings, label)
     with _FETCH_LOCK:
         if (dest / sx.MANIFEST).is_file():
             return dest
@@ -117,17 +119,18 @@ def latest_version(settings: Settings) -> Path | None:
     return local_copy(settings, name) if name else None
 
 
-def publish(settings: Settings, write: Callable[[Path, str], dict[str, Any]]) -> tuple[str, Path]:
+def publish(
+    settings: Settings, write: Callable[[Path, str], dict[str, Any]]
+) -> tuple[str, Path, dict[str, Any]]:
     """Publish the next version: ``write(folder, name)`` writes it (with
     ``scann_index.write_version``) into a local folder that must not exist yet and returns
-    its manifest; returns (name, local folder). On an object store the files are uploaded,
+    its manifest; returns (name, local folder, manifest). On an object store the files are uploaded,
     then the manifest (see the module docstring)."""
     name = next_name(settings)
     if not _remote(settings):
         storage.ensure_dir(settings.index_uri)
         path = storage.local_path(storage.join(settings.index_uri, name))
-        write(path, name)
-        return name, path
+        return name, path, write(path, name)
     target = storage.join(settings.index_uri, name)
     if storage.is_file(storage.join(target, sx.MANIFEST)):
         raise sx.IndexVersionError(f"index version {name} already published at {target}")
@@ -138,7 +141,7 @@ def publish(settings: Settings, write: Callable[[Path, str], dict[str, Any]]) ->
     for rel in manifest.get("files", {}):
         storage.write_bytes(storage.join(target, rel), (local / rel).read_bytes())
     storage.write_bytes(storage.join(target, sx.MANIFEST), (local / sx.MANIFEST).read_bytes())
-    return name, local
+    return name, local, manifest
 
 
 def prune_versions(settings: Settings, keep: int | None = None) -> list[str]:
