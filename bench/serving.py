@@ -561,7 +561,7 @@ def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> d
     out["versions"] = []
     for _ in range(2):
         t = time.monotonic()
-        name, path, full = builder._publish(settings, searcher, vectors, items, manifest)
+        name, path, full = builder.publish_searcher(settings, searcher, vectors, items, manifest)
         out["versions"].append(
             {
                 "index_version": name,

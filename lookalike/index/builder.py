@@ -113,14 +113,16 @@ def check_recall(
     return recall
 
 
-def _publish(
+def publish_searcher(
     settings: Settings,
     searcher: Any,
     vectors: np.ndarray,
     items: pa.Table,
     manifest: dict[str, Any],
 ) -> tuple[str, Path, dict[str, Any]]:
-    """Recall check, then write the next version; returns (name, path, full manifest)."""
+    """Recall check, then publish ``searcher`` as the next version (files first, manifest
+    last); returns (name, path, full manifest). Public so a prebuilt searcher (the 1M
+    serving benchmark) goes through the same gate and layout as a pipeline build."""
     recall = check_recall(settings, searcher, vectors, items.column("item_id").to_pylist())
 
     def write(folder: Path, name: str) -> dict[str, Any]:
@@ -184,7 +186,7 @@ def build_full(
         log.info(f"building ScaNN over {len(vectors)} vectors ({params})")
         searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
     with _timed(timings, "check_and_write"):
-        name, path, manifest = _publish(
+        name, path, manifest = publish_searcher(
             settings,
             searcher,
             vectors,
@@ -288,7 +290,7 @@ def update_index(
             settings, old, changed.num_rows + len(deleted), all_items.num_rows
         )
     with _timed(timings, "check_and_write"):
-        name, path, full = _publish(
+        name, path, full = publish_searcher(
             settings,
             old.searcher,
             all_vectors,
