@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     index_min_recall: float = Field(
         default=0.98, gt=0.0, le=1.0, description="recall@10 vs exact search to publish"
     )
+    index_target_recall: float = Field(
+        default=0.99,
+        gt=0.0,
+        le=1.0,
+        description="recall@10 (with ties) a partitioned index is tuned to at publish: the "
+        "fewest partitions searched that reach it (at least index_min_recall)",
+    )
     recall_tolerance: float = Field(
         default=1e-3,
         ge=0.0,

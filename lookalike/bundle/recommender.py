@@ -58,12 +58,15 @@ class Recommender:
         self.manifest = manifest
         self.bundle_version = bundle_version
         self.item_ids: list[str] = items.column("item_id").to_pylist()
-        self.categories = np.asarray(items.column("category").to_pylist(), dtype=np.int32)
-        self.category_names: list[str] = items.column("category_name").to_pylist()
+        self.categories = items.column("category").to_numpy().astype(np.int32)
+        # one name per category, not one string per item (~70 MB at 1M items)
+        cats, first = np.unique(self.categories, return_index=True)
+        names = items.column("category_name").take(pa.array(first)).to_pylist()
+        self.category_labels: dict[int, str] = dict(zip(cats.tolist(), names, strict=True))
         self.row = {item_id: j for j, item_id in enumerate(self.item_ids)}
         enc = manifest["encoder"]
         self.input_size, self.channels = int(enc["input_size"]), int(enc["channels"])
-        self.category_labels = dict(zip(self.categories.tolist(), self.category_names, strict=True))
+        self.search_options = sx.search_options(manifest.get("leaves_to_search"))
 
     @classmethod
     def load(
@@ -99,7 +102,11 @@ class Recommender:
         j = self.row.get(item_id)
         if j is None:
             raise UnknownItem(item_id)
-        return Hit(item_id, int(self.categories[j]), self.category_names[j], 1.0)
+        return self._hit(j, 1.0)
+
+    def _hit(self, j: int, score: float) -> Hit:
+        c = int(self.categories[j])
+        return Hit(self.item_ids[j], c, self.category_labels[c], score)
 
     # ------------------------------------------------------------------ queries
 
@@ -158,7 +165,9 @@ class Recommender:
         else:
             want = min(k + extra, len(self.item_ids))
             found, dist = self.searcher.search_batched(
-                np.ascontiguousarray(queries, np.float32), final_num_neighbors=want
+                np.ascontiguousarray(queries, np.float32),
+                final_num_neighbors=want,
+                **self.search_options,
             )
             scores = [[float(s) for s in row] for row in dist]
         out: list[list[Hit]] = []
@@ -167,10 +176,7 @@ class Recommender:
             for item_id, score in zip(ids, ss, strict=True):
                 if item_id in skip:
                     continue
-                j = self.row[item_id]
-                hits.append(
-                    Hit(item_id, int(self.categories[j]), self.category_names[j], round(score, 6))
-                )
+                hits.append(self._hit(self.row[item_id], round(score, 6)))
                 if len(hits) == k:
                     break
             out.append(hits)

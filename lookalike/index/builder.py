@@ -102,15 +102,28 @@ def catalog_items(settings: Settings, version: int) -> pa.Table:
 
 
 def check_recall(
-    settings: Settings, searcher: Any, vectors: np.ndarray, ids: list[str]
-) -> sx.RecallResult:
-    """The publish gate: recall@10 with ties (``settings.recall_tolerance``) must reach
-    ``settings.index_min_recall``, else RecallTooLow. Strict recall is logged beside it."""
-    recall = sx.measure_recall(searcher, vectors, ids, k=10, tolerance=settings.recall_tolerance)
+    settings: Settings,
+    searcher: Any,
+    vectors: np.ndarray,
+    ids: list[str],
+    *,
+    most_leaves: int | None = None,
+) -> tuple[sx.RecallResult, int | None]:
+    """The publish gate: tune the partitions searched (fewest of at most ``most_leaves``
+    reaching ``settings.index_target_recall``), then recall@10 with ties there
+    (``settings.recall_tolerance``) must reach ``settings.index_min_recall``, else
+    RecallTooLow. Returns (recall, leaves to search; None: the searcher's own)."""
+    want = max(settings.index_target_recall, settings.index_min_recall)
+    leaves, recall = sx.tune_leaves(
+        searcher, vectors, ids, most_leaves, want=want, tolerance=settings.recall_tolerance
+    )
+    at = f" searching {leaves} of {most_leaves} partitions" if leaves else ""
     if recall.with_ties < settings.index_min_recall:
-        raise sx.RecallTooLow(f"{recall.describe()} < {settings.index_min_recall} (not published)")
-    log.info(f"{recall.describe()} >= {settings.index_min_recall}")
-    return recall
+        raise sx.RecallTooLow(
+            f"{recall.describe()}{at} < {settings.index_min_recall} (not published)"
+        )
+    log.info(f"{recall.describe()}{at} >= {settings.index_min_recall}")
+    return recall, leaves
 
 
 def publish_searcher(
@@ -123,7 +136,9 @@ def publish_searcher(
     """Recall check, then publish ``searcher`` as the next version (files first, manifest
     last); returns (name, path, full manifest). Public so a prebuilt searcher (the 1M
     serving benchmark) goes through the same gate and layout as a pipeline build."""
-    recall = check_recall(settings, searcher, vectors, items.column("item_id").to_pylist())
+    most = (manifest.get("params") or {}).get("num_leaves_to_search") or None
+    ids = items.column("item_id").to_pylist()
+    recall, leaves = check_recall(settings, searcher, vectors, ids, most_leaves=most)
 
     def write(folder: Path, name: str) -> dict[str, Any]:
         return sx.write_version(
@@ -136,6 +151,7 @@ def publish_searcher(
                 "recall_at_10": round(recall.with_ties, 4),
                 "recall_at_10_strict": round(recall.strict, 4),
                 "recall_tolerance": recall.tolerance,
+                "leaves_to_search": leaves,
                 "built_at": datetime.now(UTC).isoformat(),
             },
             vectors=vectors,

@@ -119,15 +119,58 @@ def measure_recall(
     sample: int = 500,
     seed: int = 0,
     tolerance: float = DEFAULT_TOLERANCE,
+    leaves_to_search: int | None = None,
 ) -> RecallResult:
     """recall@k of the searcher against exact search, for a sample of the indexed items as
-    queries; ``with_ties`` (scores within ``tolerance`` of the k-th count) is what gates."""
+    queries; ``with_ties`` (scores within ``tolerance`` of the k-th count) is what gates.
+    ``leaves_to_search``: partitions searched (None: the searcher's built-in setting)."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
     queries = vectors[pick]
-    found, distances = searcher.search_batched(queries, final_num_neighbors=k)
+    found, distances = searcher.search_batched(
+        queries, final_num_neighbors=k, **search_options(leaves_to_search)
+    )
     rows = rows_of(found, distances, {item_id: j for j, item_id in enumerate(ids)})
     return recall_at_k(rows, vectors, queries, k, tolerance)
+
+
+def search_options(leaves_to_search: int | None) -> dict[str, int]:
+    """Keyword arguments of ``search_batched`` for an index version's tuned partitions
+    searched (its manifest's ``leaves_to_search``; None: the built-in setting)."""
+    return {"leaves_to_search": int(leaves_to_search)} if leaves_to_search else {}
+
+
+def leaves_ladder(most: int, least: int = 4) -> list[int]:
+    """Partitions searched to try, fewest first: ``most`` halved down to ``least``."""
+    ladder = [most]
+    while ladder[-1] // 2 >= least:
+        ladder.append(ladder[-1] // 2)
+    return ladder[::-1]
+
+
+def tune_leaves(
+    searcher: Any,
+    vectors: np.ndarray,
+    ids: list[str],
+    most: int | None,
+    *,
+    want: float,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> tuple[int | None, RecallResult]:
+    """The fewest partitions searched (``leaves_ladder(most)``) whose recall@10 with ties
+    reaches ``want``, and that recall. The built-in share (``IndexParams.for_size``) is a
+    ceiling: clustered embeddings often reach the target with a quarter of it, and search
+    cost grows with it (bench/serving.py at 1M items). None when the index is exact; the
+    ceiling when no step reaches ``want`` (the publish gate then decides)."""
+    if not most:
+        return None, measure_recall(searcher, vectors, ids, tolerance=tolerance)
+    for leaves in leaves_ladder(most):
+        recall = measure_recall(
+            searcher, vectors, ids, tolerance=tolerance, leaves_to_search=leaves
+        )
+        if recall.with_ties >= want:
+            return leaves, recall
+    return most, recall
 
 
 def _sha256(path: Path) -> str:

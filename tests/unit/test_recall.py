@@ -96,14 +96,14 @@ def test_exact_search_passes_whatever_its_float_rounding() -> None:
 
 @pytest.mark.parametrize("groups", [30, 120], ids=["brute-force", "partitioned"])
 def test_duplicates_fail_strict_recall_but_pass_the_gate(tmp_path, groups: int) -> None:
-    from lookalike.index.builder import _publish, check_recall
+    from lookalike.index.builder import check_recall, publish_searcher
 
     x, ids = duplicate_catalogue(groups)
     params = IndexParams.for_size(len(x))
     assert (params.num_leaves == 0) == (len(x) < BRUTE_FORCE_BELOW)
     searcher = build_searcher(x, ids, params)
     s = settings(tmp_path)
-    recall = check_recall(s, searcher, x, ids)
+    recall, _ = check_recall(s, searcher, x, ids)
     assert recall.with_ties == 1.0 and recall.strict < s.index_min_recall
 
     # the manifest records both; ``recall_at_10`` (what old readers read) is the gating one
@@ -115,7 +115,7 @@ def test_duplicates_fail_strict_recall_but_pass_the_gate(tmp_path, groups: int) 
             "content_hash": [""] * len(ids),
         }
     )
-    _, path, manifest = _publish(s, searcher, x, items, {"kind": "full"})
+    _, path, manifest = publish_searcher(s, searcher, x, items, {"kind": "full"})
     assert read_manifest(path) == manifest
     assert manifest["recall_at_10"] == 1.0
     assert manifest["recall_at_10_strict"] == round(recall.strict, 4)
@@ -139,7 +139,7 @@ def test_the_gate_reads_its_tolerance_from_settings(tmp_path) -> None:
     x, ids = duplicate_catalogue(30)
     searcher = build_searcher(x, ids, IndexParams.for_size(len(x)))
     # tolerance 0: bit-identical copies still tie, the 1e-5 near-duplicates no longer do
-    strict_ish = check_recall(
+    strict_ish, _ = check_recall(
         settings(tmp_path, index_min_recall=0.01, recall_tolerance=0.0), searcher, x, ids
     )
     assert strict_ish.tolerance == 0.0 and strict_ish.with_ties < 1.0

@@ -118,7 +118,7 @@ def test_a_bundle_whose_parts_disagree_is_refused(rec):
         {
             "item_id": rec.item_ids,
             "category": rec.categories,
-            "category_name": rec.category_names,
+            "category_name": [rec.category_labels[int(c)] for c in rec.categories],
             "content_hash": rec.item_ids,
         }
     )

@@ -88,3 +88,34 @@ def test_upsert_and_delete_on_a_partitioned_index_match_brute_force():
     found, _ = searcher.search_batched(now_x[:200], final_num_neighbors=10)
     assert not {i for f in found for i in f} & set(ids[50:100])
     assert measure_recall(searcher, now_x, now_ids, k=10, sample=300).strict >= 0.95
+
+
+def test_leaves_ladder_halves_down_to_the_least():
+    from lookalike.index.scann_index import leaves_ladder
+
+    assert leaves_ladder(62) == [7, 15, 31, 62]
+    assert leaves_ladder(10) == [5, 10]
+    assert leaves_ladder(3) == [3]
+
+
+def test_tuning_searches_fewer_partitions_at_the_target_recall():
+    from dataclasses import replace
+
+    from lookalike.index.scann_index import tune_leaves
+
+    x, ids = clustered(20_000)
+    params = replace(IndexParams.for_size(len(x)), num_leaves_to_search=40)  # a generous ceiling
+    searcher = build_searcher(x, ids, params)
+    leaves, recall = tune_leaves(searcher, x, ids, params.num_leaves_to_search, want=0.99)
+    assert leaves is not None and leaves < params.num_leaves_to_search
+    assert recall.with_ties >= 0.99
+    # the same measurement at that setting, and one step fewer misses the target
+    again = measure_recall(searcher, x, ids, leaves_to_search=leaves)
+    assert again.with_ties == recall.with_ties
+    if leaves // 2 >= 4:
+        assert measure_recall(searcher, x, ids, leaves_to_search=leaves // 2).with_ties < 0.99
+    # an unreachable target keeps the ceiling, and an exact index has nothing to tune
+    most, _ = tune_leaves(searcher, x, ids, params.num_leaves_to_search, want=1.01)
+    assert most == params.num_leaves_to_search
+    exact = build_searcher(x[:500], ids[:500], IndexParams.for_size(500))
+    assert tune_leaves(exact, x[:500], ids[:500], None, want=0.99)[0] is None
