@@ -47,6 +47,20 @@ start() {
   echo "  started $name (pid $!, log $LOG_DIR/$name.log)"
 }
 
+# The DAGs that run on a schedule (the bootstrap has none: it stays a manual trigger).
+SCHEDULED_DAGS="lookalike_catalog_refresh lookalike_shopper_model lookalike_train_and_promote"
+
+unpause_scheduled() {  # once the dag-processor has parsed them; no past run is started
+  local deadline=$((SECONDS + 240)) dag
+  for dag in $SCHEDULED_DAGS; do
+    until airflow dags unpause "$dag" >/dev/null 2>&1; do
+      [ $SECONDS -lt $deadline ] || { echo "  $dag is not parsed yet: unpause it in the UI"; return 1; }
+      sleep 3
+    done
+    echo "  $dag unpaused"
+  done
+}
+
 wait_http() {  # wait_http URL SECONDS
   local deadline=$((SECONDS + $2))
   until curl -fsS -o /dev/null "$1" 2>/dev/null; do
@@ -85,7 +99,10 @@ run_step "waiting for the service to load its bundles" "$LOG_DIR/wait-service.lo
 run_step "waiting for the Airflow API server" "$LOG_DIR/wait-airflow.log" \
   wait_http "http://127.0.0.1:$AIRFLOW_PORT/api/v2/monitor/health" 180
 run_step "waiting for the MLflow UI" "$LOG_DIR/wait-mlflow.log" wait_http "http://127.0.0.1:$MLFLOW_PORT/" 120
+run_step "unpausing the scheduled DAGs" "$LOG_DIR/unpause.log" unpause_scheduled
 
+mapfile -t CRON < <(python -c "from lookalike.config import get_settings as g; s = g()
+print(s.refresh_schedule, s.shopper_schedule, s.train_schedule, sep='\n')")
 password=$(python -c "import json,sys; print(json.load(open(sys.argv[1])).get('admin', '?'))" \
   "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated" 2>/dev/null || echo '?')
 user=$(python -c "import sys; n = int(sys.argv[1]); print(f'u{42 % n:0{len(str(n))}d}')" "$SIM_USERS")
@@ -97,6 +114,11 @@ cat <<MSG
 
   Try:  curl -s '$LOOKALIKE_SERVE_URL/v1/items/fm-test-00000/similar?k=5'
         curl -s '$LOOKALIKE_SERVE_URL/v1/users/$user/recommendations?k=5'
+
+  Schedules are live (cron, UTC), each first runs at its next time, not now:
+    lookalike_catalog_refresh '${CRON[0]}'   lookalike_shopper_model '${CRON[1]}'
+    lookalike_train_and_promote '${CRON[2]}'   (the bootstrap is manual)
+  Pause one:  airflow dags pause lookalike_train_and_promote   (or its toggle in the UI)
 
   Logs in $LOG_DIR.  Stop everything this started:  make stop
 MSG

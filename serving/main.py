@@ -8,12 +8,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from lookalike.config import Settings, get_settings
+from serving import errors
 from serving.metrics import Metrics
 from serving.metrics_middleware import MetricsMiddleware
 from serving.routes import items, page, shoppers, similar, system
@@ -57,18 +55,7 @@ def create_app(
 
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        # 422 with a readable message naming the field, plus FastAPI's usual details.
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body", "path"))
-        return JSONResponse(
-            status_code=422,
-            content=jsonable_encoder(
-                {"detail": f"{where}: {first.get('msg', 'invalid')}", "errors": exc.errors()}
-            ),
-        )
-
+    errors.install(app)
     for module in (system, items, similar, shoppers, page):
         app.include_router(module.router)
     return app

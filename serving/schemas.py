@@ -40,8 +40,21 @@ class ItemList(BaseModel):
     versions: Versions
 
 
+class FieldError(BaseModel):
+    """One invalid field of a request (FastAPI's validation error, trimmed)."""
+
+    loc: list[str | int] = Field(description="where: e.g. ['query', 'k'] or ['body', 'photo']")
+    msg: str = Field(description="what is wrong with it")
+    type: str = Field(description="machine-readable kind, e.g. greater_than_equal")
+
+
 class Problem(BaseModel):
-    detail: str
+    """The body of every error the service sends (4xx and 5xx)."""
+
+    detail: str = Field(description="what went wrong, in one sentence")
+    errors: list[FieldError] = Field(
+        default_factory=list, description="one entry per invalid field (422); empty otherwise"
+    )
 
 
 class Health(BaseModel):

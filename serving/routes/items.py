@@ -10,13 +10,12 @@ from pydantic import BaseModel
 
 from lookalike.bundle.recommender import Hit
 from serving.deps import get_live
-from serving.schemas import MAX_K, Item, ItemList, Problem, ScoredItem, SimilarResponse
+from serving.errors import problems
+from serving.schemas import MAX_K, Item, ItemList, ScoredItem, SimilarResponse
 from serving.state import Live
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 LiveDep = Annotated[Live, Depends(get_live)]
-NOT_READY = {503: {"model": Problem, "description": "no bundle loaded yet"}}
-UNKNOWN = {404: {"model": Problem, "description": "unknown item"}}
 
 
 def json_response(body: BaseModel) -> Response:
@@ -48,7 +47,7 @@ def _known(live: Live, item_id: str) -> Hit:
         raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
 
 
-@router.get("", response_model=ItemList, responses=NOT_READY)
+@router.get("", response_model=ItemList, responses=problems(422, 503))
 def browse(
     live: LiveDep,
     limit: Annotated[int, Query(ge=1, le=200, description="how many items")] = 24,
@@ -71,7 +70,7 @@ def browse(
     return ItemList(items=items, total=len(ids), versions=live.versions())
 
 
-@router.get("/{item_id}", response_model=Item, responses=NOT_READY | UNKNOWN)
+@router.get("/{item_id}", response_model=Item, responses=problems(404, 422, 503))
 def get_item(item_id: str, live: LiveDep) -> Item:
     h = _known(live, item_id)
     return Item(
@@ -85,7 +84,8 @@ def get_item(item_id: str, live: LiveDep) -> Item:
 @router.get(
     "/{item_id}/image",
     response_class=Response,
-    responses=NOT_READY | UNKNOWN | {200: {"content": {"image/png": {}}}},
+    responses=problems(404, 422, 503, s404="unknown item, or no image stored for it")
+    | {200: {"content": {"image/png": {}}}},
 )
 def get_image(item_id: str, live: LiveDep) -> Response:
     _known(live, item_id)
@@ -95,7 +95,7 @@ def get_image(item_id: str, live: LiveDep) -> Response:
     return Response(content=png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/{item_id}/similar", response_model=SimilarResponse, responses=NOT_READY | UNKNOWN)
+@router.get("/{item_id}/similar", response_model=SimilarResponse, responses=problems(404, 422, 503))
 async def similar_to_item(
     item_id: str,
     live: LiveDep,

@@ -8,14 +8,17 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 
 from lookalike.shopper.interactions import USER_ID_PATTERN
 from serving.deps import get_shopper_live
-from serving.routes.items import NOT_READY, json_response, scored
+from serving.errors import problems
+from serving.routes.items import json_response, scored
 from serving.schemas import MAX_K, ShopperVersions, UserRecommendations
 from serving.state import Live
 
 router = APIRouter(prefix="/v1/users", tags=["shoppers"])
 
 
-@router.get("/{user_id}/recommendations", response_model=UserRecommendations, responses=NOT_READY)
+@router.get(
+    "/{user_id}/recommendations", response_model=UserRecommendations, responses=problems(422, 503)
+)
 def recommendations(
     live: Annotated[Live, Depends(get_shopper_live)],
     user_id: Annotated[

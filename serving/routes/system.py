@@ -10,7 +10,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from serving.deps import get_live, get_shopper_state, get_state
-from serving.schemas import Health, Problem, Ready, ReloadResult, ShopperVersions, Versions
+from serving.errors import problems
+from serving.schemas import Health, Ready, ReloadResult, ShopperVersions, Versions
 from serving.state import Live, NotReady, ServiceState
 
 router = APIRouter(tags=["system"])
@@ -18,13 +19,17 @@ StateDep = Annotated[ServiceState, Depends(get_state)]
 ShopperStateDep = Annotated[ServiceState, Depends(get_shopper_state)]
 
 
-@router.get("/healthz", response_model=Health)
+@router.get("/healthz", response_model=Health, responses=problems())
 def healthz() -> Health:
     """The process is alive (says nothing about bundles)."""
     return Health(status="ok")
 
 
-@router.get("/readyz", response_model=Ready, responses={503: {"model": Ready}})
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    responses=problems() | {503: {"model": Ready, "description": "no bundle loaded yet"}},
+)
 def readyz(state: StateDep, shopper_state: ShopperStateDep) -> Ready | JSONResponse:
     """Ready when a similarity bundle is loaded; otherwise 503 and why. Also says whether a
     shopper model is loaded (the user routes answer 503 until one is)."""
@@ -47,7 +52,11 @@ def readyz(state: StateDep, shopper_state: ShopperStateDep) -> Ready | JSONRespo
     )
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses=problems() | {200: {"content": {"text/plain": {}}}},
+)
 def metrics(state: StateDep) -> Response:
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -55,7 +64,7 @@ def metrics(state: StateDep) -> Response:
 @router.get(
     "/v1/version",
     response_model=Versions,
-    responses={503: {"model": Problem, "description": "no bundle loaded yet"}},
+    responses=problems(503),
 )
 def version(live: Annotated[Live, Depends(get_live)]) -> Versions:
     """Bundle, encoder, index and catalogue versions being served, and when they were loaded."""
@@ -66,10 +75,7 @@ def version(live: Annotated[Live, Depends(get_live)]) -> Versions:
     "/v1/admin/reload",
     response_model=ReloadResult,
     tags=["admin"],
-    responses={
-        401: {"model": Problem, "description": "no bearer token"},
-        403: {"model": Problem, "description": "wrong token, or admin disabled"},
-    },
+    responses=problems(401, 403, 422),
 )
 def reload(
     similar_state: StateDep,

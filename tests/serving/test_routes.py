@@ -178,7 +178,41 @@ def test_metrics_count_requests_per_route_template_and_status(client):
 
 def test_unknown_route_is_a_plain_404(client):
     r = client.get("/no/such/route")
-    assert r.status_code == 404 and r.json() == {"detail": "Not Found"}
+    assert r.status_code == 404 and r.json() == {"detail": "Not Found", "errors": []}
+
+
+def test_a_wrong_method_is_405_with_allow(client):
+    r = client.delete("/v1/items")
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+    assert r.json() == {"detail": "Method Not Allowed", "errors": []}
+
+
+def test_an_unexpected_error_is_a_500_problem_not_a_traceback(settings, bundle, monkeypatch):
+    def boom(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(bundle.rec, "similar_to_items", boom)
+    with TestClient(route_app(settings, live=bundle), raise_server_exceptions=False) as c:
+        r = c.get(f"/v1/items/{ITEM}/similar")
+    assert r.status_code == 500
+    assert r.json() == {"detail": "internal error: RuntimeError", "errors": []}
+
+
+def test_every_error_response_in_the_schema_is_the_problem_body(client):
+    """One error model on every route: what the handlers send (``serving/errors.py``)."""
+    spec = client.get("/openapi.json").json()
+    problem = spec["components"]["schemas"]["Problem"]
+    assert problem["required"] == ["detail"] and set(problem["properties"]) == {"detail", "errors"}
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, ops in spec["paths"].items():
+        for method, op in ops.items():
+            codes = {c for c in op["responses"] if c.startswith(("4", "5"))}
+            assert "500" in codes, (path, method)
+            if op.get("parameters") or op.get("requestBody"):
+                assert "422" in codes, (path, method)
+            for code in codes - ({"503"} if path == "/readyz" else set()):
+                ref = op["responses"][code]["content"]["application/json"]["schema"]["$ref"]
+                assert ref == "#/components/schemas/Problem", (path, method, code)
 
 
 def test_page_is_the_static_html(client, empty):
@@ -449,17 +483,33 @@ def test_other_content_types_are_415(client, ctype, got):
     assert _detail(r, 415) == f"content type {got!r}: send image/png or image/jpeg"
 
 
-def test_a_part_without_a_content_type_is_415(client):
+def _untyped_part(c: TestClient, data: bytes):
+    """A multipart upload whose part has no Content-Type header (curl -F without type=...)."""
     body = (
         b"--B\r\n"
-        b'Content-Disposition: form-data; name="photo"; filename="x.png"\r\n\r\n'
-        + item_png(ITEM)
+        b'Content-Disposition: form-data; name="photo"; filename="x"\r\n\r\n'
+        + data
         + b"\r\n--B--\r\n"
     )
-    r = client.post(
+    return c.post(
         "/v1/similar", content=body, headers={"Content-Type": "multipart/form-data; boundary=B"}
     )
-    assert _detail(r, 415) == "content type 'missing': send image/png or image/jpeg"
+
+
+def test_a_part_without_a_content_type_is_recognised_from_its_bytes(client):
+    for data in (item_png(ITEM), encode(noise(5, size=40, channels=3), "JPEG")):
+        r = _untyped_part(client, data)
+        assert r.status_code == 200, r.text
+    assert _untyped_part(client, item_png(ITEM)).json()["items"][0]["item_id"] == ITEM
+    r = _untyped_part(client, b"GIF89a not accepted")
+    assert _detail(r, 415) == "no content type and the bytes are not a PNG or JPEG: send one"
+
+
+@pytest.mark.parametrize("ctype", ["application/octet-stream", "image/*"])
+def test_a_generic_content_type_is_recognised_from_its_bytes(client, ctype):
+    assert _upload(client, item_png(ITEM), ctype, k=1).status_code == 200
+    r = _upload(client, b"%PDF-1.4", ctype)
+    assert _detail(r, 415) == f"{ctype} and the bytes are not a PNG or JPEG: send one"
 
 
 def test_uploads_over_the_limit_are_413(client):
