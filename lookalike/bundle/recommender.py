@@ -66,7 +66,7 @@ class Recommender:
         self.row = {item_id: j for j, item_id in enumerate(self.item_ids)}
         enc = manifest["encoder"]
         self.input_size, self.channels = int(enc["input_size"]), int(enc["channels"])
-        self.search_options = sx.search_options(manifest.get("leaves_to_search"))
+        self.tuning = sx.SearchTuning.of(manifest)
 
     @classmethod
     def load(
@@ -167,7 +167,7 @@ class Recommender:
             found, dist = self.searcher.search_batched(
                 np.ascontiguousarray(queries, np.float32),
                 final_num_neighbors=want,
-                **self.search_options,
+                **self.tuning.options(want),
             )
             scores = [[float(s) for s in row] for row in dist]
         out: list[list[Hit]] = []

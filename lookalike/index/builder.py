@@ -107,23 +107,23 @@ def check_recall(
     vectors: np.ndarray,
     ids: list[str],
     *,
-    most_leaves: int | None = None,
-) -> tuple[sx.RecallResult, int | None]:
-    """The publish gate: tune the partitions searched (fewest of at most ``most_leaves``
-    reaching ``settings.index_target_recall``), then recall@10 with ties there
+    params: dict[str, Any] | None = None,
+) -> tuple[sx.RecallResult, sx.SearchTuning]:
+    """The publish gate: tune the query-time settings within the build's ``params``
+    (cheapest reaching ``settings.index_target_recall``), then recall@10 with ties there
     (``settings.recall_tolerance``) must reach ``settings.index_min_recall``, else
-    RecallTooLow. Returns (recall, leaves to search; None: the searcher's own)."""
+    RecallTooLow. Returns (recall, tuning)."""
     want = max(settings.index_target_recall, settings.index_min_recall)
-    leaves, recall = sx.tune_leaves(
-        searcher, vectors, ids, most_leaves, want=want, tolerance=settings.recall_tolerance
+    tuning, recall = sx.tune(
+        searcher, vectors, ids, params or {}, want=want, tolerance=settings.recall_tolerance
     )
-    at = f" searching {leaves} of {most_leaves} partitions" if leaves else ""
+    at = f" ({tuning})" if tuning.leaves_to_search else ""
     if recall.with_ties < settings.index_min_recall:
         raise sx.RecallTooLow(
             f"{recall.describe()}{at} < {settings.index_min_recall} (not published)"
         )
     log.info(f"{recall.describe()}{at} >= {settings.index_min_recall}")
-    return recall, leaves
+    return recall, tuning
 
 
 def publish_searcher(
@@ -136,9 +136,8 @@ def publish_searcher(
     """Recall check, then publish ``searcher`` as the next version (files first, manifest
     last); returns (name, path, full manifest). Public so a prebuilt searcher (the 1M
     serving benchmark) goes through the same gate and layout as a pipeline build."""
-    most = (manifest.get("params") or {}).get("num_leaves_to_search") or None
     ids = items.column("item_id").to_pylist()
-    recall, leaves = check_recall(settings, searcher, vectors, ids, most_leaves=most)
+    recall, tuning = check_recall(settings, searcher, vectors, ids, params=manifest.get("params"))
 
     def write(folder: Path, name: str) -> dict[str, Any]:
         return sx.write_version(
@@ -151,7 +150,7 @@ def publish_searcher(
                 "recall_at_10": round(recall.with_ties, 4),
                 "recall_at_10_strict": round(recall.strict, 4),
                 "recall_tolerance": recall.tolerance,
-                "leaves_to_search": leaves,
+                "search": asdict(tuning) if tuning.leaves_to_search else None,
                 "built_at": datetime.now(UTC).isoformat(),
             },
             vectors=vectors,

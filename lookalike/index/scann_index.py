@@ -110,6 +110,31 @@ def exact_neighbours(
     return [[ids[j] for j in row] for row in exact_top_indices(vectors, queries, k)]
 
 
+@dataclass(frozen=True)
+class SearchTuning:
+    """Query-time settings of a partitioned index version, chosen at publish (``tune``) and
+    kept in its manifest (``search``): partitions searched and candidates re-ordered exactly.
+    None: the searcher's built-in value (``IndexParams``)."""
+
+    leaves_to_search: int | None = None
+    reorder: int | None = None
+
+    def options(self, k: int = 10) -> dict[str, int]:
+        """Keyword arguments of ``search_batched`` for ``k`` results (re-ordering never
+        fewer candidates than are asked for)."""
+        out = {}
+        if self.leaves_to_search:
+            out["leaves_to_search"] = int(self.leaves_to_search)
+        if self.reorder:
+            out["pre_reorder_num_neighbors"] = max(int(self.reorder), k)
+        return out
+
+    @classmethod
+    def of(cls, manifest: dict[str, Any]) -> SearchTuning:
+        """The tuning an index version's manifest records (none: the built-in values)."""
+        return cls(**(manifest.get("search") or {}))
+
+
 def measure_recall(
     searcher: Any,
     vectors: np.ndarray,
@@ -119,25 +144,18 @@ def measure_recall(
     sample: int = 500,
     seed: int = 0,
     tolerance: float = DEFAULT_TOLERANCE,
-    leaves_to_search: int | None = None,
+    tuning: SearchTuning | None = None,
 ) -> RecallResult:
     """recall@k of the searcher against exact search, for a sample of the indexed items as
     queries; ``with_ties`` (scores within ``tolerance`` of the k-th count) is what gates.
-    ``leaves_to_search``: partitions searched (None: the searcher's built-in setting)."""
+    ``tuning``: query-time settings (None: the searcher's built-in ones)."""
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
     queries = vectors[pick]
-    found, distances = searcher.search_batched(
-        queries, final_num_neighbors=k, **search_options(leaves_to_search)
-    )
+    options = (tuning or SearchTuning()).options(k)
+    found, distances = searcher.search_batched(queries, final_num_neighbors=k, **options)
     rows = rows_of(found, distances, {item_id: j for j, item_id in enumerate(ids)})
     return recall_at_k(rows, vectors, queries, k, tolerance)
-
-
-def search_options(leaves_to_search: int | None) -> dict[str, int]:
-    """Keyword arguments of ``search_batched`` for an index version's tuned partitions
-    searched (its manifest's ``leaves_to_search``; None: the built-in setting)."""
-    return {"leaves_to_search": int(leaves_to_search)} if leaves_to_search else {}
 
 
 def leaves_ladder(most: int, least: int = 4) -> list[int]:
@@ -148,29 +166,40 @@ def leaves_ladder(most: int, least: int = 4) -> list[int]:
     return ladder[::-1]
 
 
-def tune_leaves(
+#: re-ordered candidates to try below the built value, fewest first
+REORDER_LADDER = (50, 100)
+
+
+def tune(
     searcher: Any,
     vectors: np.ndarray,
     ids: list[str],
-    most: int | None,
+    params: dict[str, Any],
     *,
     want: float,
     tolerance: float = DEFAULT_TOLERANCE,
-) -> tuple[int | None, RecallResult]:
-    """The fewest partitions searched (``leaves_ladder(most)``) whose recall@10 with ties
-    reaches ``want``, and that recall. The built-in share (``IndexParams.for_size``) is a
-    ceiling: clustered embeddings often reach the target with a quarter of it, and search
-    cost grows with it (bench/serving.py at 1M items). None when the index is exact; the
-    ceiling when no step reaches ``want`` (the publish gate then decides)."""
+) -> tuple[SearchTuning, RecallResult]:
+    """The cheapest query-time settings whose recall@10 with ties reaches ``want``: the
+    fewest partitions searched (``leaves_ladder``), then the fewest candidates re-ordered
+    there. ``params`` (the build's ``IndexParams`` as a dict) are the ceiling: clustered
+    embeddings often reach the target with a fraction of them, and search cost grows with
+    both (bench/serving.py at 1M items). An exact index has nothing to tune; when no step
+    reaches ``want`` the ceiling is kept (the publish gate then decides)."""
+    most, reorder = int(params.get("num_leaves_to_search") or 0), int(params.get("reorder") or 0)
     if not most:
-        return None, measure_recall(searcher, vectors, ids, tolerance=tolerance)
+        return SearchTuning(), measure_recall(searcher, vectors, ids, tolerance=tolerance)
     for leaves in leaves_ladder(most):
-        recall = measure_recall(
-            searcher, vectors, ids, tolerance=tolerance, leaves_to_search=leaves
-        )
-        if recall.with_ties >= want:
-            return leaves, recall
-    return most, recall
+        tuning = SearchTuning(leaves, reorder)
+        recall = measure_recall(searcher, vectors, ids, tolerance=tolerance, tuning=tuning)
+        if recall.with_ties < want:
+            continue
+        for fewer in (r for r in REORDER_LADDER if r < reorder):
+            cheaper = SearchTuning(leaves, fewer)
+            r = measure_recall(searcher, vectors, ids, tolerance=tolerance, tuning=cheaper)
+            if r.with_ties >= want:
+                return cheaper, r
+        return tuning, recall
+    return SearchTuning(most, reorder), recall
 
 
 def _sha256(path: Path) -> str:

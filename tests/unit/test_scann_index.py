@@ -98,24 +98,38 @@ def test_leaves_ladder_halves_down_to_the_least():
     assert leaves_ladder(3) == [3]
 
 
-def test_tuning_searches_fewer_partitions_at_the_target_recall():
+def test_tuning_finds_cheaper_settings_at_the_target_recall():
     from dataclasses import replace
 
-    from lookalike.index.scann_index import tune_leaves
+    from lookalike.index.scann_index import SearchTuning, tune
 
     x, ids = clustered(20_000)
     params = replace(IndexParams.for_size(len(x)), num_leaves_to_search=40)  # a generous ceiling
     searcher = build_searcher(x, ids, params)
-    leaves, recall = tune_leaves(searcher, x, ids, params.num_leaves_to_search, want=0.99)
-    assert leaves is not None and leaves < params.num_leaves_to_search
+    tuning, recall = tune(searcher, x, ids, asdict(params), want=0.99)
+    assert tuning.leaves_to_search is not None and tuning.leaves_to_search < 40
+    assert tuning.reorder is not None and tuning.reorder <= params.reorder
     assert recall.with_ties >= 0.99
-    # the same measurement at that setting, and one step fewer misses the target
-    again = measure_recall(searcher, x, ids, leaves_to_search=leaves)
-    assert again.with_ties == recall.with_ties
-    if leaves // 2 >= 4:
-        assert measure_recall(searcher, x, ids, leaves_to_search=leaves // 2).with_ties < 0.99
+    # the same measurement at that setting, and one step fewer partitions misses the target
+    assert measure_recall(searcher, x, ids, tuning=tuning).with_ties == recall.with_ties
+    fewer = replace(tuning, leaves_to_search=tuning.leaves_to_search // 2, reorder=params.reorder)
+    if fewer.leaves_to_search >= 4:
+        assert measure_recall(searcher, x, ids, tuning=fewer).with_ties < 0.99
     # an unreachable target keeps the ceiling, and an exact index has nothing to tune
-    most, _ = tune_leaves(searcher, x, ids, params.num_leaves_to_search, want=1.01)
-    assert most == params.num_leaves_to_search
+    ceiling, _ = tune(searcher, x, ids, asdict(params), want=1.01)
+    assert ceiling == SearchTuning(40, params.reorder)
     exact = build_searcher(x[:500], ids[:500], IndexParams.for_size(500))
-    assert tune_leaves(exact, x[:500], ids[:500], None, want=0.99)[0] is None
+    assert tune(exact, x[:500], ids[:500], asdict(IndexParams.for_size(500)), want=0.99)[0] == (
+        SearchTuning()
+    )
+
+
+def test_tuning_never_reorders_fewer_candidates_than_asked_for():
+    from lookalike.index.scann_index import SearchTuning
+
+    assert SearchTuning(7, 50).options(k=101) == {
+        "leaves_to_search": 7,
+        "pre_reorder_num_neighbors": 101,
+    }
+    assert SearchTuning(7, 50).options() == {"leaves_to_search": 7, "pre_reorder_num_neighbors": 50}
+    assert SearchTuning().options() == {}
