@@ -23,9 +23,10 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)
 command -v "$PY" >/dev/null 2>&1 || need+=(python3 python3-venv python3-dev)
 # the web page's browser test drives Debian's chromium (Playwright downloads nothing)
 command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
-# a docker client without the compose plugin: Debian's docker-compose validates docker-compose.yaml
-if command -v docker >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
-  command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
+# a compose client (no engine needed) so the tests validate docker-compose.yaml: Debian's
+# docker-compose unless `docker compose` or docker-compose is already there
+if ! command -v docker-compose >/dev/null 2>&1 && ! docker compose version >/dev/null 2>&1; then
+  need+=(docker-compose)
 fi
 if [ ${#need[@]} -gt 0 ]; then
   say "apt-get install ${need[*]}"
