@@ -396,6 +396,33 @@ def by_id_runs(url: str, ids: list[str], args: argparse.Namespace) -> dict[str, 
     return out
 
 
+def slow_episodes(
+    res: list[tuple[float, float, int, str | None]], over_s: float = 0.02, gap_s: float = 0.2
+) -> list[dict[str, float]]:
+    """When the slow requests (latency > ``over_s``) happened: runs of them closer than
+    ``gap_s`` apart, with their count and worst latency. One long run is a stall (of the
+    server or the generator); many short ones are queueing at saturation."""
+    episodes: list[dict[str, float]] = []
+    for offset, latency, _, _ in res:
+        if latency <= over_s:
+            continue
+        if episodes and offset - episodes[-1]["end_s"] < gap_s:
+            e = episodes[-1]
+            e["end_s"], e["requests"] = round(offset, 3), e["requests"] + 1
+            e["max_ms"] = max(e["max_ms"], round(latency * 1000, 1))
+        else:
+            start = round(offset, 3)
+            episodes.append(
+                {
+                    "start_s": start,
+                    "end_s": start,
+                    "requests": 1,
+                    "max_ms": round(latency * 1000, 1),
+                }
+            )
+    return episodes
+
+
 def by_id_open_loop(url: str, ids: list[str], rate: float, seconds: float) -> dict[str, Any]:
     """GET /v1/items/{id}/similar at a fixed rate (latency from the scheduled start)."""
 
@@ -407,6 +434,7 @@ def by_id_open_loop(url: str, ids: list[str], rate: float, seconds: float) -> di
     print(f"[bench] by-id, open loop at {rate}/s", flush=True)
     res, elapsed = run_loop(open_loop(by_id_plain, rate, seconds))
     result = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {"target_rate": rate}
+    result["slow_episodes"] = slow_episodes(res)
     print(json.dumps(result), flush=True)
     return result
 
