@@ -160,6 +160,54 @@ def test_refresh_dag_makes_the_service_follow_catalogue_changes(bootstrapped):
             assert c.get(f"/v1/items/{item_id}").status_code == 200
 
 
+def _runs(c, dag_id: str) -> list[dict]:
+    r = c.get(f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})
+    r.raise_for_status()
+    return r.json()["dag_runs"]
+
+
+@pytest.mark.slow
+def test_the_real_scheduler_runs_a_triggered_and_a_scheduled_refresh(bootstrapped, tmp_path):
+    """Not `dags test`: api-server, scheduler (LocalExecutor) and dag-processor on loopback.
+    The refresh DAG, unpaused and on an every-minute schedule, is triggered through the REST
+    API as the UI's button does; nothing landed since the last refresh, so it short-circuits
+    (no re-index, no publish). Then a run the scheduler started by itself succeeds too."""
+    import httpx
+
+    from tests.support.airflow import airflow_services, api_token
+    from tests.support.server import free_port, wait_for
+
+    env, _ = bootstrapped
+    dag = "lookalike_catalog_refresh"
+    env = env | {"LOOKALIKE_REFRESH_SCHEDULE": "* * * * *"}
+    airflow_home = Path(env["AIRFLOW_HOME"])
+    with airflow_services(env, free_port(), tmp_path / "airflow-logs") as url:
+        token = api_token(url, airflow_home)
+        c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        wait_for(lambda: c.get(f"/api/v2/dags/{dag}").status_code == 200, timeout=120, every=2)
+        assert c.patch(f"/api/v2/dags/{dag}", json={"is_paused": False}).status_code == 200
+        r = c.post(f"/api/v2/dags/{dag}/dagRuns", json={"logical_date": None, "conf": {}})
+        assert r.status_code == 200, r.text
+        run_id = r.json()["dag_run_id"]
+
+        def finished(run: str) -> str | None:
+            state = c.get(f"/api/v2/dags/{dag}/dagRuns/{run}").json()["state"]
+            return state if state in ("success", "failed") else None
+
+        assert wait_for(lambda: finished(run_id), timeout=420, every=3) == "success"
+        tasks = c.get(f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances").json()
+        states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
+        assert states["ingest_landing"] == "success" and states["reindex"] == "skipped", states
+
+        def scheduled_done() -> str | None:
+            runs = [r for r in _runs(c, dag) if r["run_type"] == "scheduled"]
+            done = [r["state"] for r in runs if r["state"] in ("success", "failed")]
+            return done[0] if done else None
+
+        assert wait_for(scheduled_done, timeout=420, every=5) == "success"
+        c.patch(f"/api/v2/dags/{dag}", json={"is_paused": True})
+
+
 @pytest.mark.slow
 def test_weekly_training_dag_at_its_defaults_reaches_promote(bootstrapped):
     """The weekly DAG with its default parameters (4 Hyperopt trials on SparkTrials, Horovod
