@@ -3,16 +3,16 @@ environment the end-to-end DAG tests and bench/pipeline.py share."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.server import stop_process_groups
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,15 +84,7 @@ def airflow_services(env: dict[str, str], port: int, log_dir: Path) -> Iterator[
             time.sleep(2)
         yield url
     finally:
-        for p in procs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(p.pid, signal.SIGKILL)
-                p.wait(timeout=10)
+        stop_process_groups(procs)
 
 
 def api_token(url: str, airflow_home: Path) -> str:

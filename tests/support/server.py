@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 
@@ -51,3 +55,17 @@ def wait_for(predicate, timeout: float = 60.0, every: float = 0.2):
             return value
         time.sleep(every)
     raise AssertionError("condition not reached in time")
+
+
+def stop_process_groups(processes: list[subprocess.Popen]) -> None:
+    """SIGTERM each process's group (last started first), SIGKILL what is left after 30 s:
+    the daemons tests start each run in their own session, children included."""
+    for p in reversed(processes):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGTERM)
+    for p in processes:
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.support.server import stop_process_groups
 
 
 def _free_port() -> int:
@@ -113,7 +114,7 @@ def standalone_cluster(
         _wait_for_workers(cluster, workers, timeout, workdir)
         yield cluster
     finally:
-        _stop(cluster.processes)
+        stop_process_groups(cluster.processes)
 
 
 def _wait_for_workers(cluster: Cluster, workers: int, timeout: float, workdir: Path) -> None:
@@ -133,18 +134,6 @@ def _wait_for_workers(cluster: Cluster, workers: int, timeout: float, workdir: P
         if any(p.poll() is not None for p in cluster.processes):
             raise RuntimeError(f"a Spark daemon exited at start-up (logs in {workdir})")
         time.sleep(0.5)
-
-
-def _stop(processes: list[subprocess.Popen]) -> None:
-    """SIGTERM every daemon's process group (workers first), SIGKILL what is left after 30 s."""
-    for p in reversed(processes):
-        if p.poll() is None:
-            os.killpg(p.pid, signal.SIGTERM)
-    for p in processes:
-        try:
-            p.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
 
 
 def spark_submit(env: dict[str, str], master: str, job: str, *args: str, summary: str) -> dict:
