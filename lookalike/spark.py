@@ -131,20 +131,16 @@ def read_parquet(
     target = to_arrow_schema(struct, timezone="UTC")
 
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        import pyarrow.parquet as pq
-
         for b in batches:
             for uri in b.column(0).to_pylist():
-                fs, path = storage.filesystem(uri)
-                with fs.open_input_file(path) as f:
-                    for rb in pq.ParquetFile(f).iter_batches(batch_rows, columns=target.names):
-                        yield pa.RecordBatch.from_arrays(
-                            [
-                                rb.column(n).cast(t.type)
-                                for n, t in zip(target.names, target, strict=True)
-                            ],
-                            schema=target,
-                        )
+                for rb in storage.parquet_batches(uri, target.names, batch_rows):
+                    yield pa.RecordBatch.from_arrays(
+                        [
+                            rb.column(n).cast(t.type)
+                            for n, t in zip(target.names, target, strict=True)
+                        ],
+                        schema=target,
+                    )
 
     slices = min(len(files), 4 * spark.sparkContext.defaultParallelism)
     listing = spark.sparkContext.parallelize([(f,) for f in files], slices)

@@ -21,14 +21,29 @@ import contextlib
 import os
 import posixpath
 import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
+if TYPE_CHECKING:
+    import pyarrow.dataset as pads
+
 LOCAL_SCHEMES = ("", "file")
+#: An object store's cost is per request (time to first byte), not per byte: Parquet reads
+#: coalesce byte ranges up to the gap that costs as much to download as one more request.
+#: The catalogue's 256-row groups made a read of its small columns ~550 serial requests
+#: (9.7 s on the test server for 70k rows); coalesced, it is a few large reads (0.34 s).
+STORE_FIRST_BYTE_MS = 30
+STORE_MIB_PER_SECOND = 100
+#: Concurrent GETs for many small objects (photos): latency-bound, so threads help.
+STORE_READ_THREADS = 16
 
 
 def scheme(uri: str | Path) -> str:
@@ -158,6 +173,48 @@ def read_bytes(uri: str, limit: int | None = None) -> bytes:
     fs, path = filesystem(uri)
     with fs.open_input_stream(path) as f:
         return f.read() if limit is None else f.read(limit)
+
+
+def read_many(uris: Sequence[str], limit: int | None = None) -> Iterator[bytes | OSError]:
+    """Each file's bytes (as ``read_bytes``) in the order given, or the ``OSError`` reading
+    it raised. Object-store files are fetched ``STORE_READ_THREADS`` at a time: one GET costs
+    a round trip, and a batch of photos would otherwise pay them one after another."""
+
+    def one(uri: str) -> bytes | OSError:
+        try:
+            return read_bytes(uri, limit)
+        except OSError as e:
+            return e
+
+    if all(is_local(u) for u in uris) or len(uris) < 2:
+        yield from map(one, uris)
+        return
+    with ThreadPoolExecutor(min(STORE_READ_THREADS, len(uris))) as pool:
+        yield from pool.map(one, uris)
+
+
+def parquet_file(uri: str) -> pads.ParquetFileFragment:
+    """One Parquet file as a fragment whose reads coalesce byte ranges on an object store
+    (see ``STORE_FIRST_BYTE_MS``); ``.row_groups`` and ``.to_table(columns=...)`` read it."""
+    import pyarrow.dataset as pads
+
+    fs, path = filesystem(uri)
+    options = pads.ParquetFragmentScanOptions(
+        pre_buffer=True,
+        cache_options=pa.CacheOptions.from_network_metrics(
+            STORE_FIRST_BYTE_MS, STORE_MIB_PER_SECOND
+        ),
+    )
+    fmt = pads.ParquetFileFormat(default_fragment_scan_options=options)
+    return fmt.make_fragment(path, filesystem=fs)
+
+
+def parquet_batches(
+    uri: str, columns: Iterable[str], batch_rows: int = 1000
+) -> Iterator[pa.RecordBatch]:
+    """The ``columns`` of one Parquet file, in file order, in batches of at most
+    ``batch_rows``, read as ``parquet_file`` does."""
+    yield from parquet_file(uri).to_batches(columns=list(columns), batch_size=batch_rows)
 
 
 def write_bytes(uri: str, data: bytes) -> None:

@@ -233,51 +233,64 @@ def folder_batch(
     identical photos always share a split.
     """
     cols = {name: batch.column(name).to_pylist() for name in batch.schema.names}
-    rows = []
-    for i in range(batch.num_rows):
-        path = cols["path"][i]
-        rel = storage.relative(path, root) if path else None
-        base_id = cols["item_id"][i] or (folder_item_id(rel) if rel else None)
-        item_id = id_prefix + base_id if base_id else None
-        category = cols["category_name"][i] or (rel.split("/")[0] if rel and "/" in rel else None)
-        split = cols["split"][i]  # None: hashed from the photo once it is decoded
-        row = {"item_id": item_id, "category_name": category, "split": split, "source": source}
-        row["path"] = path or cols.get("metadata_path", [None] * batch.num_rows)[i]
-        reason = cols["reason"][i]
-        if reason is None and not ITEM_ID_RE.match(item_id or ""):
-            reason = f"invalid item_id {item_id!r} (letters, digits, '.', '_', '-'; max 128)"
-        if reason is None and not category:
-            reason = (
-                "no category: put the file in a sub-folder named after its category, "
-                "or give it in the metadata CSV"
+    rows = [
+        _folder_row(cols, i, root=root, source=source, id_prefix=id_prefix)
+        for i in range(batch.num_rows)
+    ]
+    # The photos of the batch are fetched together (concurrently on an object store).
+    todo = [row for row in rows if row["reason"] is None]
+    photos = storage.read_many([row["path"] for row in todo], limits.max_bytes + 1)
+    for row, data in zip(todo, photos, strict=True):
+        if isinstance(data, OSError):
+            row["reason"] = f"unreadable file: {data.strerror or data}"
+            continue
+        try:
+            img = normalise_image(
+                data,
+                max_side=limits.max_side,
+                min_side=limits.min_side,
+                max_pixels=limits.max_pixels,
+                max_bytes=limits.max_bytes,
             )
-        if reason is None and split is not None and split not in SPLITS:
-            reason = f"invalid split {split!r} (train or test)"
-        if reason is None:
-            try:
-                data = storage.read_bytes(path, limits.max_bytes + 1)
-                img = normalise_image(
-                    data,
-                    max_side=limits.max_side,
-                    min_side=limits.min_side,
-                    max_pixels=limits.max_pixels,
-                    max_bytes=limits.max_bytes,
-                )
-                row |= {
-                    "image": img.png,
-                    "width": img.width,
-                    "height": img.height,
-                    "channels": img.channels,
-                    "content_hash": img.content_hash,
-                    "split": split or hashed_split(img.content_hash, test_fraction),
-                }
-            except ImageRejected as e:
-                reason = str(e)
-            except OSError as e:
-                reason = f"unreadable file: {e.strerror or e}"
-        row["reason"] = reason
-        rows.append(row)
+        except ImageRejected as e:
+            row["reason"] = str(e)
+            continue
+        row |= {
+            "image": img.png,
+            "width": img.width,
+            "height": img.height,
+            "channels": img.channels,
+            "content_hash": img.content_hash,
+            "split": row["split"] or hashed_split(img.content_hash, test_fraction),
+        }
     return _staged(rows)
+
+
+def _folder_row(
+    cols: dict[str, list], i: int, *, root: str, source: str, id_prefix: str
+) -> dict[str, str | None]:
+    """Row ``i`` of a folder plan batch before its photo is read: ids, category and split
+    derived from the path where the plan has none, and the first ``reason`` found."""
+    path = cols["path"][i]
+    rel = storage.relative(path, root) if path else None
+    base_id = cols["item_id"][i] or (folder_item_id(rel) if rel else None)
+    item_id = id_prefix + base_id if base_id else None
+    category = cols["category_name"][i] or (rel.split("/")[0] if rel and "/" in rel else None)
+    split = cols["split"][i]  # None: hashed from the photo once it is decoded
+    row = {"item_id": item_id, "category_name": category, "split": split, "source": source}
+    row["path"] = path or cols.get("metadata_path", [None] * len(cols["path"]))[i]
+    reason = cols["reason"][i]
+    if reason is None and not ITEM_ID_RE.match(item_id or ""):
+        reason = f"invalid item_id {item_id!r} (letters, digits, '.', '_', '-'; max 128)"
+    if reason is None and not category:
+        reason = (
+            "no category: put the file in a sub-folder named after its category, "
+            "or give it in the metadata CSV"
+        )
+    if reason is None and split is not None and split not in SPLITS:
+        reason = f"invalid split {split!r} (train or test)"
+    row["reason"] = reason
+    return row
 
 
 METADATA_COLUMNS = ("item_id", "category", "path")

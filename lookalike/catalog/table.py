@@ -23,6 +23,9 @@ CDF_CONFIG = {"delta.enableChangeDataFeed": "true"}
 #: (``catalog.photos``: the service reads photos on demand instead of holding them all).
 WRITER_PROPERTIES = WriterProperties(max_row_group_size=256)
 TS = pa.timestamp("us", tz="UTC")
+#: Change sets up to this size (staged Parquet bytes) are merged from memory; see
+#: ``merge_changes``. A refresh's changes are far below it; a bootstrap may be above.
+IN_MEMORY_MERGE_BYTES = 256 << 20
 
 CATALOG_SCHEMA = pa.schema(
     [
@@ -151,6 +154,11 @@ def _run_columns(batch: pa.RecordBatch, now: datetime) -> pa.RecordBatch:
     )
 
 
+def changes_bytes(changes_uri: str) -> int:
+    """Bytes of the staged change files (their Parquet size on the store)."""
+    return sum(e.size for e in storage.listdir(changes_uri) if e.uri.endswith(".parquet"))
+
+
 def merge_changes(
     uri: str,
     changes_uri: str,
@@ -161,19 +169,29 @@ def merge_changes(
     """Apply staged changes (Parquet rows of CHANGE_SCHEMA) to the catalogue in ONE commit.
 
     ``_op='upsert'`` rows insert new items or update items whose image or category changed;
-    ``_op='delete'`` rows delete. The source is streamed from disk in ``batch_rows`` batches,
-    so driver memory does not grow with the catalogue. Returns delta-rs merge metrics.
+    ``_op='delete'`` rows delete. A source above ``IN_MEMORY_MERGE_BYTES`` is streamed from
+    the store in ``batch_rows`` batches, so driver memory does not grow with the catalogue.
+    Returns delta-rs merge metrics.
     """
     dt = ensure_table(uri, CATALOG_SCHEMA)
     now = datetime.now(UTC)
     source = staged_dataset(changes_uri)
+    # Small change sets are held in memory so that delta-rs prunes the catalogue's files by
+    # their item_id min/max before the join (a streamed source disables that): a refresh
+    # then reads only the files its ids can be in, not the whole table from the store.
+    streamed = changes_bytes(changes_uri) > IN_MEMORY_MERGE_BYTES
     out_schema = CHANGE_SCHEMA.append(pa.field("run_at", TS, nullable=False))
 
     def batches() -> Iterator[pa.RecordBatch]:
         for b in source.to_batches(batch_size=batch_rows):
             yield _run_columns(b, now)
 
-    reader = pa.RecordBatchReader.from_batches(out_schema, batches())
+    if streamed:
+        data: pa.RecordBatchReader | pa.Table = pa.RecordBatchReader.from_batches(
+            out_schema, batches()
+        )
+    else:  # read here, so a broken source raises in Python before delta-rs starts
+        data = pa.Table.from_batches(list(batches()), out_schema)
     data_cols = [f.name for f in CHANGE_SCHEMA if f.name != "_op"]
     update = {c: f"s.{c}" for c in data_cols if c != "item_id"} | {"updated_at": "s.run_at"}
     insert = {c: f"s.{c}" for c in data_cols} | {
@@ -187,11 +205,11 @@ def merge_changes(
     try:
         return (
             dt.merge(
-                reader,
+                data,
                 predicate="t.item_id = s.item_id",
                 source_alias="s",
                 target_alias="t",
-                streamed_exec=True,
+                streamed_exec=streamed,
                 writer_properties=WRITER_PROPERTIES,
                 commit_properties=CommitProperties(custom_metadata=commit_metadata),
             )

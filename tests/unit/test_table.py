@@ -60,7 +60,36 @@ def test_unchanged_rows_make_no_commit(tmp_path):
     assert table_version(table) == 1
 
 
-def test_a_failing_source_leaves_the_table_as_it_was(tmp_path):
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_small_change_set_skips_files_its_ids_cannot_be_in(tmp_path, monkeypatch, in_memory):
+    """A refresh must not read the whole catalogue from the store: held in memory, the
+    change set lets delta-rs prune target files by item_id min/max. Streamed (a change set
+    above the limit) it reads them all, with the same result."""
+    import lookalike.catalog.table as table_module
+
+    if not in_memory:
+        monkeypatch.setattr(table_module, "IN_MEMORY_MERGE_BYTES", 0)
+    table = tmp_path / "catalog"
+    merge_changes(table, stage(tmp_path, "a", [change("a1"), change("a2")]), commit_metadata={})
+    merge_changes(table, stage(tmp_path, "b", [change("z1"), change("z2")]), commit_metadata={})
+    m = merge_changes(table, stage(tmp_path, "c", [change("z1", h="new")]), commit_metadata={})
+    assert m["num_target_rows_updated"] == 1
+    assert (m["num_target_files_scanned"] == 1) is in_memory
+    rows = DeltaTable(str(table)).to_pyarrow_table().sort_by("item_id").to_pylist()
+    assert [(r["item_id"], r["content_hash"]) for r in rows] == [
+        ("a1", "h1"),
+        ("a2", "h1"),
+        ("z1", "new"),
+        ("z2", "h1"),
+    ]
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_failing_source_leaves_the_table_as_it_was(tmp_path, monkeypatch, in_memory):
+    import lookalike.catalog.table as table_module
+
+    if not in_memory:
+        monkeypatch.setattr(table_module, "IN_MEMORY_MERGE_BYTES", 0)
     table = tmp_path / "catalog"
     merge_changes(table, stage(tmp_path, "a", [change("a")]), commit_metadata={})
     broken = stage(tmp_path, "b", [change("b"), change("a", h="new")])
