@@ -19,8 +19,9 @@ stop:
 serve: setup
 	lookalike serve
 
+# --durations: the 30 slowest steps in every CI log, to see where the time goes
 test: setup lint
-	pytest $(PYTEST_ARGS)
+	pytest --durations=30 $(PYTEST_ARGS)
 
 test-fast: setup
 	pytest -m "not slow" $(PYTEST_ARGS)

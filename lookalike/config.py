@@ -80,6 +80,12 @@ class Settings(BaseSettings):
         default=0.2, gt=0.0, description="rebalance once this share changed since the last"
     )
     index_keep_versions: int = Field(default=10, ge=2, description="index versions kept on disk")
+    lock_wait_seconds: float = Field(
+        default=1800.0,
+        ge=0.0,
+        description="how long an index build or update, or a move of the served alias, waits "
+        "for another writer's lease (see lookalike.locks) before it refuses",
+    )
     promote_metric: str = "precision_at_1"
     promote_margin: float = Field(
         default=0.0, ge=0.0, description="challenger must beat champion by more than this"
@@ -187,6 +193,10 @@ class Settings(BaseSettings):
     def index_uri(self) -> str:
         """Index versions, one folder each (``v000001``...)."""
         return self.at("indexes")
+
+    def lock_uri(self, name: str) -> str:
+        """The writer lease ``name`` (a one-row Delta table, see ``lookalike.locks``)."""
+        return self.at("locks", name)
 
     @property
     def cache_dir(self) -> Path:

@@ -11,12 +11,15 @@ returns to. Downloading and loading a version is the registry's cache
 from __future__ import annotations
 
 import base64
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lookalike import locks
 from lookalike.bundle.recommender import Recommender
 from lookalike.config import Settings
+from lookalike.faults import crash_point
 from lookalike.index import scann_index as sx
 from lookalike.registry.aliases import (
     CATALOG_VERSION_TAG,
@@ -34,6 +37,10 @@ DEFAULT_K = 10
 
 class BundleError(RuntimeError):
     """A bundle cannot be published, found or rolled back; the message says why."""
+
+
+class BundleSuperseded(BundleError):
+    """The served alias already serves a newer index version than the one offered."""
 
 
 try:  # mlflow is in the lock, but keep this module importable for light unit tests
@@ -193,22 +200,48 @@ def publish_bundle(
     settings: Settings, index_dir: Path, *, set_production: bool = True
 ) -> PublishResult:
     """Log + register encoder and index as one bundle version; move the served alias
-    (``Settings.serve_alias``) to it unless ``set_production`` is False."""
+    (``Settings.serve_alias``) to it unless ``set_production`` is False.
+
+    Holds the served alias's lease (``lookalike.locks``), and never moves the alias to an
+    older index version than it serves (``BundleSuperseded``): a refresh that lost the race
+    to a promotion must not put the old encoder back."""
     from lookalike.registry.encoders import fetch_encoder
-    from lookalike.registry.gate import move_alias
 
     manifest = sx.verify_version(index_dir)
     enc = manifest["encoder"]
     encoder = fetch_encoder(settings, str(enc["version"]))
     Recommender.load(encoder.local_dir, index_dir)  # refuse a broken bundle before logging it
+    with alias_lease(settings, f"publish the bundle of index {manifest['index_version']}"):
+        return _publish(settings, index_dir, manifest, encoder, set_production)
+
+
+def alias_lease(settings: Settings, purpose: str) -> AbstractContextManager[None]:
+    """The served alias's lease: one publish or rollback at a time."""
+    return locks.lease(
+        settings.lock_uri("production"), purpose, wait_seconds=settings.lock_wait_seconds
+    )
+
+
+def _publish(
+    settings: Settings,
+    index_dir: Path,
+    manifest: dict[str, Any],
+    encoder: EncoderRef,
+    set_production: bool,
+) -> PublishResult:
+    from lookalike.registry.gate import move_alias
+
     client = _client(settings)
     name = settings.recommender_model_name
     current = production_version(settings)
+    if set_production:
+        _refuse_superseded(settings, current, manifest["index_version"])
     found = _existing_bundle(settings, client, manifest["index_version"])
     if found is not None:
         version, reused = str(found.version), True
     else:
         version, reused = _log_and_register(settings, index_dir, manifest, encoder), False
+        crash_point("bundle.registered")
     previous = str(current.version) if current is not None else None
     moved = False
     if set_production and previous != version:
@@ -221,6 +254,8 @@ def publish_bundle(
             previous_tag=PREVIOUS_PRODUCTION_TAG,
         )
         moved = True
+        crash_point("bundle.alias_moved")
+    enc = manifest["encoder"]
     return PublishResult(
         bundle_version=version,
         index_version=manifest["index_version"],
@@ -229,6 +264,21 @@ def publish_bundle(
         production=moved or previous == version,
         reused=reused,
     )
+
+
+def _index_number(name: str) -> int:
+    return int(name.lstrip("v"))
+
+
+def _refuse_superseded(settings: Settings, current: Any | None, index_version: str) -> None:
+    """BundleSuperseded when the served bundle holds a newer index version than ours."""
+    served = (current.tags or {}).get(INDEX_VERSION_TAG) if current is not None else None
+    if served and _index_number(served) > _index_number(index_version):
+        raise BundleSuperseded(
+            f"index {index_version} is older than {served}, which {settings.serve_alias!r} "
+            f"(bundle v{current.version}) serves already: another writer published a newer "
+            f"index meanwhile; {settings.serve_alias!r} stays where it is"
+        )
 
 
 def _log_and_register(
@@ -273,6 +323,7 @@ def _log_and_register(
             pip_requirements=[],  # the deployment's own environment (requirements.lock)
         )
         uri = f"runs:/{run.info.run_id}/recommender"
+    crash_point("bundle.logged")
     tags = {
         INDEX_VERSION_TAG: manifest["index_version"],
         ENCODER_TAG: f"{enc['name']}/{enc['version']}",
@@ -288,18 +339,20 @@ def _first_item(index_dir: Path) -> str:
 
 
 def rollback(settings: Settings) -> dict[str, Any]:
-    """Move the served alias back to the version it pointed to before the current one."""
+    """Move the served alias back to the version it pointed to before the current one
+    (holding the alias's lease, as a publish does)."""
     client = _client(settings)
     name, alias = settings.recommender_model_name, settings.serve_alias
-    current = production_version(settings)
-    if current is None:
-        raise BundleError(f"{name!r} has no {alias!r} version to roll back from")
-    previous = (current.tags or {}).get(PREVIOUS_PRODUCTION_TAG)
-    if not previous:
-        raise BundleError(
-            f"{name} version {current.version} has no previous {alias} version to return to"
-        )
-    client.set_registered_model_alias(name, alias, previous)
+    with alias_lease(settings, f"roll {alias} back"):
+        current = production_version(settings)
+        if current is None:
+            raise BundleError(f"{name!r} has no {alias!r} version to roll back from")
+        previous = (current.tags or {}).get(PREVIOUS_PRODUCTION_TAG)
+        if not previous:
+            raise BundleError(
+                f"{name} version {current.version} has no previous {alias} version to return to"
+            )
+        client.set_registered_model_alias(name, alias, previous)
     return {"from": str(current.version), "to": str(previous)}
 
 

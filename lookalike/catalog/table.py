@@ -17,6 +17,7 @@ from deltalake import CommitProperties, DeltaTable, WriterProperties, write_delt
 from deltalake.exceptions import CommitFailedError
 
 from lookalike import storage
+from lookalike.faults import crash_point
 
 CDF_CONFIG = {"delta.enableChangeDataFeed": "true"}
 #: Small row groups, so that one product photo is read with at most a few hundred others
@@ -186,6 +187,7 @@ def merge_changes(
         for b in source.to_batches(batch_size=batch_rows):
             yield _run_columns(b, now)
 
+    crash_point("catalog.merge_starting")
     if streamed:
         data: pa.RecordBatchReader | pa.Table = pa.RecordBatchReader.from_batches(
             out_schema, batches()

@@ -60,7 +60,8 @@ def cmd_index_update(args: argparse.Namespace) -> int:
     from lookalike.registry.encoders import fetch_encoder
 
     settings = get_settings()
-    base = find_version(settings, args.base)
+    # the latest version is resolved inside update_index, under the writers' lease
+    base = find_version(settings, args.base) if args.base else None
     encoder = fetch_encoder(settings, args.encoder) if args.encoder else None
     result = update_index(settings, base=base, encoder=encoder)
     summary = result.to_dict() | {"bundle": _publish(result.path, not args.no_publish)}

@@ -9,7 +9,9 @@ Rules kept here, in one place:
   strict recall is recorded beside it);
 - an update with no net catalogue changes writes no version;
 - ``embeddings`` rows are committed (one MERGE) before the index version that uses them, so a
-  failed run leaves no index pointing at vectors that were never recorded.
+  failed run leaves no index pointing at vectors that were never recorded;
+- one writer at a time: builds and updates hold the index writers' lease
+  (``lookalike.locks``), so two refreshes, or a refresh and a promotion, are serialised.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pyarrow as pa
 
+from lookalike import locks
 from lookalike.catalog.changes import CatalogChanges, catalog_changes
 from lookalike.catalog.table import open_table, resolve_version
 from lookalike.config import Settings
+from lookalike.faults import crash_point
 from lookalike.index import scann_index as sx
 from lookalike.index import versions
 from lookalike.index.embeddings import embed_catalog, merge_embeddings, read_embeddings
@@ -173,6 +177,14 @@ def _encoder_dict(encoder: EncoderRef) -> dict[str, Any]:
 # ----------------------------------------------------------------- full build
 
 
+def index_lease(settings: Settings, purpose: str) -> AbstractContextManager[None]:
+    """The index writers' lease: one build or update at a time (see ``lookalike.locks``),
+    so an update never builds on a base another writer has just superseded."""
+    return locks.lease(
+        settings.lock_uri("indexes"), purpose, wait_seconds=settings.lock_wait_seconds
+    )
+
+
 def build_full(
     settings: Settings,
     encoder: EncoderRef,
@@ -180,7 +192,18 @@ def build_full(
     spark: SparkSession | None = None,
     catalog_version: int | None = None,
 ) -> IndexResult:
-    """Embed the catalogue (Spark, only what is missing) and build a new index version."""
+    """Embed the catalogue (Spark, only what is missing) and build a new index version,
+    holding the index writers' lease."""
+    with index_lease(settings, f"full index build ({encoder.name}/{encoder.version})"):
+        return _build_full(settings, encoder, spark, catalog_version)
+
+
+def _build_full(
+    settings: Settings,
+    encoder: EncoderRef,
+    spark: SparkSession | None,
+    catalog_version: int | None,
+) -> IndexResult:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     version = resolve_version(settings.catalog_uri, catalog_version)
@@ -271,8 +294,15 @@ def update_index(
     """Apply the catalogue's net changes since ``base``'s watermark; a new version, or none.
 
     ``encoder`` defaults to the base's own encoder version (fetched from the registry); a
-    different version is refused: a new encoder needs a full build.
+    different version is refused: a new encoder needs a full build. Holds the index
+    writers' lease, so the base (default: the latest version) is read after any other
+    build or update has published.
     """
+    with index_lease(settings, "incremental index update"):
+        return _update_index(settings, base, encoder)
+
+
+def _update_index(settings: Settings, base: Path | None, encoder: EncoderRef | None) -> IndexResult:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
@@ -299,6 +329,7 @@ def update_index(
         new_vectors = _embed_rows(encoder, changed)
     with _timed(timings, "record_embeddings"):
         _record_embeddings(settings, encoder, changes, changed, new_vectors, old.path.name)
+    crash_point("embeddings.committed")
     with _timed(timings, "apply"):
         all_items, all_vectors, deleted = _apply_changes(old, changes.deletes, changed, new_vectors)
         since, health, result.rebalanced = _rebalance_if_due(
@@ -312,6 +343,7 @@ def update_index(
             all_items,
             _update_manifest(old, changes, since, health),
         )
+    crash_point("index.published")
     log.info(
         f"published {name} from {old.path.name}: +{changes.inserts.num_rows} "
         f"~{changes.updates.num_rows} -{len(changes.deletes)}, {_recall_text(full)}"

@@ -35,6 +35,7 @@ from lookalike.catalog.table import (
     staged_dataset,
 )
 from lookalike.config import Settings
+from lookalike.faults import crash_point
 from lookalike.registry.encoders import EncoderRef, embed_images, load_predict, model_dir
 from lookalike.spark import parquet_files, read_parquet, write_parquet
 
@@ -173,6 +174,7 @@ def merge_embeddings(
             cols = [b.column(f.name).cast(f.type) for f in STAGED_SCHEMA]
             cols.append(pa.array([now] * b.num_rows, TS))
             yield pa.RecordBatch.from_arrays(cols, schema=out_schema)
+        crash_point("embeddings.merge_source_read")  # delta-rs is writing, nothing committed
 
     reader = pa.RecordBatchReader.from_batches(out_schema, batches())
     key = (

@@ -23,6 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from lookalike.faults import crash_point
 from lookalike.index.recall import (
     DEFAULT_TOLERANCE,
     RecallResult,
@@ -239,6 +240,7 @@ def write_version(
         "size": int(searcher.size()),
     }
     (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True))
+    crash_point("index.written_before_rename")
     os.replace(tmp, directory)
     return full
 

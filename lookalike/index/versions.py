@@ -6,8 +6,10 @@ does, and the manifest is written last:
 - on a local store, the version is written into a temp folder renamed into place in one step;
 - on an object store, its files are uploaded first and the manifest after them, so a build
   that dies half-way leaves files that no reader sees (the next publish of that name clears
-  them). Versions are published by one writer at a time (the refresh DAG runs one at a time);
-  a name whose manifest exists already is refused, never overwritten.
+  them). Versions are published by one writer at a time (builds and updates hold the index
+  writers' lease, ``lookalike.locks``); a name whose manifest exists already is refused,
+  never overwritten. A local build that died before its rename leaves a hidden temp folder,
+  removed by the next publish.
 Readers get a local folder: the version itself on a local store, else a copy in
 ``LOOKALIKE_HOME/cache/indexes`` whose checksums are verified before it is used.
 """
@@ -24,6 +26,7 @@ from typing import Any
 
 from lookalike import storage
 from lookalike.config import Settings
+from lookalike.faults import crash_point
 from lookalike.index import scann_index as sx
 
 
@@ -129,7 +132,10 @@ def publish(
     name = next_name(settings)
     if not _remote(settings):
         storage.ensure_dir(settings.index_uri)
-        path = storage.local_path(storage.join(settings.index_uri, name))
+        root = storage.local_path(settings.index_uri)
+        for stale in root.glob(".v*.tmp-*"):  # what a build that died before its rename left
+            shutil.rmtree(stale, ignore_errors=True)
+        path = root / name
         return name, path, write(path, name)
     target = storage.join(settings.index_uri, name)
     if storage.is_file(storage.join(target, sx.MANIFEST)):
@@ -138,7 +144,10 @@ def publish(
     shutil.rmtree(local, ignore_errors=True)
     manifest = write(local, name)
     storage.remove_tree(target)  # what a build that died half-way left (never visible)
-    for rel in manifest.get("files", {}):
+    files = list(manifest.get("files", {}))
+    for i, rel in enumerate(files):
+        if i == len(files) // 2:
+            crash_point("index.half_uploaded")
         storage.write_bytes(storage.join(target, rel), (local / rel).read_bytes())
     storage.write_bytes(storage.join(target, sx.MANIFEST), (local / sx.MANIFEST).read_bytes())
     return name, local, manifest

@@ -26,13 +26,19 @@ def catalogue_changed_since_index(settings: Settings | None = None) -> bool:
 
 
 def publish_index(summary: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    """Publish the index version a re-index wrote (none written: nothing to publish)."""
-    from lookalike.bundle.registry import publish_bundle
+    """Publish the index version a re-index wrote (none written: nothing to publish). When
+    a promotion published a newer index meanwhile, this version is superseded and not
+    published (no error): the next refresh updates from the newer index's watermark, so
+    whatever catalogue changes it lacks are added then."""
+    from lookalike.bundle.registry import BundleSuperseded, publish_bundle
     from lookalike.index.versions import find_version
 
     settings = settings or get_settings()
     if not summary.get("index_version"):
         return {"published": False, "reason": f"no new index version ({summary.get('kind')})"}
     # by name, not by path: the job that wrote the version may have run on another host
-    result = publish_bundle(settings, find_version(settings, summary["index_version"]))
+    try:
+        result = publish_bundle(settings, find_version(settings, summary["index_version"]))
+    except BundleSuperseded as e:
+        return {"published": False, "reason": str(e)}
     return {"published": True} | result.to_dict()

@@ -192,3 +192,19 @@ def test_gate_results_keep_their_json():
         "moved",
     ]
     assert PromotionResult.from_dict(d) == enc
+
+
+def test_production_never_moves_to_an_older_index_version():
+    from types import SimpleNamespace
+
+    from lookalike.bundle.registry import BundleSuperseded, _refuse_superseded
+    from lookalike.config import Settings
+    from lookalike.registry.aliases import INDEX_VERSION_TAG
+
+    settings = Settings()
+    serving = SimpleNamespace(version="7", tags={INDEX_VERSION_TAG: "v000012"})
+    with pytest.raises(BundleSuperseded, match=r"v000011 is older than v000012.*bundle v7"):
+        _refuse_superseded(settings, serving, "v000011")
+    _refuse_superseded(settings, serving, "v000012")  # the same index: a rerun
+    _refuse_superseded(settings, serving, "v000013")
+    _refuse_superseded(settings, None, "v000001")  # nothing served yet
