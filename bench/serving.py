@@ -8,12 +8,13 @@ generator in this process (same 2 cores as the server, which it competes with):
 1. by-id: closed loop, 32 connections, GET /v1/items/{id}/similar?k=10 over rotating ids;
    then the same with wrk (C, one thread, `apt-get install wrk`) at 4, 8, 16 and 32
    connections, a generator that leaves the server most of the CPU; then open loop at
-   1,000/s from this process;
+   1,000/s from this process (GETs through ``KeepAlivePool``, raw keep-alive HTTP/1.1:
+   aiohttp alone took a core at that rate);
 2. upload: open loop at 50 requests/s, POST /v1/similar with catalogue photos (PNG);
 3. swap: open loop by-id at 200 requests/s while a new bundle version is published and
    `production` moves to it; counts failed requests and p99 around the swap.
 Latency of open-loop requests is measured from their scheduled start (no coordinated
-omission), after 1 s at the same rate that warms the client's connection pool. Every run
+omission), after 2 s at the same rate that warm the client's connection pool. Every run
 is bounded in time and requests. Writes bench/results/serving.json.
 
     .venv/bin/python bench/serving.py --synthetic-items 1000000 [--synthetic-swap-seconds 180]
@@ -64,6 +65,60 @@ def run_loop(coro: Any) -> Any:
         return asyncio.run(coro)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(coro)
+
+
+class KeepAlivePool:
+    """A minimal HTTP/1.1 keep-alive GET client for the open-loop generator.
+
+    aiohttp costs this process about 1 ms of CPU per request: at 1,000/s a whole core of the
+    two the service under test also needs (2026-12-01: the generator at 99% CPU, the service
+    starved at 600/s). Raw streams over reused connections cost a few tens of microseconds;
+    every request still gets its own connection while it is in flight (no pipelining), so
+    a slow answer never delays the next request's start.
+    """
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlparse
+
+        parsed = urlparse(url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def get(self, path: str) -> tuple[int, bytes]:
+        """(status, body) of GET ``path``; OSError or IncompleteReadError when it fails.
+        A kept-alive connection the server closed while it was idle (uvicorn: after 5 s)
+        is retried once on a new one, as HTTP clients do for idempotent requests."""
+        while True:
+            reused = bool(self.idle)
+            if reused:
+                conn = self.idle.pop()
+            else:
+                conn = await asyncio.open_connection(self.host, self.port)
+            try:
+                return await self._exchange(conn, path)
+            except (OSError, asyncio.IncompleteReadError):
+                conn[1].close()
+                if not reused:
+                    raise
+
+    async def _exchange(
+        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], path: str
+    ) -> tuple[int, bytes]:
+        reader, writer = conn
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        status = int(head[9:12])
+        at = head.lower().find(b"content-length:")
+        if at < 0:
+            raise OSError(f"no content-length in {head[:200]!r}")
+        body = await reader.readexactly(int(head[at + 15 : head.find(b"\r\n", at)]))
+        self.idle.append(conn)
+        return status, body
+
+    async def close(self) -> None:
+        for _, writer in self.idle:
+            writer.close()
+        self.idle.clear()
 
 
 def free_port() -> int:
@@ -173,9 +228,16 @@ def wrk_closed_loop(url: str, ids: list[str], seconds: float, conns: int) -> dic
 
 
 async def open_loop(
-    make_request: Any, rate: float, seconds: float, on_tick: Any = None, warmup: float = 2.0
+    make_request: Any,
+    rate: float,
+    seconds: float,
+    on_tick: Any = None,
+    warmup: float = 2.0,
+    url: str | None = None,
 ) -> tuple[list[tuple[float, float, int, str | None]], float]:
     """Requests at a fixed rate; returns [(scheduled offset, latency, status, version)].
+    ``make_request(client, i)`` gets an aiohttp session, or with ``url`` a ``KeepAlivePool``
+    (GETs only, a fraction of aiohttp's CPU per request).
 
     Each request is started at its due time by one scheduling loop (creating every task up
     front made the loop's first pass over thousands of them a stall of its own, reported as
@@ -191,12 +253,14 @@ async def open_loop(
     gc.freeze()  # the generator's own full GC passes over this process's heap are not latency
     results: list[tuple[float, float, int, str | None]] = []
     warm, n = int(rate * warmup), int(rate * seconds)
+    failures = (aiohttp.ClientError, OSError, asyncio.IncompleteReadError)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        client = session if url is None else KeepAlivePool(url)
 
         async def one(i: int, due: float) -> None:
             try:
-                status, version = await make_request(session, i)
-            except aiohttp.ClientError:
+                status, version = await make_request(client, i)
+            except failures:
                 status, version = 0, None
             if i >= 0:
                 results.append((due - t0, time.perf_counter() - due, status, version))
@@ -213,6 +277,8 @@ async def open_loop(
             tasks.append(asyncio.create_task(one(i, due)))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - t0
+        if isinstance(client, KeepAlivePool):
+            await client.close()
     return sorted(results), elapsed
 
 
@@ -426,13 +492,12 @@ def slow_episodes(
 def by_id_open_loop(url: str, ids: list[str], rate: float, seconds: float) -> dict[str, Any]:
     """GET /v1/items/{id}/similar at a fixed rate (latency from the scheduled start)."""
 
-    async def by_id_plain(session: Any, i: int) -> tuple[int, str | None]:
-        async with session.get(f"{url}/v1/items/{ids[i % len(ids)]}/similar?k=10") as r:
-            await r.read()
-            return r.status, None
+    async def by_id_plain(client: KeepAlivePool, i: int) -> tuple[int, str | None]:
+        status, _ = await client.get(f"/v1/items/{ids[i % len(ids)]}/similar?k=10")
+        return status, None
 
     print(f"[bench] by-id, open loop at {rate}/s", flush=True)
-    res, elapsed = run_loop(open_loop(by_id_plain, rate, seconds))
+    res, elapsed = run_loop(open_loop(by_id_plain, rate, seconds, url=url))
     result = stats([r[1] for r in res], [r[2] for r in res], elapsed) | {"target_rate": rate}
     result["slow_episodes"] = slow_episodes(res)
     print(json.dumps(result), flush=True)
@@ -471,12 +536,11 @@ def swap_under_load(
     latency around the swap, and when the new version first answered."""
     swap: dict[str, Any] = {}
 
-    async def by_id(session: Any, i: int) -> tuple[int, str | None]:
-        async with session.get(f"{url}/v1/items/{ids[i % len(ids)]}/similar?k=10") as r:
-            body = await r.read()
-            if r.status != 200:
-                return r.status, None
-            return 200, json.loads(body)["versions"]["bundle_version"]
+    async def by_id(client: KeepAlivePool, i: int) -> tuple[int, str | None]:
+        status, body = await client.get(f"/v1/items/{ids[i % len(ids)]}/similar?k=10")
+        if status != 200:
+            return status, None
+        return 200, json.loads(body)["versions"]["bundle_version"]
 
     async def publish_midway(t0: float) -> None:
         await asyncio.sleep(publish_after)
@@ -484,7 +548,7 @@ def swap_under_load(
         swap["new_version"] = await asyncio.to_thread(publish)
         swap["published_done_at"] = time.perf_counter() - t0
 
-    res, elapsed = run_loop(open_loop(by_id, rate, seconds, publish_midway))
+    res, elapsed = run_loop(open_loop(by_id, rate, seconds, publish_midway, url=url))
     new = swap["new_version"]
     first_new = next((r[0] for r in res if r[3] == new), None)
     window = [r for r in res if swap["published_at"] <= r[0] <= (first_new or elapsed) + 1.0]
