@@ -193,20 +193,25 @@ def read_many(uris: Sequence[str], limit: int | None = None) -> Iterator[bytes |
         yield from pool.map(one, uris)
 
 
-def parquet_file(uri: str) -> pads.ParquetFileFragment:
-    """One Parquet file as a fragment whose reads coalesce byte ranges on an object store
-    (see ``STORE_FIRST_BYTE_MS``); ``.row_groups`` and ``.to_table(columns=...)`` read it."""
+def parquet_format() -> pads.ParquetFileFormat:
+    """How every Parquet file outside a Delta table is read: byte ranges coalesced on an
+    object store (see ``STORE_FIRST_BYTE_MS``)."""
     import pyarrow.dataset as pads
 
-    fs, path = filesystem(uri)
     options = pads.ParquetFragmentScanOptions(
         pre_buffer=True,
         cache_options=pa.CacheOptions.from_network_metrics(
             STORE_FIRST_BYTE_MS, STORE_MIB_PER_SECOND
         ),
     )
-    fmt = pads.ParquetFileFormat(default_fragment_scan_options=options)
-    return fmt.make_fragment(path, filesystem=fs)
+    return pads.ParquetFileFormat(default_fragment_scan_options=options)
+
+
+def parquet_file(uri: str) -> pads.ParquetFileFragment:
+    """One Parquet file as a fragment read as ``parquet_format`` says; ``.row_groups`` and
+    ``.to_table(columns=...)`` read it."""
+    fs, path = filesystem(uri)
+    return parquet_format().make_fragment(path, filesystem=fs)
 
 
 def parquet_batches(

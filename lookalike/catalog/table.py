@@ -122,7 +122,7 @@ def open_table(uri: str, version: int | None = None) -> DeltaTable:
 def staged_dataset(uri: str) -> pads.Dataset:
     """Parquet files a job staged under ``uri`` (local or object store), for streaming."""
     fs, path = storage.filesystem(uri)
-    return pads.dataset(path, filesystem=fs, format="parquet")
+    return pads.dataset(path, filesystem=fs, format=storage.parquet_format())
 
 
 def conflict(uri: str, error: Exception) -> WriteConflict:
