@@ -24,13 +24,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from lookalike import storage
+from lookalike.config import Settings
 from lookalike.faults import crash_point
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ SCHEMA = pa.schema(
     ]
 )
 POLL_SECONDS = 0.5
+#: The leases: index builds and updates; moves of the served alias (publish, rollback).
+INDEXES = "indexes"
+PRODUCTION = "production"
 
 
 class LeaseHeld(RuntimeError):
@@ -169,3 +173,9 @@ def _renew(uri: str, me: str, row: dict, ttl: float, stop: threading.Event) -> N
             _write(dt, row | {"expires_at": time.time() + ttl})
         except Exception:  # a store hiccup: try again at the next tick, the lease still runs
             log.exception(f"renewing lease {storage.name(uri)} failed")
+
+
+def writer_lease(settings: Settings, name: str, purpose: str) -> AbstractContextManager[None]:
+    """Lease ``name`` (``INDEXES``, ``PRODUCTION``) of this deployment's store, waiting up
+    to ``Settings.lock_wait_seconds``."""
+    return lease(settings.lock_uri(name), purpose, wait_seconds=settings.lock_wait_seconds)

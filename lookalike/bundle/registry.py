@@ -11,7 +11,6 @@ returns to. Downloading and loading a version is the registry's cache
 from __future__ import annotations
 
 import base64
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -211,15 +210,9 @@ def publish_bundle(
     enc = manifest["encoder"]
     encoder = fetch_encoder(settings, str(enc["version"]))
     Recommender.load(encoder.local_dir, index_dir)  # refuse a broken bundle before logging it
-    with alias_lease(settings, f"publish the bundle of index {manifest['index_version']}"):
+    purpose = f"publish the bundle of index {manifest['index_version']}"
+    with locks.writer_lease(settings, locks.PRODUCTION, purpose):
         return _publish(settings, index_dir, manifest, encoder, set_production)
-
-
-def alias_lease(settings: Settings, purpose: str) -> AbstractContextManager[None]:
-    """The served alias's lease: one publish or rollback at a time."""
-    return locks.lease(
-        settings.lock_uri("production"), purpose, wait_seconds=settings.lock_wait_seconds
-    )
 
 
 def _publish(
@@ -343,7 +336,7 @@ def rollback(settings: Settings) -> dict[str, Any]:
     (holding the alias's lease, as a publish does)."""
     client = _client(settings)
     name, alias = settings.recommender_model_name, settings.serve_alias
-    with alias_lease(settings, f"roll {alias} back"):
+    with locks.writer_lease(settings, locks.PRODUCTION, f"roll {alias} back"):
         current = production_version(settings)
         if current is None:
             raise BundleError(f"{name!r} has no {alias!r} version to roll back from")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -177,14 +177,6 @@ def _encoder_dict(encoder: EncoderRef) -> dict[str, Any]:
 # ----------------------------------------------------------------- full build
 
 
-def index_lease(settings: Settings, purpose: str) -> AbstractContextManager[None]:
-    """The index writers' lease: one build or update at a time (see ``lookalike.locks``),
-    so an update never builds on a base another writer has just superseded."""
-    return locks.lease(
-        settings.lock_uri("indexes"), purpose, wait_seconds=settings.lock_wait_seconds
-    )
-
-
 def build_full(
     settings: Settings,
     encoder: EncoderRef,
@@ -194,7 +186,8 @@ def build_full(
 ) -> IndexResult:
     """Embed the catalogue (Spark, only what is missing) and build a new index version,
     holding the index writers' lease."""
-    with index_lease(settings, f"full index build ({encoder.name}/{encoder.version})"):
+    purpose = f"full index build ({encoder.name}/{encoder.version})"
+    with locks.writer_lease(settings, locks.INDEXES, purpose):
         return _build_full(settings, encoder, spark, catalog_version)
 
 
@@ -298,7 +291,7 @@ def update_index(
     writers' lease, so the base (default: the latest version) is read after any other
     build or update has published.
     """
-    with index_lease(settings, "incremental index update"):
+    with locks.writer_lease(settings, locks.INDEXES, "incremental index update"):
         return _update_index(settings, base, encoder)
 
 
