@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from lookalike.config import Settings
@@ -38,6 +39,11 @@ class Live:
     photos: Any = None  # lookalike.catalog.photos.CatalogPhotos (similarity bundles only)
 
     def versions(self) -> dict[str, Any]:
+        """Every answer's provenance (a copy: callers may add to it)."""
+        return dict(self._versions)
+
+    @cached_property
+    def _versions(self) -> dict[str, Any]:  # fixed for the bundle's life; once, not per request
         return self.rec.versions() | {
             "bundle_version": self.bundle_version,
             "loaded_at": self.loaded_at.isoformat(),

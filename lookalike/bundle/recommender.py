@@ -163,13 +163,7 @@ class Recommender:
             found = [[self.item_ids[members[j]] for j in row] for row in top]
             scores = [[float(sims[q, j]) for j in row] for q, row in enumerate(top)]
         else:
-            want = min(k + extra, len(self.item_ids))
-            found, dist = self.searcher.search_batched(
-                np.ascontiguousarray(queries, np.float32),
-                final_num_neighbors=want,
-                **self.tuning.options(want),
-            )
-            scores = [[float(s) for s in row] for row in dist]
+            found, scores = self._ann(queries, min(k + extra, len(self.item_ids)))
         out: list[list[Hit]] = []
         for ids, ss, skip in zip(found, scores, exclude, strict=True):
             hits = []
@@ -181,6 +175,17 @@ class Recommender:
                     break
             out.append(hits)
         return out
+
+    def _ann(self, queries: np.ndarray, want: int) -> tuple[list[list[str]], list[list[float]]]:
+        """ScaNN's ids and scores per query. One query (every by-id request) goes through the
+        single-query call: the batched one's result conversion costs more than its search."""
+        q = np.ascontiguousarray(queries, np.float32)
+        opts = self.tuning.options(want)
+        if len(q) == 1:
+            ids, dist = self.searcher.search(q[0], final_num_neighbors=want, **opts)
+            return [list(ids)], [dist.tolist()]
+        found, dist = self.searcher.search_batched(q, final_num_neighbors=want, **opts)
+        return found, dist.tolist()
 
     # ------------------------------------------------------------------ self-check
 

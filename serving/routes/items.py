@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Annotated
 
@@ -38,6 +39,24 @@ def scored(hits: list[Hit]) -> list[ScoredItem]:
         )
         for h in hits
     ]
+
+
+def similar_answer(query: str, k: int, hits: list[Hit], live: Live) -> Response:
+    """A ``SimilarResponse`` written straight to JSON: building and validating a dozen
+    pydantic models per answer cost about a sixth of a by-id request's CPU at 1M items.
+    ``tests/serving/test_contract.py`` checks the bytes against the declared schema."""
+    items = [
+        {
+            "item_id": h.item_id,
+            "category": h.category,
+            "category_name": h.category_name,
+            "score": h.score,
+            "image_url": image_url(h.item_id),
+        }
+        for h in hits
+    ]
+    body = {"query": query, "k": k, "items": items, "versions": live.versions()}
+    return Response(json.dumps(body, separators=(",", ":")), media_type="application/json")
 
 
 def _known(live: Live, item_id: str) -> Hit:
@@ -109,5 +128,4 @@ async def similar_to_item(
     exactly inside that category)."""
     _known(live, item_id)
     hits = live.rec.similar_to_items([item_id], k, exclude_self=exclude_self, category=category)[0]
-    body = SimilarResponse(query=item_id, k=k, items=scored(hits), versions=live.versions())
-    return json_response(body)
+    return similar_answer(item_id, k, hits, live)

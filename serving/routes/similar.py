@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, HTTPException, Query, Response, Up
 from lookalike.images import ImageRejected
 from serving.deps import get_live, get_state
 from serving.errors import problems
-from serving.routes.items import json_response, scored
+from serving.routes.items import similar_answer
 from serving.schemas import MAX_K, SimilarResponse
 from serving.state import Live, ServiceState
 
@@ -61,5 +61,4 @@ def similar_to_photo(
         hits = live.rec.similar_to_images([data], k, category=category)[0]
     except ImageRejected as e:
         raise HTTPException(status_code=400, detail=f"photo: {e}") from None
-    body = SimilarResponse(query="upload", k=k, items=scored(hits), versions=live.versions())
-    return json_response(body)
+    return similar_answer("upload", k, hits, live)

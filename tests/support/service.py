@@ -74,7 +74,7 @@ def pixel_encoder(x: np.ndarray) -> np.ndarray:
 
 
 class BruteForce:
-    """The two calls the Recommender makes on a ScaNN searcher, by exact dot product."""
+    """The calls the Recommender makes on a ScaNN searcher, by exact dot product."""
 
     def __init__(self, vectors: np.ndarray, ids: list[str]) -> None:
         self.vectors, self.ids = vectors, ids
@@ -88,6 +88,10 @@ class BruteForce:
         sims = queries @ self.vectors.T
         top = np.argsort(-sims, axis=1, kind="stable")[:, :final_num_neighbors]
         return [[self.ids[j] for j in row] for row in top], np.take_along_axis(sims, top, 1)
+
+    def search(self, query: np.ndarray, final_num_neighbors: int) -> tuple[list[str], np.ndarray]:
+        ids, dist = self.search_batched(query[None, :], final_num_neighbors)
+        return ids[0], dist[0]
 
 
 def similar_live(version: str = BUNDLE_VERSION) -> Live:
