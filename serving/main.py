@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from lookalike.config import Settings, get_settings
 from serving import errors
+from serving.fast_path import FastSimilar
 from serving.metrics import Metrics
 from serving.metrics_middleware import MetricsMiddleware
 from serving.routes import items, page, shoppers, similar, system
@@ -53,9 +54,15 @@ def create_app(
     app.state.service = state
     app.state.shopper = shopper
 
-    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
-
     errors.install(app)
     for module in (system, items, similar, shoppers, page):
         app.include_router(module.router)
+    # the last middleware added runs first: metrics see the fast path's answers too
+    by_id = next(
+        r
+        for r in app.routes
+        if getattr(r, "path", "") == f"{items.router.prefix}/{{item_id}}/similar"
+    )
+    app.add_middleware(FastSimilar, route=by_id, live=lambda: app.state.service.live)
+    app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

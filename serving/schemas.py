@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from pydantic import BaseModel, Field
+
+from lookalike.bundle.recommender import Hit
 
 MAX_K = 100
 
@@ -100,3 +105,26 @@ class Ready(BaseModel):
         default=None, description="the shopper model, when one is loaded (not needed for ready)"
     )
     shopper_reason: str | None = None
+
+
+def image_url(item_id: str) -> str:
+    """Where an item's photo is served."""
+    return f"/v1/items/{item_id}/image"
+
+
+def similar_body(query: str, k: int, hits: list[Hit], versions: dict[str, Any]) -> bytes:
+    """A ``SimilarResponse`` written straight to JSON: building and validating a dozen
+    pydantic models per answer cost about a sixth of a by-id request's CPU at 1M items.
+    ``tests/serving/test_contract.py`` checks the bytes against the declared schema."""
+    items = [
+        {
+            "item_id": h.item_id,
+            "category": h.category,
+            "category_name": h.category_name,
+            "score": h.score,
+            "image_url": image_url(h.item_id),
+        }
+        for h in hits
+    ]
+    body = {"query": query, "k": k, "items": items, "versions": versions}
+    return json.dumps(body, separators=(",", ":")).encode()

@@ -511,14 +511,17 @@ def test_broken_version_is_refused_and_the_old_one_keeps_serving(
 # ---------------------------------------------------------------- any version: whole-service
 
 
-def _schemathesis(url: str, report_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+def _schemathesis(
+    url: str, report_dir: Path, *extra: str, seconds: int = 45
+) -> subprocess.CompletedProcess:
     """schemathesis' CLI with ALL its checks against the running server (the repo's
-    schemathesis.toml holds its one documented exception), bounded in examples and time."""
+    schemathesis.toml holds its one documented exception), bounded in examples and time
+    (``tests/serving/test_contract.py`` runs 30 cases of every operation in process)."""
     st = Path(sys.executable).parent / "schemathesis"
     config = Path(__file__).resolve().parents[2] / "schemathesis.toml"
     cmd = [str(st), "--config-file", str(config), "run", f"{url}/openapi.json"]
     cmd += ["--checks", "all", "--phases", "examples,coverage,fuzzing,stateful"]
-    cmd += ["--max-examples", "20", "--max-time", "90", "--seed", "1", "--workers", "1"]
+    cmd += ["--max-examples", "20", "--max-time", str(seconds), "--seed", "1", "--workers", "1"]
     cmd += ["--request-timeout", "20", "--report", "junit", "--report-dir", str(report_dir)]
     return subprocess.run(cmd + list(extra), capture_output=True, text=True, timeout=400)
 
@@ -547,6 +550,7 @@ def test_schemathesis_all_checks_on_the_admin_route_with_the_token(server, tmp_p
         "/v1/admin/reload",
         "--header",
         f"Authorization: Bearer {TOKEN}",
+        seconds=30,
     )
     _passed(done, at_least=5)
 

@@ -638,8 +638,10 @@ def test_shopper_routes_are_503_until_a_shopper_model_is_loaded(settings, bundle
 def test_the_route_app_never_touches_the_registry_or_home(app, settings, client, bundle):
     client.get("/readyz")
     client.get(f"/v1/items/{ITEM}/similar")
-    # the routes saw the overrides; the app's own states were never loaded nor watched
-    assert state_of(app).current() is bundle
+    # the routes saw the pinned bundle (the fast path reads it as the app's state); no
+    # state was loaded from the registry nor watched
+    assert state_of(app).current() is bundle and app.state.service is state_of(app)
+    assert app.state.shopper.live is None
     for own in (app.state.service, app.state.shopper):
-        assert own.live is None and own._thread is None and own._client is None
+        assert own._thread is None and own._client is None
     assert not settings.home.exists()  # no MLflow store, no bundle cache

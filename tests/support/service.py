@@ -206,6 +206,7 @@ def route_app(settings: Settings, *, live: Live | None = None, shopper: Live | N
     metrics = app.state.service.metrics
     if live is not None:
         state = PinnedState(settings=settings, metrics=metrics, live=live)
+        app.state.service = state  # what the by-id fast path (serving.fast_path) reads
         app.dependency_overrides[get_state] = lambda: state
         app.dependency_overrides[get_live] = lambda: live
     if shopper is not None:

@@ -1,0 +1,104 @@
+"""The by-id fast path (serving.fast_path) answers exactly what the FastAPI route answers,
+and leaves every other request, errors included, to the route."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi.testclient import TestClient
+
+from serving.fast_path import FastSimilar, SimilarQuery, parse_query
+from tests.support.service import ITEM_IDS, route_app, service_settings, similar_live
+
+ITEM = ITEM_IDS[2]
+
+
+@pytest.mark.parametrize(
+    ("raw", "parsed"),
+    [
+        (b"", SimilarQuery()),
+        (b"k=5", SimilarQuery(k=5)),
+        (b"k=100&category=3&exclude_self=false", SimilarQuery(100, 3, False)),
+        (b"exclude_self=true&category=0", SimilarQuery(category=0)),
+    ],
+)
+def test_plain_parameters_are_parsed(raw, parsed):
+    assert parse_query(raw) == parsed
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"k=0",  # out of range: the route's 422
+        b"k=101",
+        b"k=abc",
+        b"k=",
+        b"k",
+        b"k=%31",  # percent-encoded: FastAPI decodes it
+        b"k=1&k=2",  # repeated
+        b"category=-1",
+        b"category=1234567890",  # longer than any category id
+        b"exclude_self=1",  # another spelling of a boolean
+        b"exclude_self=True",
+        b"k=5&seed=1",  # unknown to the route
+        b"k=5&",
+    ],
+)
+def test_anything_else_goes_to_the_route(raw):
+    assert parse_query(raw) is None
+
+
+@pytest.fixture(scope="module")
+def live():
+    return similar_live()
+
+
+@pytest.fixture
+def client(live, tmp_path):
+    with TestClient(route_app(service_settings(tmp_path / "home"), live=live)) as c:
+        yield c
+
+
+def _fast(live, path: str, query: bytes) -> tuple[int, dict, bytes]:
+    """The fast path alone: an inner app that fails if the request reaches it."""
+
+    async def route(scope, receive, send):
+        raise AssertionError(f"{path}?{query!r} was passed on")
+
+    sent: list[dict] = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": path, "query_string": query}
+    asyncio.run(FastSimilar(route, route="the-route", live=lambda: live)(scope, None, send))
+    assert scope["route"] == "the-route"  # so the metrics label it as the route
+    return sent[0]["status"], dict(sent[0]["headers"]), sent[1]["body"]
+
+
+@pytest.mark.parametrize(
+    "query", ["", "k=3", "k=7&category=0", "k=4&exclude_self=false", "category=1&k=100"]
+)
+def test_the_fast_answer_is_the_routes_answer(client, live, query):
+    path = f"/v1/items/{ITEM}/similar"
+    status, headers, body = _fast(live, path, query.encode())
+    # an unknown parameter sends the same request through FastAPI's route (which ignores it)
+    routed = client.get(f"{path}?{query}&via=route")
+    assert status == routed.status_code == 200
+    assert headers[b"content-type"] == routed.headers["content-type"].encode()
+    assert int(headers[b"content-length"]) == len(body)
+    assert body == routed.content
+
+
+def test_errors_keep_the_routes_bodies(client):
+    unknown = client.get("/v1/items/no-such-item/similar?k=3")
+    assert unknown.status_code == 404 and "no-such-item" in unknown.json()["detail"]
+    bad = client.get(f"/v1/items/{ITEM}/similar?k=0")
+    assert bad.status_code == 422 and bad.json()["errors"][0]["loc"] == ["query", "k"]
+
+
+def test_no_bundle_yet_is_the_routes_503(tmp_path):
+    with TestClient(route_app(service_settings(tmp_path / "home"))) as c:
+        r = c.get(f"/v1/items/{ITEM}/similar")
+    assert r.status_code == 503 and "not ready" in r.json()["detail"]
