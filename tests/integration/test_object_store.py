@@ -7,13 +7,16 @@ shared state lands on this host's disk."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from lookalike import storage
+from lookalike import faults, storage
 from lookalike.model.config import TrainConfig
-from tests.support.builders import TINY_TRAIN
+from tests.support.builders import REPO, TINY_TRAIN
 
 pytestmark = pytest.mark.slow  # servers, training and Spark on S3: minutes, not seconds
 
@@ -119,10 +122,6 @@ def test_index_versions_live_on_the_store_and_appear_only_with_their_manifest(
     models = [k for k in s3_server.keys(mlflow_server.bucket) if k.endswith("/MLmodel")]
     assert len(models) >= 2  # the encoder and the bundle, uploaded through the server
 
-    # a version whose upload died before its manifest is invisible, and its name is reused
-    storage.write_bytes(f"s3://{bucket}/store/indexes/v000002/searcher/partial", b"x")
-    assert list_versions(settings) == ["v000001"]
-
     # products change on the store: the change feed (read from S3) drives an update
     watermark = table_version(settings.catalog_uri)
     storage.remove_file(storage.join(settings.landing_uri, "Hats", "item 0.png"))
@@ -131,17 +130,41 @@ def test_index_versions_live_on_the_store_and_appear_only_with_their_manifest(
     )
     changes = catalog_changes(settings.catalog_uri, watermark)
     assert changes.deletes == ["Hats-item-0"]
+
+    # an update killed (SIGKILL, no cleanup) half-way through uploading v000002 leaves some
+    # of its files but no manifest: invisible to readers, and the next update reuses the name
+    killed = _killed_update(settings, "index.half_uploaded")
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    half = s3_server.keys(bucket, "store/indexes/v000002/")
+    assert half and "store/indexes/v000002/manifest.json" not in half
+    assert list_versions(settings) == ["v000001"]
     update = update_index(settings, base=find_version(settings, "v000001"))
     assert (update.kind, update.index_version) == ("update", "v000002")
     assert not (settings.home / "mlflow").exists()  # runs and models live on the server
 
     assert list_versions(settings) == ["v000001", "v000002"]
-    keys = s3_server.keys(bucket, "store/indexes/v000002/")
-    assert "store/indexes/v000002/searcher/partial" not in keys  # the leftover was cleared
-    manifest = json.loads(storage.read_bytes(f"s3://{bucket}/store/indexes/v000002/manifest.json"))
-    assert manifest["size"] == update.size and set(manifest["files"]) <= {
-        k.removeprefix("store/indexes/v000002/") for k in keys
+    keys = {
+        k.removeprefix("store/indexes/v000002/")
+        for k in s3_server.keys(bucket, "store/indexes/v000002/")
     }
+    manifest = json.loads(storage.read_bytes(f"s3://{bucket}/store/indexes/v000002/manifest.json"))
+    assert manifest["size"] == update.size
+    assert keys == set(manifest["files"]) | {"manifest.json"}  # nothing of the killed upload left
+
+
+def _killed_update(settings, point: str) -> subprocess.CompletedProcess:
+    """``lookalike index update`` in its own process on the same store, killed at ``point``."""
+    env = os.environ | {
+        "LOOKALIKE_HOME": str(settings.home),
+        "LOOKALIKE_STORE_URI": settings.store_uri,
+        "LOOKALIKE_MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+        "LOOKALIKE_ENCODER_MODEL_NAME": settings.encoder_model_name,
+        "LOOKALIKE_ENCODER_EXPERIMENT": settings.encoder_experiment,
+        "LOOKALIKE_RECOMMENDER_MODEL_NAME": settings.recommender_model_name,
+        faults.ENV: point,
+    }
+    cmd = [sys.executable, "-m", "lookalike.cli", "index", "update"]
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
 
 
 def test_a_commit_that_lost_a_race_to_another_writer_is_refused_clearly(store, monkeypatch):
