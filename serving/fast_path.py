@@ -22,7 +22,6 @@ from lookalike.bundle.recommender import UnknownItem
 from serving.schemas import MAX_K, similar_body
 from serving.state import Live
 
-PREFIX, SUFFIX = "/v1/items/", "/similar"
 #: ``category`` values longer than this go to FastAPI (no numpy overflow on a huge id)
 MAX_DIGITS = 9
 
@@ -61,6 +60,8 @@ class FastSimilar:
         self.app = app
         self.route = route  # set in the scope, so the metrics label the route as usual
         self.live = live
+        # the route's own path template says where the item id is
+        self.prefix, _, self.suffix = route.path.partition("{item_id}")
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         body = self._answer(scope) if scope["type"] == "http" else None
@@ -73,10 +74,10 @@ class FastSimilar:
         await send({"type": "http.response.body", "body": body})
 
     def _answer(self, scope: dict) -> bytes | None:
-        path = scope["path"]
-        if scope["method"] != "GET" or not (path.startswith(PREFIX) and path.endswith(SUFFIX)):
+        path, prefix, suffix = scope["path"], self.prefix, self.suffix
+        if scope["method"] != "GET" or not (path.startswith(prefix) and path.endswith(suffix)):
             return None
-        item_id = path[len(PREFIX) : -len(SUFFIX)]
+        item_id = path[len(prefix) : -len(suffix)]
         query = parse_query(scope["query_string"])
         live = self.live()
         if not item_id or "/" in item_id or query is None or live is None:

@@ -58,11 +58,7 @@ def create_app(
     for module in (system, items, similar, shoppers, page):
         app.include_router(module.router)
     # the last middleware added runs first: metrics see the fast path's answers too
-    by_id = next(
-        r
-        for r in app.routes
-        if getattr(r, "path", "") == f"{items.router.prefix}/{{item_id}}/similar"
-    )
+    by_id = next(r for r in app.routes if getattr(r, "endpoint", None) is items.similar_to_item)
     app.add_middleware(FastSimilar, route=by_id, live=lambda: app.state.service.live)
     app.add_middleware(MetricsMiddleware, metrics=state.metrics)
     return app

@@ -18,8 +18,8 @@ class MetricsMiddleware:
         self.metrics = metrics
         # label children by (route, method[, status]): ``labels()`` costs a lock and a
         # tuple build per call, twice per request
-        self._latency: dict[tuple[str, str], Any] = {}
-        self._count: dict[tuple[str, str, int], Any] = {}
+        self._latency: dict[tuple[str, ...], Any] = {}
+        self._count: dict[tuple[str, ...], Any] = {}
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -39,18 +39,16 @@ class MetricsMiddleware:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = scope.get("method", "GET")
-            self._latency_of(path, method).observe(time.perf_counter() - t0)
-            self._count_of(path, method, status["code"]).inc()
+            self._child(self._latency, self.metrics.latency, path, method).observe(
+                time.perf_counter() - t0
+            )
+            code = str(status["code"])
+            self._child(self._count, self.metrics.requests, path, method, code).inc()
 
-    def _latency_of(self, path: str, method: str) -> Any:
-        child = self._latency.get((path, method))
+    @staticmethod
+    def _child(cache: dict[tuple[str, ...], Any], metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once per label set."""
+        child = cache.get(labels)
         if child is None:
-            child = self._latency[path, method] = self.metrics.latency.labels(path, method)
-        return child
-
-    def _count_of(self, path: str, method: str, code: int) -> Any:
-        child = self._count.get((path, method, code))
-        if child is None:
-            child = self.metrics.requests.labels(path, method, str(code))
-            self._count[path, method, code] = child
+            child = cache[labels] = metric.labels(*labels)
         return child
