@@ -22,10 +22,18 @@ from pathlib import Path
 from tests.support.server import stop_process_groups
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct free loopback ports: all sockets stay open until every port is picked,
+    so no two daemons are handed the same one (a worker's UI on the master's UI port once
+    made the master's ``/json/`` answer HTML)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def spark_home() -> Path:
@@ -82,7 +90,7 @@ def standalone_cluster(
         "SPARK_LOG_DIR": str(workdir / "logs"),
         "PYSPARK_PYTHON": sys.executable,
     }
-    port, ui = _free_port(), _free_port()
+    port, ui, *worker_uis = _free_ports(2 + workers)
     cluster = Cluster(f"spark://127.0.0.1:{port}", f"http://127.0.0.1:{ui}")
     try:
         cluster.processes.append(
@@ -104,7 +112,7 @@ def standalone_cluster(
                         "org.apache.spark.deploy.worker.Worker",
                         cluster.master_url,
                         *("--host", "127.0.0.1", "--cores", str(cores), "--memory", memory),
-                        *("--webui-port", str(_free_port()), "--work-dir", str(work)),
+                        *("--webui-port", str(worker_uis[n]), "--work-dir", str(work)),
                     ],
                     workdir / f"worker-{n}.log",
                     env,
@@ -125,7 +133,7 @@ def _wait_for_workers(cluster: Cluster, workers: int, timeout: float, workdir: P
         try:
             if cluster.alive_workers() == workers:
                 return
-        except OSError:
+        except (OSError, ValueError):  # not listening yet, or a page that is not JSON yet
             pass
         if time.monotonic() > deadline:
             raise TimeoutError(
