@@ -87,7 +87,10 @@ def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None)
     SyncBatchNormalization, measured in ``bench/data_parallel.py``); the weights keep their layout.
     """
     import tensorflow as tf
-    import tensorflow_similarity as tfsim
+
+    from lookalike.model.tfsim import import_tfsim
+
+    tfsim = import_tfsim()
 
     inputs = tf.keras.Input((cfg.size, cfg.size, cfg.n_channels), name="pixels")
     if cfg.backbone.startswith(KERAS_APP_PREFIX):
@@ -166,7 +169,9 @@ def train_encoder(
 
 def _sampler(cfg: TrainConfig, train: ImageSet, *, n_classes: int) -> Any:
     """Class-balanced batches (``classes_per_batch`` x ``examples_per_class``) of ``train``."""
-    import tensorflow_similarity as tfsim
+    from lookalike.model.tfsim import import_tfsim
+
+    tfsim = import_tfsim()
 
     return tfsim.samplers.MultiShotMemorySampler(
         train.x,
@@ -187,7 +192,10 @@ def _compile(
 ) -> None:
     """(Re)compile with MultiSimilarityLoss and a fresh Adam over ``steps`` steps."""
     import tensorflow as tf
-    import tensorflow_similarity as tfsim
+
+    from lookalike.model.tfsim import import_tfsim
+
+    tfsim = import_tfsim()
 
     lr: Any = learning_rate
     if cfg.lr_schedule == "cosine":

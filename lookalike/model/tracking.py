@@ -57,7 +57,10 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
     def load_context(self, context: Any) -> None:
         """Load the saved Keras encoder and its config once, when MLflow loads the model."""
         import tensorflow as tf
-        import tensorflow_similarity  # noqa: F401  (registers MetricEmbedding for loading)
+
+        from lookalike.model.tfsim import import_tfsim
+
+        import_tfsim()  # registers MetricEmbedding for loading
 
         self.config = json.loads(Path(context.artifacts["config"]).read_text())
         self.model = tf.keras.models.load_model(context.artifacts["encoder"], compile=False)

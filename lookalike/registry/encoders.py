@@ -104,7 +104,9 @@ def load_predict(local_dir: str, *, cache: bool = True) -> Predict:
         if local_dir not in _LOADED:
             import mlflow
 
-            _LOADED[local_dir] = mlflow.pyfunc.load_model(local_dir).predict
+            # no requirements check: it scans every installed distribution (~2.5 s) in each
+            # worker process; the long-lived service's load above still warns
+            _LOADED[local_dir] = mlflow.pyfunc.load_model(local_dir, suppress_warnings=True).predict
         return _LOADED[local_dir]
 
 

@@ -213,7 +213,10 @@ def test_weekly_training_dag_at_its_defaults_reaches_promote(bootstrapped):
     """The weekly DAG with its default parameters (4 Hyperopt trials on SparkTrials, Horovod
     with 2 processes, the default ``convnet`` backbone with batch norm, the schedule chosen
     from the catalogue), only fewer test queries: tune -> train -> gate (beats the champion
-    and raw pixels) -> full index -> promote."""
+    and raw pixels) -> full index -> promote. It is also the test of Hyperopt's MLflow runs,
+    of ``spark_jobs/train.py --horovod`` and of rank 0 alone logging the training run."""
+    from mlflow import MlflowClient
+
     from lookalike.bundle.registry import production_version
     from lookalike.config import Settings
 
@@ -222,11 +225,27 @@ def test_weekly_training_dag_at_its_defaults_reaches_promote(bootstrapped):
     before = production_version(settings)
     _dag_test(env, "lookalike_train_and_promote", {"eval_limit": 200})
     runs = home / "runs" / "lookalike_train_and_promote"
+    tune = json.loads(next(runs.rglob("tune.json")).read_text())
     train = json.loads(next(runs.rglob("train.json")).read_text())
     config = json.loads(next(runs.rglob("best_config.json")).read_text())
     assert config["backbone"] == "convnet" and config["epochs"] is None  # from the catalogue
     assert train["config"]["epochs"] >= 10 and train["config"]["steps_per_epoch"] >= 1
-    assert train["model_version"] and train["metrics"]["precision_at_1"] > 0.0
+    assert train["model_version"] and 0.0 < train["metrics"]["precision_at_1"] <= 1.0
+    assert train["catalog_version"] == tune["catalog_version"]
+
+    client = MlflowClient(settings.tracking_uri)
+    assert tune["trials_ok"] == tune["trials"] == 4 and 0.0 < tune["best_val_map_at_r"] <= 1.0
+    assert {"learning_rate", "embedding_size", "examples_per_class"} <= set(tune["best_params"])
+    parent = client.get_run(tune["parent_run_id"])
+    assert parent.data.metrics["best_val_map_at_r"] == pytest.approx(tune["best_val_map_at_r"])
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{tune['parent_run_id']}'",
+    )
+    assert len(children) == 4 and all("val_map_at_r" in c.data.metrics for c in children)
+    assert client.get_run(train["run_id"]).data.params["num_proc"] == "2"
+    losses = client.get_metric_history(train["run_id"], "train_loss")
+    assert len(losses) == train["config"]["epochs"]  # one point per epoch: rank 0 alone logs
     after = production_version(settings)  # promote ran: the new encoder serves
     assert after is not None and int(after.version) > int(before.version), train["metrics"]
     assert after.tags["lookalike.encoder"].endswith(f"/{train['model_version']}")

@@ -305,7 +305,9 @@ def test_pretrained_backbone_loads_from_a_weights_file_and_fine_tunes(tmp_path):
 
     path = tmp_path / "encoder.keras"
     enc.as_plain_keras(model).save(path)
-    import tensorflow_similarity  # noqa: F401  (registers MetricEmbedding)
+    from lookalike.model.tfsim import import_tfsim
+
+    import_tfsim()  # registers MetricEmbedding
 
     loaded = tf.keras.models.load_model(path, compile=False)
     np.testing.assert_allclose(
