@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     encoder_experiment: str = "lookalike-encoder"
     encoder_model_name: str = "lookalike-encoder"
     tune_parallelism: int = Field(default=2, ge=1, description="Hyperopt SparkTrials parallelism")
+    gpus_per_task: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="GPUs each training task (Horovod rank, Hyperopt trial) asks Spark for; "
+        "0: CPU only. Executors must offer GPUs (spark.executor.resource.gpu.*).",
+    )
 
     # Index, bundle and promotion.
     recommender_model_name: str = "lookalike-recommender"

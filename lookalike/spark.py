@@ -35,6 +35,16 @@ def executor_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k.startswith(EXECUTOR_ENV_PREFIXES)}
 
 
+def gpu_confs(gpus_per_task: float) -> dict[str, str]:
+    """Spark settings that make every task (a Horovod rank, a Hyperopt trial) ask for
+    ``gpus_per_task`` GPUs; none when it is 0. The executors' own GPU resources
+    (``spark.executor.resource.gpu.amount`` and a discovery script) belong to the cluster's
+    ``spark-submit --conf``, as Spark documents them."""
+    if gpus_per_task <= 0:
+        return {}
+    return {"spark.task.resource.gpu.amount": f"{gpus_per_task:g}"}
+
+
 def spark_session(app_name: str, settings: Settings | None = None) -> SparkSession:
     """A Spark session configured from the settings (driver memory, shuffle partitions, UTC,
     microsecond Parquet timestamps); on a laptop everything stays on loopback. Under
@@ -67,6 +77,8 @@ def spark_session(app_name: str, settings: Settings | None = None) -> SparkSessi
             )
     for key, value in executor_env().items():
         builder = builder.config(f"spark.executorEnv.{key}", value)
+    for key, value in gpu_confs(settings.gpus_per_task).items():
+        builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from lookalike.model.devices import PRECISIONS
+
 BACKBONES = ("seed_cnn", "convnet")
 KERAS_APP_PREFIX = "keras:"
 WEIGHTS = ("random", "imagenet")
@@ -75,6 +77,9 @@ class TrainConfig:
     freeze_epochs: int = 0  # first epochs train the head only (the backbone frozen)
     fine_tune_layers: int = 0  # then unfreeze this many top backbone layers (0 = all)
     fine_tune_lr_scale: float = 0.1  # ... at this share of the learning rate
+    # float32 | mixed (mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16,
+    # else float32) | mixed_float16 | mixed_bfloat16: lookalike.model.devices
+    precision: str = "float32"
 
     def __post_init__(self) -> None:
         def need(ok: bool, name: str, msg: str) -> None:
@@ -98,6 +103,7 @@ class TrainConfig:
             self.lr_schedule in ("constant", "cosine"), "lr_schedule", "must be constant or cosine"
         )
         need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "must be in [0, 1)")
+        need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         need(self.loss_alpha > 0.0, "loss_alpha", "must be > 0")
         need(self.loss_beta > 0.0, "loss_beta", "must be > 0")
         need(0.0 <= self.loss_lmda <= 2.0, "loss_lmda", "must be a cosine distance in [0, 2]")

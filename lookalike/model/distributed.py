@@ -81,9 +81,11 @@ def rank_main(
     # Horovod 0.28's Keras callbacks import Keras 3's backend; tfsim trains on tf-keras.
     hvd_callbacks.K = tf.keras.backend
     from lookalike.model.data import load_training_items
+    from lookalike.model.devices import pin_gpu
     from lookalike.model.encoder import train_encoder
 
     hvd.init()
+    pin_gpu(hvd.local_rank())  # one GPU per rank on a GPU host; nothing on a CPU-only one
     rank, size = hvd.rank(), hvd.size()
     shard = load_training_items(cfg, ref, shard=(rank, size))
     callbacks: list[Any] = [

@@ -16,6 +16,7 @@ import lookalike  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow load
 from lookalike.model.augment import RandomErasing
 from lookalike.model.config import KERAS_APP_PREFIX, ConfigError, TrainConfig
 from lookalike.model.data import EmptyDataError, ImageSet, distinct_photos
+from lookalike.model.devices import training_policy
 
 
 def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = None) -> Any:
@@ -103,7 +104,8 @@ def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None)
             x = tf.keras.layers.RandomTranslation(
                 cfg.shift, cfg.shift, fill_mode="constant", seed=cfg.seed
             )(x)
-    outputs = tfsim.layers.MetricEmbedding(cfg.embedding_size, name="embedding")(
+    # float32 out whatever the policy: the loss and the L2 norm need its range and precision
+    outputs = tfsim.layers.MetricEmbedding(cfg.embedding_size, name="embedding", dtype="float32")(
         _backbone(cfg, x, batch_norm)
     )
     return tfsim.models.SimilarityModel(
@@ -139,6 +141,35 @@ def train_encoder(
     if not cfg.input_shape_known:  # the images define it
         cfg = cfg.replace(input_size=train.x.shape[1], channels=train.x.shape[3])
     cfg = cfg.for_items(len(train))  # the schedule, where not given
+    policy = training_policy(cfg.precision)
+    previous = tf.keras.mixed_precision.global_policy()
+    tf.keras.mixed_precision.set_global_policy(policy)
+    try:
+        model, history = _train(
+            cfg, train, classes, wrap_optimizer, callbacks, learning_rate_scale, batch_norm, verbose
+        )
+    finally:  # a Spark Python worker is reused: the next task starts from its own policy
+        tf.keras.mixed_precision.set_global_policy(previous)
+    if policy != "float32":  # save and serve in float32: the same weights, float32 layers
+        float_model = build_encoder(cfg, batch_norm)
+        float_model.set_weights(model.get_weights())
+        model = float_model
+    return model, history
+
+
+def _train(
+    cfg: TrainConfig,
+    train: ImageSet,
+    classes: np.ndarray,
+    wrap_optimizer: Callable[[Any], Any] | None,
+    callbacks: Sequence[Any],
+    learning_rate_scale: float,
+    batch_norm: Callable[[], Any] | None,
+    verbose: int,
+) -> tuple[Any, dict[str, list[float]]]:
+    """``train_encoder``'s training under the current dtype policy."""
+    import tensorflow as tf
+
     tf.keras.utils.set_random_seed(cfg.seed)
     model = build_encoder(cfg, batch_norm)
     sampler = _sampler(cfg, train, n_classes=len(classes))

@@ -62,9 +62,11 @@ def search_space(base: TrainConfig) -> dict[str, Any]:
 def trial_score(cfg: TrainConfig, ref: DataRef, validation_fraction: float = 0.1) -> dict[str, Any]:
     """Train on the fit slice of train, score mAP@R of validation queries against it."""
     from lookalike.model.data import load_training_items, validation_split
+    from lookalike.model.devices import pin_gpu
     from lookalike.model.encoder import embed, train_encoder
     from lookalike.model.evaluate import retrieval_metrics
 
+    pin_gpu()  # the GPU Spark assigned to this trial's task, when there is one
     items = load_training_items(cfg, ref)
     fit, val = validation_split(items, validation_fraction)
     model, history = train_encoder(cfg, fit)
@@ -113,7 +115,14 @@ def run_tuning(
         parent_id = parent.info.run_id
         objective = _objective(base, ref, experiment_id, parent_id, settings.tracking_uri)
         best_params, best_score, trials_ok = _search(
-            objective, space, base.seed, trials, parallelism, spark, parent_id
+            objective,
+            space,
+            base.seed,
+            trials,
+            parallelism,
+            spark,
+            parent_id,
+            settings.gpus_per_task,
         )
         mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
         mlflow.log_metric("best_val_map_at_r", best_score)
@@ -173,13 +182,18 @@ def _search(
     parallelism: int,
     spark: SparkSession,
     parent_id: str,
+    gpus_per_task: float = 0.0,
 ) -> tuple[dict[str, Any], float, int]:
     """TPE over ``space`` with SparkTrials; returns (best parameters, best validation mAP@R,
     trials that succeeded). All trials failing is an error."""
     import numpy as np
     from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
 
-    spark_trials = SparkTrials(parallelism=parallelism, spark_session=spark)
+    spark_trials = SparkTrials(
+        parallelism=parallelism,
+        spark_session=spark,
+        resource_profile=gpu_resource_profile(gpus_per_task),
+    )
     best = fmin(
         objective,
         space,
@@ -193,3 +207,18 @@ def _search(
     if not ok:
         raise RuntimeError(f"all {trials} tuning trials failed; see the nested runs of {parent_id}")
     return space_eval(space, best), -min(t["result"]["loss"] for t in ok), len(ok)
+
+
+def gpu_resource_profile(gpus_per_task: float) -> Any:
+    """A Spark ResourceProfile asking ``gpus_per_task`` GPUs for each trial's task (None: the
+    session's defaults, CPU only), so SparkTrials schedules trials on GPU executors even in
+    a session whose default profile asks for none."""
+    if gpus_per_task <= 0:
+        return None
+    from pyspark.resource import ResourceProfileBuilder, TaskResourceRequests
+
+    return (
+        ResourceProfileBuilder()
+        .require(TaskResourceRequests().cpus(1).resource("gpu", gpus_per_task))
+        .build
+    )
