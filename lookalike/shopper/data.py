@@ -2,8 +2,9 @@
 
 Implicit feedback: one positive per distinct (user, item) pair, its strength the sum of its
 events' weights (view 1, add_to_cart 3, purchase 5; a MovieLens rating counts as one view).
-Leave-last-out: each user's newest distinct item (by first interaction) is held out as the
-test item; users with fewer than 2 distinct items keep everything in train and have no test.
+Leave-last-out: each user's newest distinct item (by first interaction; equal timestamps in
+a fixed pseudo-random order, ``tie_breaker``) is held out as the test item; users with fewer
+than 2 distinct items keep everything in train and have no test.
 """
 
 from __future__ import annotations
@@ -88,6 +89,14 @@ class EmptyInteractions(ValueError):
     """Nothing to train on; the message says why."""
 
 
+def tie_breaker(user_ids: pd.Series, item_ids: pd.Series) -> np.ndarray:
+    """A fixed pseudo-random order for events with equal timestamps (a hash of user and
+    item). Not the item id: in MovieLens-100k 44% of users rated their last two movies in the
+    same second, and ordering those by id made the held-out item the highest id of the
+    session, a pattern a sequence-aware model learns and a co-occurrence model cannot."""
+    return pd.util.hash_array((user_ids.astype(str) + "\x1f" + item_ids.astype(str)).to_numpy())
+
+
 def prepare(events: pa.Table, item_ids: list[str] | None = None) -> Split:
     """Events (``user_id, item_id, event_type, ts``) -> leave-last-out split.
 
@@ -115,12 +124,13 @@ def prepare(events: pa.Table, item_ids: list[str] | None = None) -> Split:
     users = sorted(set(df["user_id"]))
     df["u"] = pd.Index(users).get_indexer(df["user_id"])
     df["w"] = df["event_type"].map(EVENT_WEIGHTS).fillna(1.0)
-    last = df.sort_values(["u", "ts", "i"]).groupby("u")["i"].last()
+    df["tie"] = tie_breaker(df["user_id"], df["item_id"])
+    last = df.sort_values(["u", "ts", "tie"]).groupby("u")["i"].last()
     pairs = (
         df.groupby(["u", "i"], sort=False)
-        .agg(first=("ts", "min"), strength=("w", "sum"))
+        .agg(first=("ts", "min"), strength=("w", "sum"), tie=("tie", "first"))
         .reset_index()
-        .sort_values(["u", "first", "i"], kind="stable")
+        .sort_values(["u", "first", "tie"], kind="stable")
     )
     n_distinct = pairs.groupby("u")["i"].transform("size")
     is_last = pairs.groupby("u").cumcount(ascending=False) == 0

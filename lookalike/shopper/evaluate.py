@@ -54,7 +54,7 @@ def rank_metrics(
         hit = rank < k
         hits += hit.sum()
         ndcg += (hit / np.log2(rank + 2.0)).sum()
-        for r, u in enumerate(rows):
+        for r, u in enumerate(rows if sampled else ()):  # sampled=0: full ranking only
             seen = seen_items[indptr[u] : indptr[u + 1]]
             cand = rng.integers(0, n_items, size=sampled * 2 + len(seen) + 2)
             cand = cand[~np.isin(cand, seen) & (cand != tests[r])][:sampled]
