@@ -38,6 +38,13 @@ class MFConfig:
     l2: float = 1e-6
     visual: int = 1  # 1: item vectors = free embedding + a learned projection of the visual one
     seed: int = 0
+    # bce: each positive against ``negatives`` sampled items (binary cross-entropy; the NeuMF
+    # head needs it). softmax: each positive against every item (or ``sampled`` uniformly
+    # drawn items per batch when the catalogue is larger), the user vector plus the items of
+    # their ``context`` latest interactions (0: none), as in FISM/FPMC.
+    loss: str = "bce"
+    context: int = 0
+    sampled: int = 2048
 
     def __post_init__(self) -> None:
         for name in ("factors", "negatives", "epochs", "batch_size"):
@@ -49,6 +56,14 @@ class MFConfig:
             raise ShopperConfigError(f"learning_rate: must be > 0, got {self.learning_rate}")
         if any(int(w) < 1 for w in self.mlp):
             raise ShopperConfigError(f"mlp: layer widths must be >= 1, got {list(self.mlp)}")
+        if self.loss not in ("bce", "softmax"):
+            raise ShopperConfigError(f"loss: must be bce or softmax, got {self.loss!r}")
+        if self.context < 0 or self.sampled < 1:
+            raise ShopperConfigError("context: must be >= 0 and sampled >= 1")
+        if self.loss == "softmax" and self.mlp:
+            raise ShopperConfigError("mlp: the NeuMF head trains with loss=bce only")
+        if self.loss == "bce" and self.context:
+            raise ShopperConfigError("context: needs loss=softmax")
 
     def replace(self, **changes: Any) -> MFConfig:
         """A copy with ``changes`` applied."""
@@ -75,6 +90,8 @@ class MFConfig:
                     values[key] = tuple(int(x) for x in raw.replace(",", " ").split())
                 elif key in ("learning_rate", "l2"):
                     values[key] = float(raw)
+                elif key == "loss":
+                    values[key] = raw.strip()
                 else:
                     values[key] = int(raw)
             except ValueError:
@@ -234,9 +251,16 @@ def build_model(
     return model
 
 
-def factors_from_model(cfg: MFConfig, model: Any) -> Factors:
+def factors_from_model(cfg: MFConfig, model: Any, split: Split | None = None) -> Factors:
     """The trained Keras model's weights as plain ``Factors`` (the visual tower folded into the
-    item vectors), so a bundle needs no TensorFlow to answer."""
+    item vectors; for ``loss=softmax`` each user's latest items from ``split`` folded into
+    their vector), so a bundle needs no TensorFlow to answer."""
+    if cfg.loss == "softmax":
+        from lookalike.shopper.softmax import softmax_factors
+
+        if split is None:
+            raise ValueError("factors_from_model: loss=softmax needs the split")
+        return softmax_factors(cfg, model, split)
 
     def w(name: str) -> list[np.ndarray]:
         return [np.asarray(x, np.float32) for x in model.get_layer(name).get_weights()]
@@ -308,6 +332,19 @@ def train_mf(
     if item_features is not None and len(item_features) != split.n_items:
         raise ShopperConfigError(
             f"item_features: {len(item_features)} rows for {split.n_items} items"
+        )
+    if cfg.loss == "softmax":
+        from lookalike.shopper.softmax import train_softmax
+
+        return train_softmax(
+            cfg,
+            split,
+            shard=shard,
+            wrap_optimizer=wrap_optimizer,
+            learning_rate_scale=learning_rate_scale,
+            callbacks=callbacks,
+            epoch_end=epoch_end,
+            item_features=item_features,
         )
     model = build_model(cfg, split.n_users, split.n_items, item_features)
     opt = tf.keras.optimizers.Adam(cfg.learning_rate * learning_rate_scale)

@@ -105,7 +105,7 @@ def rank_main(
     return {
         "rank": rank,
         "checksum": weights_checksum(weights),
-        "factors": factors_from_model(cfg, model) if rank == 0 else None,
+        "factors": factors_from_model(cfg, model, split) if rank == 0 else None,
         "history": history,
     }
 
@@ -269,7 +269,7 @@ def _train(
         mlflow.log_metrics({f"train_{k}": v for k, v in logs.items()}, step=epoch)
 
     model, history = train_mf(cfg, split, epoch_end=epoch_end, item_features=features)
-    return factors_from_model(cfg, model), history
+    return factors_from_model(cfg, model, split), history
 
 
 def _evaluate(
