@@ -324,9 +324,7 @@ def train_mf(
 
     import lookalike  # noqa: F401
 
-    rank, size = shard
-    n_pos = len(split.train_users)
-    if n_pos == 0:
+    if len(split.train_users) == 0:
         raise ShopperConfigError("no training pairs: every user has a single item")
     tf.keras.utils.set_random_seed(cfg.seed)
     if item_features is not None and len(item_features) != split.n_items:
@@ -336,16 +334,37 @@ def train_mf(
     if cfg.loss == "softmax":
         from lookalike.shopper.softmax import train_softmax
 
-        return train_softmax(
-            cfg,
-            split,
-            shard=shard,
-            wrap_optimizer=wrap_optimizer,
-            learning_rate_scale=learning_rate_scale,
-            callbacks=callbacks,
-            epoch_end=epoch_end,
-            item_features=item_features,
-        )
+        train = train_softmax
+    else:
+        train = _train_bce
+    return train(
+        cfg,
+        split,
+        shard=shard,
+        wrap_optimizer=wrap_optimizer,
+        learning_rate_scale=learning_rate_scale,
+        callbacks=callbacks,
+        epoch_end=epoch_end,
+        item_features=item_features,
+    )
+
+
+def _train_bce(
+    cfg: MFConfig,
+    split: Split,
+    *,
+    shard: tuple[int, int],
+    wrap_optimizer: Callable[[Any], Any] | None,
+    learning_rate_scale: float,
+    callbacks: Sequence[Any],
+    epoch_end: Callable[[int, dict[str, float]], None] | None,
+    item_features: np.ndarray | None,
+) -> tuple[Any, dict[str, list[float]]]:
+    """``train_mf`` for ``loss=bce``: each positive beside ``negatives`` sampled items."""
+    import tensorflow as tf
+
+    rank, size = shard
+    n_pos = len(split.train_users)
     model = build_model(cfg, split.n_users, split.n_items, item_features)
     opt = tf.keras.optimizers.Adam(cfg.learning_rate * learning_rate_scale)
     if wrap_optimizer is not None:

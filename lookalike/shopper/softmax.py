@@ -57,17 +57,32 @@ def build_softmax_model(
     import lookalike  # noqa: F401  (legacy Keras switch)
 
     k = tf.keras
+    width = max(cfg.context, 1)
+    visual = item_features.shape[1] if item_features is not None and cfg.visual else None
+    user = k.Input(shape=(), dtype="int32", name="user")
+    context = k.Input(shape=(width,), dtype="int32", name="context")
+    item = k.Input(shape=(), dtype="int32", name="item")
+    layer = _softmax_layer(cfg, n_users, n_items, visual)
+    model = k.Model([user, context, item], layer([user, context, item]), name="softmax_mf")
+    if visual:
+        layer.item_visual.assign(np.asarray(item_features, np.float32))
+    return model
+
+
+def _softmax_layer(cfg: Any, n_users: int, n_items: int, visual: int | None) -> Any:
+    """The layer holding every weight; ``visual``: the visual vectors' width, or None."""
+    import tensorflow as tf
+
+    k = tf.keras
     reg = k.regularizers.l2(cfg.l2) if cfg.l2 > 0 else None
     init = k.initializers.RandomNormal(stddev=0.05, seed=cfg.seed)
     width = max(cfg.context, 1)
-    visual = item_features is not None and cfg.visual
 
     class SoftmaxMF(k.layers.Layer):
         def build(self, input_shape: Any) -> None:
-            def table(name: str, rows: int) -> Any:
-                return self.add_weight(
-                    name=name, shape=(rows, cfg.factors), initializer=init, regularizer=reg
-                )
+            def table(name: str, rows: int, cols: int = cfg.factors, **kw: Any) -> Any:
+                kw = {"initializer": init, "regularizer": reg} | kw
+                return self.add_weight(name=name, shape=(rows, cols), **kw)
 
             self.user_gmf = table("user_gmf", n_users)
             self.item_gmf = table("item_gmf", n_items)
@@ -79,17 +94,15 @@ def build_softmax_model(
                 name="item_bias", shape=(n_items,), initializer="zeros"
             )
             if visual:
-                self.item_visual = self.add_weight(
-                    name="item_visual",
-                    shape=item_features.shape,
+                self.item_visual = table(
+                    "item_visual",
+                    n_items,
+                    visual,
                     initializer="zeros",
+                    regularizer=None,
                     trainable=False,
                 )
-                self.visual_proj = self.add_weight(
-                    name="visual_proj",
-                    shape=(item_features.shape[1], cfg.factors),
-                    initializer=init,
-                )
+                self.visual_proj = table("visual_proj", visual, regularizer=None)
 
         def items(self) -> Any:
             if visual:
@@ -106,14 +119,7 @@ def build_softmax_model(
             self.add_loss(_softmax_loss(vec, self.items(), self.item_bias, item, cfg, n_items))
             return vec
 
-    user = k.Input(shape=(), dtype="int32", name="user")
-    context = k.Input(shape=(width,), dtype="int32", name="context")
-    item = k.Input(shape=(), dtype="int32", name="item")
-    layer = SoftmaxMF(name="softmax_mf")
-    model = k.Model([user, context, item], layer([user, context, item]), name="softmax_mf")
-    if visual:
-        layer.item_visual.assign(np.asarray(item_features, np.float32))
-    return model
+    return SoftmaxMF(name="softmax_mf")
 
 
 def _softmax_loss(vec: Any, items: Any, bias: Any, positive: Any, cfg: Any, n_items: int) -> Any:
