@@ -384,23 +384,39 @@ def _train_bce(
         u = np.concatenate([pu, nu])
         i = np.concatenate([pi, ni])
         y = np.concatenate([np.ones(len(pu), np.float32), np.zeros(len(nu), np.float32)])
-        order = rng.permutation(len(u))[: steps * batch]
-        if len(order) < steps * batch:  # a tiny shard: repeat rows to keep step counts equal
-            order = np.resize(order, steps * batch)
-        h = model.fit(
-            {"user": u[order], "item": i[order]},
-            y[order],
-            batch_size=batch,
-            epochs=1,
-            shuffle=False,
-            verbose=0,
-            callbacks=list(callbacks),
-        )
-        loss = float(h.history["loss"][-1])
-        history["loss"].append(loss)
-        if epoch_end is not None:
-            epoch_end(epoch, {"loss": loss})
+        order = epoch_order(len(u), steps, batch, rng)
+        x = {"user": u[order], "item": i[order]}
+        fit_epoch(model, x, y[order], batch, callbacks, epoch, history, epoch_end)
     return model, history
+
+
+def epoch_order(n: int, steps: int, batch: int, rng: np.random.Generator) -> np.ndarray:
+    """``steps * batch`` row indices of ``n`` rows in a fresh random order; a tiny shard
+    repeats rows, so every Horovod rank runs the same number of steps."""
+    order = rng.permutation(n)[: steps * batch]
+    if len(order) < steps * batch:
+        order = np.resize(order, steps * batch)
+    return order
+
+
+def fit_epoch(
+    model: Any,
+    x: dict[str, np.ndarray],
+    y: np.ndarray | None,
+    batch: int,
+    callbacks: Sequence[Any],
+    epoch: int,
+    history: dict[str, list[float]],
+    epoch_end: Callable[[int, dict[str, float]], None] | None,
+) -> None:
+    """One epoch over rows already in order; its loss goes to ``history`` and ``epoch_end``."""
+    h = model.fit(
+        x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks)
+    )
+    loss = float(h.history["loss"][-1])
+    history["loss"].append(loss)
+    if epoch_end is not None:
+        epoch_end(epoch, {"loss": loss})
 
 
 def config_json(cfg: MFConfig) -> str:

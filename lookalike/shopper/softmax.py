@@ -165,9 +165,10 @@ def train_softmax(
     every rank the same number of steps per epoch."""
     import tensorflow as tf
 
+    from lookalike.shopper.model import epoch_order, fit_epoch
+
     rank, size = shard
     n_pos = len(split.train_users)
-    tf.keras.utils.set_random_seed(cfg.seed)
     model = build_softmax_model(cfg, split.n_users, split.n_items, item_features)
     opt = tf.keras.optimizers.Adam(cfg.learning_rate * learning_rate_scale)
     model.compile(optimizer=wrap_optimizer(opt) if wrap_optimizer else opt)
@@ -179,21 +180,13 @@ def train_softmax(
     rng = np.random.default_rng(cfg.seed + 1000 * rank)
     history: dict[str, list[float]] = {"loss": []}
     for epoch in range(cfg.epochs):
-        order = mine[rng.permutation(len(mine))][: steps * batch]
-        if len(order) < steps * batch:  # a tiny shard: repeat rows to keep step counts equal
-            order = np.resize(order, steps * batch)
+        order = mine[epoch_order(len(mine), steps, batch, rng)]
         x = {
             "user": split.train_users[order],
             "context": context[order],
             "item": split.train_items[order],
         }
-        h = model.fit(
-            x, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks)
-        )
-        loss = float(h.history["loss"][-1])
-        history["loss"].append(loss)
-        if epoch_end is not None:
-            epoch_end(epoch, {"loss": loss})
+        fit_epoch(model, x, None, batch, callbacks, epoch, history, epoch_end)
     return model, history
 
 
