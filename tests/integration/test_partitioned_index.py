@@ -49,6 +49,7 @@ def test_partitioned_build_update_rebalance_and_refusals(spark, tmp_path):
     _, manifest = sx.load_version(find_version(settings, "v000001"))
     assert manifest["params"]["num_leaves"] > 0 and manifest["search"]["leaves_to_search"] > 0
     assert manifest["recall_at_10"] >= settings.index_min_recall
+    assert manifest["balanced_imbalance"] > 0  # the baseline later updates compare against
     encoder = fetch_encoder(settings, trained.model_version)
 
     # -- update: 30 new photos, 20 discontinued; partitions kept (few changes)
