@@ -76,22 +76,64 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """``lookalike shopper train``: train, evaluate and register the shopper model."""
+def _mf_config(args: argparse.Namespace) -> Any:
+    """MFConfig from ``--set`` and ``--sets``; a bad pair names its key."""
     from lookalike.shopper.model import MFConfig, ShopperConfigError
-    from lookalike.shopper.pipeline import train_shopper
 
     try:
-        cfg = MFConfig.from_overrides([*(args.set or []), *args.sets.split()])
+        return MFConfig.from_overrides([*(args.set or []), *args.sets.split()])
     except ShopperConfigError as e:
         raise UsageError(f"--set: {e}") from None
+
+
+def _tune(args: argparse.Namespace, cfg: Any, trials: int, spark: Any) -> Any:
+    """Hyperopt on Spark around ``cfg`` (``--trials``/``--tune`` and ``--parallelism``)."""
+    from lookalike.shopper.tune import run_shopper_tuning
+
+    if args.parallelism is not None and args.parallelism < 1:
+        raise UsageError(f"--parallelism: must be >= 1, got {args.parallelism}")
+    return run_shopper_tuning(
+        get_settings(),
+        cfg,
+        trials=trials,
+        parallelism=args.parallelism,
+        interactions_version=args.interactions_version,
+        spark=spark,
+    )
+
+
+def cmd_tune(args: argparse.Namespace) -> int:
+    """``lookalike shopper tune``: Hyperopt on Spark, objective on the validation split;
+    prints the best parameters (``best_sets`` goes to ``shopper train --sets``)."""
+    from lookalike.spark import spark_session
+
+    cfg = _mf_config(args)
+    if args.trials < 1:
+        raise UsageError(f"--trials: must be >= 1, got {args.trials}")
+    result = _tune(args, cfg, args.trials, spark_session("lookalike-shopper-tune"))
+    emit(result.to_dict(), args.summary_file)
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """``lookalike shopper train``: (``--tune N``: search first, then train the best)
+    train, evaluate and register the shopper model."""
+    from lookalike.shopper.pipeline import train_shopper
+
+    cfg = _mf_config(args)
     if args.horovod < 0:
         raise UsageError(f"--horovod: must be >= 0, got {args.horovod}")
+    if args.tune < 0:
+        raise UsageError(f"--tune: must be >= 0, got {args.tune}")
     spark = None
-    if args.horovod or not args.no_baselines:
+    if args.horovod or args.tune or not args.no_baselines:
         from lookalike.spark import spark_session
 
         spark = spark_session("lookalike-shopper")
+    tuned = None
+    if args.tune:
+        tuned = _tune(args, cfg, args.tune, spark)
+        cfg = cfg.replace(**tuned.best_params)
     result = train_shopper(
         get_settings(),
         cfg,
@@ -101,8 +143,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         register=not args.no_register,
         eval_users=args.eval_users,
         spark=spark,
+        tuned_by=tuned.parent_run_id if tuned else None,
     )
-    emit(result.to_dict(), args.summary_file)
+    out = result.to_dict()
+    if tuned is not None:
+        out["tuning"] = tuned.to_dict()
+    emit(out, args.summary_file)
     return 0
 
 
@@ -170,6 +216,18 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mf_options() -> argparse.ArgumentParser:
+    """The options ``shopper train`` and ``shopper tune`` share."""
+    mf = argparse.ArgumentParser(add_help=False)
+    mf.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. epochs=5, mlp=64,32")
+    mf.add_argument(
+        "--sets", default="", metavar="'K=V K=V'", help="space-separated --set pairs (DAG forms)"
+    )
+    mf.add_argument("--interactions-version", type=int, help="default: the latest")
+    mf.add_argument("--parallelism", type=int, help="Hyperopt trials at once (tuning)")
+    return mf
+
+
 def add_parser(sub: Any) -> None:
     """``shopper simulate|ingest|train|promote|show|recommend``."""
     shop = sub.add_parser("shopper", help="shopper recommendations (matrix factorisation)")
@@ -193,17 +251,22 @@ def add_parser(sub: Any) -> None:
     )
     ing.set_defaults(func=cmd_ingest)
 
-    tr = ssub.add_parser("train", parents=[out], help="train, evaluate, register (challenger)")
-    tr.add_argument("--set", action="append", metavar="KEY=VALUE", help="e.g. epochs=5, mlp=64,32")
-    tr.add_argument(
-        "--sets", default="", metavar="'K=V K=V'", help="space-separated --set pairs (DAG forms)"
-    )
-    tr.add_argument("--interactions-version", type=int, help="default: the latest")
+    mf = _mf_options()
+    tr = ssub.add_parser("train", parents=[out, mf], help="train, evaluate, register (challenger)")
     tr.add_argument("--horovod", type=int, default=0, metavar="N", help="Horovod ranks (0: none)")
+    tr.add_argument(
+        "--tune", type=int, default=0, metavar="N", help="first search N Hyperopt trials (0: no)"
+    )
     tr.add_argument("--no-baselines", action="store_true", help="skip the ALS baseline")
     tr.add_argument("--no-register", action="store_true")
     tr.add_argument("--eval-users", type=int, help="evaluate on a sample of N users")
     tr.set_defaults(func=cmd_train)
+
+    tu = ssub.add_parser(
+        "tune", parents=[out, mf], help="Hyperopt on Spark, objective on the validation split"
+    )
+    tu.add_argument("--trials", type=int, default=8)
+    tu.set_defaults(func=cmd_tune)
 
     pr = ssub.add_parser("promote", parents=[out], help="gate challenger vs production")
     pr.add_argument("--challenger", default=CHALLENGER, help="alias or version")

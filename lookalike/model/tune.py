@@ -114,7 +114,7 @@ def run_tuning(
         tracking.log_dataset(ref, context="tuning")
         parent_id = parent.info.run_id
         objective = _objective(base, ref, experiment_id, parent_id, settings.tracking_uri)
-        best_params, best_score, trials_ok = _search(
+        best_params, best_score, trials_ok = spark_search(
             objective,
             space,
             base.seed,
@@ -174,7 +174,7 @@ def _objective(
     return objective
 
 
-def _search(
+def spark_search(
     objective: Callable[[dict[str, Any]], dict[str, Any]],
     space: dict[str, Any],
     seed: int,
@@ -184,28 +184,37 @@ def _search(
     parent_id: str,
     gpus_per_task: float = 0.0,
 ) -> tuple[dict[str, Any], float, int]:
-    """TPE over ``space`` with SparkTrials; returns (best parameters, best validation mAP@R,
-    trials that succeeded). All trials failing is an error."""
+    """TPE over ``space`` with SparkTrials; returns (best parameters, best validation score
+    (= -loss), trials that succeeded). All trials failing is an error. The shopper model's
+    search uses it too."""
     import numpy as np
     from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
+    from hyperopt.exceptions import AllTrialsFailed
 
     spark_trials = SparkTrials(
         parallelism=parallelism,
         spark_session=spark,
         resource_profile=gpu_resource_profile(gpus_per_task),
     )
-    best = fmin(
-        objective,
-        space,
-        algo=tpe.suggest,
-        max_evals=trials,
-        trials=spark_trials,
-        rstate=np.random.default_rng(seed),
-        show_progressbar=False,
-    )
+    try:
+        best = fmin(
+            objective,
+            space,
+            algo=tpe.suggest,
+            max_evals=trials,
+            trials=spark_trials,
+            rstate=np.random.default_rng(seed),
+            show_progressbar=False,
+        )
+    except AllTrialsFailed:
+        best = None
     ok = [t for t in spark_trials.trials if t["result"].get("status") == STATUS_OK]
-    if not ok:
-        raise RuntimeError(f"all {trials} tuning trials failed; see the nested runs of {parent_id}")
+    if not ok or best is None:
+        errors = {t["result"].get("error", "?") for t in spark_trials.trials}
+        raise RuntimeError(
+            f"all {trials} tuning trials failed ({'; '.join(sorted(errors))[:500]}); "
+            f"see the nested runs of {parent_id}"
+        )
     return space_eval(space, best), -min(t["result"]["loss"] for t in ok), len(ok)
 
 

@@ -13,6 +13,8 @@ import logging
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,14 +71,12 @@ def rank_main(
 
     import lookalike  # noqa: F401
     from lookalike.model.distributed import weights_checksum
-    from lookalike.shopper.data import Split
     from lookalike.shopper.model import factors_from_model, train_mf
 
     hvd_callbacks.K = tf.keras.backend  # Horovod 0.28 + tf-keras (see model/distributed.py)
     hvd.init()
     rank, size = hvd.rank(), hvd.size()
-    split = Split.load(io.BytesIO(storage.read_bytes(split_path)))
-    features = np.load(io.BytesIO(storage.read_bytes(features_path))) if features_path else None
+    split, features = load_staged(split_path, features_path)
     client = None
     if rank == 0 and run_id and tracking_uri:
         from mlflow import MlflowClient
@@ -120,16 +120,17 @@ def train_shopper(
     register: bool = True,
     eval_users: int | None = None,
     spark: SparkSession | None = None,
+    tuned_by: str | None = None,
 ) -> ShopperTrainResult:
     """Train, evaluate (MF beside popularity and, with ``baselines``, ALS), build the bundle
     and (``register``) register it as ``challenger``, all as one MLflow run on one recorded
-    interactions version. Returns the result whose ``to_dict()`` the CLI prints and the DAG
-    reads."""
+    interactions version. ``tuned_by``: the Hyperopt parent run the configuration came from
+    (logged). Returns the result whose ``to_dict()`` the CLI prints and the DAG reads."""
     import mlflow
 
     from lookalike.registry.mlflow_setup import setup_mlflow
 
-    interactions_version, split, space = _read_split(settings, interactions_version)
+    interactions_version, split, space = read_split(settings, interactions_version)
     # visual vectors row-aligned with the split's items (prepare keeps the space's order)
     features = space.vectors if space is not None else None
     log.info(
@@ -139,6 +140,8 @@ def train_shopper(
     setup_mlflow(settings, settings.shopper_experiment)
     with mlflow.start_run(run_name=f"mf-v{interactions_version}") as run:
         _log_inputs(settings, cfg, interactions_version, horovod, split, space)
+        if tuned_by:
+            mlflow.set_tag("tuned_by", tuned_by)
         t0 = time.monotonic()
         factors, history = _train(
             settings, cfg, split, features, horovod=horovod, spark=spark, run_id=run.info.run_id
@@ -169,7 +172,7 @@ def train_shopper(
     )
 
 
-def _read_split(
+def read_split(
     settings: Settings, interactions_version: int | None
 ) -> tuple[int | None, Split, ItemSpace | None]:
     """(the interactions version read, its leave-last-out split, the catalogue's item space
@@ -242,26 +245,13 @@ def _train(
     if horovod > 0:
         from lookalike.model.distributed import check_consistent, run_ranks
 
-        work = storage.join(settings.staging_uri, f"shopper-{uuid.uuid4().hex[:12]}")
-        try:
-            split_path = storage.join(work, "split.npz")
-            buffer = io.BytesIO()
-            split.save(buffer)
-            storage.write_bytes(split_path, buffer.getvalue())
-            features_path = None
-            if features is not None:
-                features_path = storage.join(work, "features.npy")
-                buffer = io.BytesIO()
-                np.save(buffer, features)
-                storage.write_bytes(features_path, buffer.getvalue())
+        with staged_inputs(settings, split, features) as (split_path, features_path):
             results = run_ranks(
                 spark,
                 rank_main,
                 (cfg, split_path, settings.tracking_uri, run_id, features_path),
                 horovod,
             )
-        finally:
-            storage.remove_tree(work)
         results = check_consistent(results)
         return results[0]["factors"], results[0]["history"]
 
@@ -270,6 +260,38 @@ def _train(
 
     model, history = train_mf(cfg, split, epoch_end=epoch_end, item_features=features)
     return factors_from_model(cfg, model, split), history
+
+
+@contextmanager
+def staged_inputs(
+    settings: Settings, split: Split, features: np.ndarray | None
+) -> Iterator[tuple[str, str | None]]:
+    """(split URI, features URI or None) under the store's staging, which every host reaches
+    (Horovod ranks, Hyperopt trials); removed on the way out."""
+    work = storage.join(settings.staging_uri, f"shopper-{uuid.uuid4().hex[:12]}")
+    try:
+        split_path = storage.join(work, "split.npz")
+        buffer = io.BytesIO()
+        split.save(buffer)
+        storage.write_bytes(split_path, buffer.getvalue())
+        features_path = None
+        if features is not None:
+            features_path = storage.join(work, "features.npy")
+            buffer = io.BytesIO()
+            np.save(buffer, features)
+            storage.write_bytes(features_path, buffer.getvalue())
+        yield split_path, features_path
+    finally:
+        storage.remove_tree(work)
+
+
+def load_staged(split_path: str, features_path: str | None) -> tuple[Split, np.ndarray | None]:
+    """What ``staged_inputs`` wrote, read back (on an executor)."""
+    from lookalike.shopper.data import Split
+
+    split = Split.load(io.BytesIO(storage.read_bytes(split_path)))
+    features = np.load(io.BytesIO(storage.read_bytes(features_path))) if features_path else None
+    return split, features
 
 
 def _evaluate(

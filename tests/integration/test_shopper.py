@@ -114,6 +114,10 @@ def test_cli_errors_name_the_bad_input(shop, tmp_path):
     assert missing.returncode == 2 and "PATH: file not found" in missing.stderr
     bad_set = run("train", "--set", "factors=-1")
     assert bad_set.returncode == 2 and "factors" in bad_set.stderr
+    bad_tune = run("train", "--tune", "-1")
+    assert bad_tune.returncode == 2 and "--tune" in bad_tune.stderr
+    no_trials = run("tune", "--trials", "0")
+    assert no_trials.returncode == 2 and "--trials" in no_trials.stderr
     blend = run("recommend", "u001", "--blend", "3")
     assert blend.returncode == 2 and "--blend" in blend.stderr
     ok = run("recommend", "someone-new", "--k", "3")
@@ -158,3 +162,36 @@ def test_movielens_format_file_from_the_pyspark_distribution(tmp_path):
     assert set(events.column("event_type").to_pylist()) == {"view"}
     split = prepare(events)
     assert (split.n_users, split.n_items) == (30, 100)
+
+
+@pytest.mark.slow
+def test_hyperopt_on_spark_trials_tunes_the_default_config_on_validation(shop, spark):
+    """Two SparkTrials trials around the DEFAULT configuration: each a nested MLflow run
+    with its validation NDCG@10, the parent holds the best; the best parameters train a
+    model whose run points back at the search."""
+    from mlflow import MlflowClient
+
+    from lookalike.shopper.model import MFConfig
+    from lookalike.shopper.pipeline import train_shopper
+    from lookalike.shopper.tune import run_shopper_tuning
+
+    settings, _ = shop
+    found = run_shopper_tuning(settings, MFConfig(), trials=2, parallelism=2, spark=spark)
+    assert found.trials == found.trials_ok == 2
+    client = MlflowClient(settings.tracking_uri)
+    parent = client.get_run(found.parent_run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{found.parent_run_id}'",
+    )
+    scores = [c.data.metrics["val_ndcg_at_10"] for c in children]
+    assert len(children) == 2 and all(0 < s <= 1 for s in scores)
+    assert parent.data.metrics["best_val_ndcg_at_10"] == pytest.approx(max(scores))
+    assert found.best_val_ndcg_at_10 == pytest.approx(max(scores), abs=1e-5)
+    cfg = MFConfig.from_overrides(found.best_sets.split())
+    assert cfg == MFConfig().replace(**found.best_params)
+    trained = train_shopper(
+        settings, cfg, baselines=False, register=False, spark=spark, tuned_by=found.parent_run_id
+    )
+    assert client.get_run(trained.run_id).data.tags["tuned_by"] == found.parent_run_id
+    assert trained.metrics["mf"]["ndcg_at_10"] > trained.metrics["popularity"]["ndcg_at_10"]
