@@ -15,7 +15,8 @@ DOC = f"""
 Land the default simulated shoppers when the home has no interactions yet -> ingest interaction
 files from `{SETTINGS.interactions_landing_uri}` (CSV/Parquet events or MovieLens ratings; bad
 rows go to `interactions_rejects` with reasons) -> train the matrix-factorisation model on
-Spark (Horovod when `horovod` > 0) with the popularity and ALS baselines in the same
+Spark (Horovod when `horovod` > 0; first a Hyperopt search of `tune` trials on the validation
+split when `tune` > 0, see docs/shopper.md) with the popularity and ALS baselines in the same
 evaluation (skipped when no interactions arrived since the production model's version, unless
 `force`) -> validate (it must beat popularity on NDCG@10) -> gate against `production` on
 the same interactions version and move the alias when it wins. The service follows the alias.
@@ -37,6 +38,12 @@ the same interactions version and move the alias when it wins. The service follo
             "", type="string", description="more MF settings, e.g. 'factors=64 learning_rate=0.005'"
         ),
         "horovod": Param(0, type="integer", minimum=0, description="Horovod processes (0: none)"),
+        "tune": Param(
+            0,
+            type="integer",
+            minimum=0,
+            description="Hyperopt trials on the validation split before training (0: none)",
+        ),
         "margin": Param(0.0, type="number", minimum=0, description="promotion margin"),
         "force": Param(False, type="boolean", description="train even if no new interactions"),
         "sim_users": Param(5000, type="integer", minimum=1, description="first run: simulated"),
@@ -73,6 +80,8 @@ def lookalike_shopper_model() -> None:
             "{{ params.overrides }}",
             "--horovod",
             "{{ params.horovod }}",
+            "--tune",
+            "{{ params.tune }}",
             "--summary-file",
             summary_path("train"),
         ],

@@ -114,7 +114,8 @@ def test_shopper_model_structure(dagbag):
     ]
     assert _edges(dag) == set(itertools.pairwise(path))
     assert dag.schedule == get_settings().shopper_schedule
-    assert set(dag.params.keys()) >= {"epochs", "horovod", "margin", "force"}
+    assert set(dag.params.keys()) >= {"epochs", "horovod", "tune", "margin", "force"}
+    assert dag.params["tune"] == 0  # nightly runs train the given settings; tuning is asked for
 
 
 @pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
