@@ -168,6 +168,18 @@ def _honest_simulator(settings: Any, spark: Any, overrides: list[str]) -> dict[s
     return out
 
 
+def _merge_categories_only(
+    out: Path, settings: Any, spark: Any, overrides: list[str], command: str
+) -> None:
+    """``--categories-simulator-only``: that section alone, merged into an existing report."""
+    report = json.loads(out.read_text()) if out.is_file() else {}
+    section = _honest_simulator(settings, spark, overrides) | {"command": command}
+    report["simulator_categories_only"] = section
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(section, indent=2))
+
+
 def _data(result: Any) -> dict[str, Any]:  # a ShopperTrainResult
     keys = ("users", "items", "train_pairs", "interactions_version")
     return {k: getattr(result, k) for k in keys}
@@ -186,6 +198,11 @@ def main() -> None:
         "--tune", type=int, default=12, help="Hyperopt trials for MF on MovieLens (0: none)"
     )
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "shopper.json")
+    parser.add_argument(
+        "--categories-simulator-only",
+        action="store_true",
+        help="run only the categories-only simulator section, merged into --out",
+    )
     args = parser.parse_args()
 
     from lookalike.cli.logs import configure_logging
@@ -200,6 +217,9 @@ def main() -> None:
     }
     report["data_setup"] = _ensure_interactions(settings)
     spark = spark_session("lookalike-bench-shopper", settings)
+    if args.categories_simulator_only:
+        _merge_categories_only(args.out, settings, spark, args.set, report["command"])
+        return
 
     main_run = _train(settings, args.set, spark, baselines=True)
     report["default_data"] = main_run
