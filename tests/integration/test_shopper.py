@@ -125,16 +125,18 @@ def test_cli_errors_name_the_bad_input(shop, tmp_path):
 
 
 @pytest.mark.slow
-def test_horovod_two_ranks_train_identical_weights(shop, spark):
+@pytest.mark.parametrize("loss", [{}, {"loss": "softmax", "context": 3}], ids=["bce", "softmax"])
+def test_horovod_two_ranks_train_identical_weights(shop, spark, loss):
     """Two Horovod ranks on Spark end with the same weights (train_shopper checks the
-    checksums of every rank and raises otherwise) and a model better than popularity."""
+    checksums of every rank and raises otherwise) and a model better than popularity; with
+    the BCE loss and with softmax over the shopper's latest items."""
     from lookalike.shopper.model import MFConfig
     from lookalike.shopper.pipeline import train_shopper
 
     settings, _ = shop
     result = train_shopper(
         settings,
-        MFConfig(**TINY_SHOPPER),
+        MFConfig(**TINY_SHOPPER | loss),
         horovod=2,
         baselines=False,
         register=False,
