@@ -22,9 +22,10 @@ def duplicated_items(groups: int = 30, size: int = 20, d: int = 8) -> np.ndarray
     return np.repeat(rng.normal(size=(groups, d)), size, axis=0).astype(np.float32)
 
 
-def world(n_users: int = 50) -> tuple[Factors, Split]:
+def world(n_users: int = 50, items: np.ndarray | None = None) -> tuple[Factors, Split]:
+    """Random users over ``items`` (default: ``duplicated_items``), 3 train items each."""
     rng = np.random.default_rng(1)
-    items = duplicated_items()
+    items = duplicated_items() if items is None else items
     n_items, d = items.shape
     factors = Factors(
         user_gmf=rng.normal(size=(n_users, d)).astype(np.float32),
@@ -146,24 +147,8 @@ def test_bundle_widens_the_search_until_the_gate_is_met_and_records_it(tmp_path,
 def test_a_partitioned_bundle_answers_with_its_recorded_search(tmp_path):
     """Real ScaNN above the brute-force threshold: the bundle loads and answers with the
     query-time settings its recall check chose."""
-    rng = np.random.default_rng(3)
-    n_items, n_users, d = 2500, 40, 16
-    factors = Factors(
-        user_gmf=rng.normal(size=(n_users, d)).astype(np.float32),
-        item_gmf=rng.normal(size=(n_items, d)).astype(np.float32),
-        item_bias=np.zeros(n_items, np.float32),
-        w_gmf=np.ones(d, np.float32),
-    )
-    users = np.repeat(np.arange(n_users, dtype=np.int32), 3)
-    split = Split(
-        user_ids=[f"u{j}" for j in range(n_users)],
-        item_ids=[f"p{j}" for j in range(n_items)],
-        train_users=users,
-        train_items=rng.integers(0, n_items, len(users)).astype(np.int32),
-        train_strength=np.ones(len(users), np.float32),
-        test_items=np.full(n_users, -1, np.int32),
-        last_items=np.zeros(n_users, np.int32),
-    )
+    items = np.random.default_rng(3).normal(size=(2500, 16)).astype(np.float32)
+    factors, split = world(n_users=40, items=items)
     manifest = build_bundle(
         tmp_path / "b",
         factors,
