@@ -1,20 +1,22 @@
 """Benchmark: shopper recommendations, MF against Spark ML ALS and popularity on one split.
 
-    .venv/bin/python bench/shopper.py [--set epochs=12 ...] [--no-ablation] [--movielens FILE]
+    .venv/bin/python bench/shopper.py [--set epochs=12 ...] [--tune auto|N] [--no-ablation]
+        [--movielens FILE] [--only simulator|categories|movielens]
 
 On the default data (the seeded shopper simulator over the whole catalogue: 5,000 users,
-500,000 events), trains the default MF configuration through the same pipeline as
-`lookalike shopper train` (tracked in MLflow, not registered) and evaluates it, popularity and
-ALS (implicit) with the same leave-last-out protocol: HR@10 and NDCG@10 over the full catalogue
-ranking, the 99-sampled-negatives variant, item coverage. The ablation repeats MF without the
-visual item tower. ``--movielens`` runs the same on a MovieLens-format ratings file in a
-separate home (no catalogue there, so no visual tower) for comparison with He et al. 2017
-(NeuMF/GMF HR@10 about 0.70 on MovieLens-1M with 99 sampled negatives). Without it, the
-real MovieLens-100k fetched by `bench/get_movielens.py` (`make bench-shopper` does that) is
-used when present, else the tiny MovieLens-format sample that ships with pyspark (a pipeline
-check only). On MovieLens, ``mf`` is MF tuned by Hyperopt on the validation split (``--tune``
-trials, as `lookalike shopper train --tune N`), ``mf_default`` the untuned defaults beside it,
-and ALS and EASE are tuned on the same split.
+500,000 events), trains MF as `lookalike shopper train` does (by default ``--tune auto``: a
+fresh home has no search yet, so Hyperopt searches first, bounded by
+LOOKALIKE_SHOPPER_TUNE_MINUTES; tracked in MLflow, not registered) and evaluates it,
+popularity and ALS (implicit) with the same leave-last-out protocol: HR@10 and NDCG@10 over
+the full catalogue ranking, the 99-sampled-negatives variant, item coverage. The ablation
+repeats MF at the same parameters without the visual item tower. ``--movielens`` runs the
+same on a MovieLens-format ratings file in a separate home (no catalogue there, so no visual
+tower) for comparison with He et al. 2017 (NeuMF/GMF HR@10 about 0.70 on MovieLens-1M with 99
+sampled negatives). Without it, the real MovieLens-100k fetched by `bench/get_movielens.py`
+(`make bench-shopper` does that) is used when present, else the tiny MovieLens-format sample
+that ships with pyspark (a pipeline check only). On MovieLens, ``mf`` is MF as the command
+trains it, ``mf_untuned`` the untuned defaults beside it, and ALS and EASE are tuned on the
+same validation split. ``--only`` runs one section and merges it into the existing report.
 Writes bench/results/shopper.json. Target: MF beats ALS and popularity on NDCG@10.
 """
 
@@ -36,6 +38,12 @@ sys.path.insert(0, str(REPO))
 
 PUBLISHED_ML1M_HR10 = (0.65, 0.73)  # He et al. 2017, GMF/MLP/NeuMF at 8-64 factors
 SPARK_SAMPLE = "data/mllib/als/sample_movielens_ratings.txt"  # ships with pyspark
+#: ``--only`` sections and the report keys each one writes.
+SECTIONS = {
+    "simulator": ("data_setup", "default_data", "ratios", "target_met", "ablation_no_visual_tower"),
+    "categories": ("simulator_categories_only",),
+    "movielens": ("movielens",),
+}
 ML_OVERRIDES = ["batch_size=256"]  # explicit-feedback files are small: more, smaller steps
 
 
@@ -67,21 +75,19 @@ def _summary(result: Any) -> dict[str, Any]:  # a ShopperTrainResult
 
 
 def _train(
-    settings: Any, overrides: list[str], spark: Any, baselines: bool, tune: int = 0
+    settings: Any, overrides: list[str], spark: Any, baselines: bool, tune: str | int = 0
 ) -> dict[str, Any]:
-    """One `lookalike shopper train` (not registered); with ``tune``, first a Hyperopt search
-    of that many trials on the validation split (as `shopper train --tune N`)."""
+    """One `lookalike shopper train --tune TUNE` (not registered): ``auto`` (the command's
+    default) searches on a home that has no search for this data yet, a number searches
+    that many trials, 0 trains the given settings."""
     from lookalike.shopper.model import MFConfig
     from lookalike.shopper.pipeline import train_shopper
-    from lookalike.shopper.tune import run_shopper_tuning
+    from lookalike.shopper.tune import tuned_config
 
-    cfg = MFConfig.from_overrides(overrides)
-    tuning = None
-    if tune:
-        t = time.monotonic()
-        found = run_shopper_tuning(settings, cfg, trials=tune, spark=spark)
-        cfg = cfg.replace(**found.best_params)
-        tuning = found.to_dict() | {"seconds": round(time.monotonic() - t, 1)}
+    t = time.monotonic()
+    cfg, found = tuned_config(settings, MFConfig.from_overrides(overrides), tune, spark=spark)
+    seconds = round(time.monotonic() - t, 1)
+    tuning = None if found is None else found.to_dict() | {"seconds": seconds}
     result = train_shopper(settings, cfg, baselines=baselines, register=False, spark=spark)
     out = {"config": cfg.to_dict(), "data": _data(result), "results": _summary(result)}
     return out | ({"tuning": tuning} if tuning else {})
@@ -168,18 +174,6 @@ def _honest_simulator(settings: Any, spark: Any, overrides: list[str]) -> dict[s
     return out
 
 
-def _merge_categories_only(
-    out: Path, settings: Any, spark: Any, overrides: list[str], command: str
-) -> None:
-    """``--categories-simulator-only``: that section alone, merged into an existing report."""
-    report = json.loads(out.read_text()) if out.is_file() else {}
-    section = _honest_simulator(settings, spark, overrides) | {"command": command}
-    report["simulator_categories_only"] = section
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(section, indent=2))
-
-
 def _data(result: Any) -> dict[str, Any]:  # a ShopperTrainResult
     keys = ("users", "items", "train_pairs", "interactions_version")
     return {k: getattr(result, k) for k in keys}
@@ -189,39 +183,11 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b > 0 else None
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--no-ablation", action="store_true", help="skip MF without visual")
-    parser.add_argument("--movielens", type=Path, help="a MovieLens ratings file (.dat/.csv)")
-    parser.add_argument(
-        "--tune", type=int, default=12, help="Hyperopt trials for MF on MovieLens (0: none)"
-    )
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "shopper.json")
-    parser.add_argument(
-        "--categories-simulator-only",
-        action="store_true",
-        help="run only the categories-only simulator section, merged into --out",
-    )
-    args = parser.parse_args()
-
-    from lookalike.cli.logs import configure_logging
-    from lookalike.config import Settings, get_settings
-    from lookalike.spark import spark_session
-
-    configure_logging()  # the library's progress lines on stderr, as under `lookalike`
-    settings = get_settings()
-    report: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-        "command": "python bench/shopper.py " + " ".join(sys.argv[1:]),
-    }
-    report["data_setup"] = _ensure_interactions(settings)
-    spark = spark_session("lookalike-bench-shopper", settings)
-    if args.categories_simulator_only:
-        _merge_categories_only(args.out, settings, spark, args.set, report["command"])
-        return
-
-    main_run = _train(settings, args.set, spark, baselines=True)
+def _simulator_sections(args: argparse.Namespace, settings: Any, spark: Any) -> dict[str, Any]:
+    """The default data: MF as `lookalike shopper train` trains it (``--tune``) with
+    popularity and ALS, the ablation without the visual tower, the categories-only world."""
+    report: dict[str, Any] = {}
+    main_run = _train(settings, args.set, spark, baselines=True, tune=args.tune)
     report["default_data"] = main_run
     r = main_run["results"]
     report["ratios"] = {
@@ -235,14 +201,22 @@ def main() -> None:
         "mf_beats_als_ndcg_at_10": r["mf"]["ndcg_at_10"] > r["als"]["ndcg_at_10"],
         "mf_beats_popularity_ndcg_at_10": r["mf"]["ndcg_at_10"] > r["popularity"]["ndcg_at_10"],
     }
-    if not args.no_ablation:
-        ablation = _train(settings, [*args.set, "visual=0"], spark, baselines=False)
+    if not args.no_ablation:  # the main run's parameters (tuned or not), without the tower
+        tuned = main_run.get("tuning", {}).get("best_sets", "").split()
+        ablation = _train(settings, [*args.set, *tuned, "visual=0"], spark, baselines=False)
         report["ablation_no_visual_tower"] = ablation["results"]["mf"]
-        report["simulator_categories_only"] = _honest_simulator(settings, spark, args.set)
 
+    return report
+
+
+def _movielens_section(args: argparse.Namespace, settings: Any, spark: Any) -> dict[str, Any]:
+    """MovieLens in its own fresh home: MF as `lookalike shopper train` trains it
+    (``--tune``, by default auto: a fresh home searches), the untuned MF beside it, ALS and
+    EASE tuned on the validation split, popularity."""
     import pyspark
 
     from bench.get_movielens import movielens_100k_path
+    from lookalike.config import Settings
 
     ml100k = movielens_100k_path(settings.home)
     sample = Path(pyspark.__file__).parent / SPARK_SAMPLE
@@ -257,9 +231,9 @@ def main() -> None:
     staged.write_bytes(ml_file.read_bytes())
     ingested = ingest_file(ml, staged, check_items=False).to_dict()
     run = _train(ml, [*args.set, *ML_OVERRIDES], spark, baselines=True, tune=args.tune)
-    if args.tune:  # the untuned default beside the tuned one
+    if "tuning" in run:  # the untuned MF beside the tuned one
         untuned = _train(ml, [*args.set, *ML_OVERRIDES], spark, baselines=False)
-        run["results"]["mf_default"] = untuned["results"]["mf"] | {"config": untuned["config"]}
+        run["results"]["mf_untuned"] = untuned["results"]["mf"] | {"config": untuned["config"]}
     run["results"] |= _tuned_baselines(ml, spark, run["data"]["interactions_version"])
     r_ml = run["results"]
     beaten = [b for b in ("als_tuned", "ease") if "ndcg_at_10" in r_ml.get(b, {})]
@@ -267,7 +241,7 @@ def main() -> None:
         f"mf_beats_{b}_ndcg_at_10": r_ml["mf"]["ndcg_at_10"] > r_ml[b]["ndcg_at_10"] for b in beaten
     }
     hr = run["results"]["mf"]["sampled_hr_at_10"]
-    report["movielens"] = run | {
+    section = run | {
         "file": str(ml_file),
         "ingest": {k: ingested[k] for k in ("rows", "inserted", "rejected")},
         "ingest_seconds": round(time.monotonic() - t, 1),
@@ -276,21 +250,68 @@ def main() -> None:
         "within_published_range": PUBLISHED_ML1M_HR10[0] <= hr <= PUBLISHED_ML1M_HR10[1],
     }
     if ml_file == ml100k:
-        report["movielens"]["note"] = (
+        section["note"] = (
             "MovieLens-100k (943 users, 1,682 items); He et al. report MovieLens-1M, which "
             "cannot be fetched here: same protocol, a smaller sibling data set"
         )
     elif ml_file == sample:
-        report["movielens"]["note"] = (
+        section["note"] = (
             "pyspark's MovieLens-format sample (30 users, 100 items): a format and pipeline "
             "check only; with 100 items the 99-negatives protocol ranks the whole catalogue. "
             "run bench/get_movielens.py for MovieLens-100k, or pass --movielens ratings.dat"
         )
+    return section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--no-ablation", action="store_true", help="skip MF without visual")
+    parser.add_argument("--movielens", type=Path, help="a MovieLens ratings file (.dat/.csv)")
+    parser.add_argument(
+        "--tune",
+        default="auto",
+        help="MF's --tune on the default data and MovieLens (default auto, as `lookalike "
+        "shopper train`; the ablation reuses the main run's parameters)",
+    )
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "shopper.json")
+    parser.add_argument(
+        "--only",
+        choices=sorted(SECTIONS),
+        help="run one section and merge it into --out (the other sections stay as they were)",
+    )
+    args = parser.parse_args()
+
+    from lookalike.cli.logs import configure_logging
+    from lookalike.config import get_settings
+    from lookalike.spark import spark_session
+
+    configure_logging()  # the library's progress lines on stderr, as under `lookalike`
+    settings = get_settings()
+    command = "python bench/shopper.py " + " ".join(sys.argv[1:])
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "command": command,
+    }
+    if args.only != "movielens":
+        report["data_setup"] = _ensure_interactions(settings)
+    spark = spark_session("lookalike-bench-shopper", settings)
+    if args.only in (None, "simulator"):
+        report |= _simulator_sections(args, settings, spark)
+    if args.only == "categories" or (args.only is None and not args.no_ablation):
+        report["simulator_categories_only"] = _honest_simulator(settings, spark, args.set)
+    if args.only in (None, "movielens"):
+        report["movielens"] = _movielens_section(args, settings, spark)
     spark.stop()
 
+    if args.only and args.out.is_file():  # one section: merged into the earlier report
+        section = {k: v for k, v in report.items() if k in SECTIONS[args.only]}
+        report = json.loads(args.out.read_text())
+        report.setdefault("section_commands", {})[args.only] = command
+        report |= section
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({"ratios": report["ratios"], "results": r}, indent=2))
+    print(json.dumps({k: report.get(k) for k in ("ratios", "movielens")}, indent=2, default=str))
     print(f"[bench] wrote {args.out}")
 
 

@@ -15,8 +15,10 @@ DOC = f"""
 Land the default simulated shoppers when the home has no interactions yet -> ingest interaction
 files from `{SETTINGS.interactions_landing_uri}` (CSV/Parquet events or MovieLens ratings; bad
 rows go to `interactions_rejects` with reasons) -> train the matrix-factorisation model on
-Spark (Horovod when `horovod` > 0; first a Hyperopt search of `tune` trials on the validation
-split when `tune` > 0, see docs/shopper.md) with the popularity and ALS baselines in the same
+Spark (Horovod when `horovod` > 0) with the best parameters of a Hyperopt search on the
+validation split (`tune`: `auto` reuses the latest search made for data of this shape and runs
+a new one when there is none; a number runs that many new trials; 0 trains the defaults; see
+docs/shopper.md) with the popularity and ALS baselines in the same
 evaluation (skipped when no interactions arrived since the production model's version, unless
 `force`) -> validate (it must beat popularity on NDCG@10) -> gate against `production` on
 the same interactions version and move the alias when it wins. The service follows the alias.
@@ -39,10 +41,11 @@ the same interactions version and move the alias when it wins. The service follo
         ),
         "horovod": Param(0, type="integer", minimum=0, description="Horovod processes (0: none)"),
         "tune": Param(
-            0,
-            type="integer",
-            minimum=0,
-            description="Hyperopt trials on the validation split before training (0: none)",
+            "auto",
+            type="string",
+            pattern="^(auto|[0-9]+)$",
+            description="Hyperopt on the validation split before training: auto (reuse the "
+            "search for data of this shape, else search), N new trials, or 0 (none)",
         ),
         "margin": Param(0.0, type="number", minimum=0, description="promotion margin"),
         "force": Param(False, type="boolean", description="train even if no new interactions"),

@@ -124,6 +124,23 @@ class Settings(BaseSettings):
     shopper_promote_metric: str = "ndcg_at_10"
     shopper_promote_margin: float = Field(default=0.0, ge=0.0)
     shopper_schedule: str = Field(default="0 3 * * *", description="shopper model cron")
+    shopper_tune_trials: int = Field(
+        default=12,
+        ge=1,
+        description="Hyperopt trials of an automatic shopper search (`shopper train --tune "
+        "auto`, the default), run when no earlier search fits the data's shape",
+    )
+    shopper_tune_minutes: float = Field(
+        default=30.0,
+        gt=0,
+        description="a shopper search starts no trial after this (the best finished one "
+        "wins), so a first nightly training stays inside the task's 2-hour limit",
+    )
+    shopper_retune_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="an automatic shopper search older than this is run again",
+    )
 
     # Orchestration (Airflow).
     refresh_schedule: str = Field(default="0 2 * * *", description="catalogue refresh cron")

@@ -86,54 +86,61 @@ def _mf_config(args: argparse.Namespace) -> Any:
         raise UsageError(f"--set: {e}") from None
 
 
-def _tune(args: argparse.Namespace, cfg: Any, trials: int, spark: Any) -> Any:
-    """Hyperopt on Spark around ``cfg`` (``--trials``/``--tune`` and ``--parallelism``)."""
-    from lookalike.shopper.tune import run_shopper_tuning
-
+def _check_parallelism(args: argparse.Namespace) -> None:
     if args.parallelism is not None and args.parallelism < 1:
         raise UsageError(f"--parallelism: must be >= 1, got {args.parallelism}")
-    return run_shopper_tuning(
-        get_settings(),
-        cfg,
-        trials=trials,
-        parallelism=args.parallelism,
-        interactions_version=args.interactions_version,
-        spark=spark,
-    )
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """``lookalike shopper tune``: Hyperopt on Spark, objective on the validation split;
     prints the best parameters (``best_sets`` goes to ``shopper train --sets``)."""
+    from lookalike.shopper.tune import run_shopper_tuning
     from lookalike.spark import spark_session
 
     cfg = _mf_config(args)
     if args.trials < 1:
         raise UsageError(f"--trials: must be >= 1, got {args.trials}")
-    result = _tune(args, cfg, args.trials, spark_session("lookalike-shopper-tune"))
+    _check_parallelism(args)
+    result = run_shopper_tuning(
+        get_settings(),
+        cfg,
+        trials=args.trials,
+        parallelism=args.parallelism,
+        interactions_version=args.interactions_version,
+        spark=spark_session("lookalike-shopper-tune"),
+    )
     emit(result.to_dict(), args.summary_file)
     return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """``lookalike shopper train``: (``--tune N``: search first, then train the best)
-    train, evaluate and register the shopper model."""
+    """``lookalike shopper train``: (``--tune``: the best of a Hyperopt search, by default
+    the latest one that fits the data, see ``shopper.tune.tuned_config``) train, evaluate and
+    register the shopper model."""
     from lookalike.shopper.pipeline import train_shopper
+    from lookalike.shopper.tune import parse_tune, tuned_config
 
     cfg = _mf_config(args)
     if args.horovod < 0:
         raise UsageError(f"--horovod: must be >= 0, got {args.horovod}")
-    if args.tune < 0:
-        raise UsageError(f"--tune: must be >= 0, got {args.tune}")
+    try:
+        tune = parse_tune(args.tune)
+    except ValueError as e:
+        raise UsageError(f"--tune: {e}") from None
+    _check_parallelism(args)
     spark = None
-    if args.horovod or args.tune or not args.no_baselines:
+    if args.horovod or tune or not args.no_baselines:
         from lookalike.spark import spark_session
 
         spark = spark_session("lookalike-shopper")
-    tuned = None
-    if args.tune:
-        tuned = _tune(args, cfg, args.tune, spark)
-        cfg = cfg.replace(**tuned.best_params)
+    cfg, tuned = tuned_config(
+        get_settings(),
+        cfg,
+        tune,
+        parallelism=args.parallelism,
+        interactions_version=args.interactions_version,
+        spark=spark,
+    )
     result = train_shopper(
         get_settings(),
         cfg,
@@ -255,7 +262,12 @@ def add_parser(sub: Any) -> None:
     tr = ssub.add_parser("train", parents=[out, mf], help="train, evaluate, register (challenger)")
     tr.add_argument("--horovod", type=int, default=0, metavar="N", help="Horovod ranks (0: none)")
     tr.add_argument(
-        "--tune", type=int, default=0, metavar="N", help="first search N Hyperopt trials (0: no)"
+        "--tune",
+        default="auto",
+        metavar="auto|N",
+        help="train the best of a Hyperopt search: N new trials (0: no search), or auto: the "
+        "latest search for data of this shape, a new one of LOOKALIKE_SHOPPER_TUNE_TRIALS "
+        "trials when there is none (default)",
     )
     tr.add_argument("--no-baselines", action="store_true", help="skip the ALS baseline")
     tr.add_argument("--no-register", action="store_true")

@@ -183,10 +183,12 @@ def spark_search(
     spark: SparkSession,
     parent_id: str,
     gpus_per_task: float = 0.0,
+    timeout_seconds: float | None = None,
 ) -> tuple[dict[str, Any], float, int]:
     """TPE over ``space`` with SparkTrials; returns (best parameters, best validation score
-    (= -loss), trials that succeeded). All trials failing is an error. The shopper model's
-    search uses it too."""
+    (= -loss), trials that succeeded). All trials failing is an error. After
+    ``timeout_seconds`` SparkTrials starts no more trials and cancels running ones (the
+    best finished one wins). The shopper model's search uses it too."""
     import numpy as np
     from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
     from hyperopt.exceptions import AllTrialsFailed
@@ -195,6 +197,7 @@ def spark_search(
         parallelism=parallelism,
         spark_session=spark,
         resource_profile=gpu_resource_profile(gpus_per_task),
+        timeout=timeout_seconds,
     )
     try:
         best = fmin(

@@ -7,11 +7,22 @@ protocol the tuned ALS and EASE baselines use. Why search the loss and the conte
 on MovieLens the shopper's latest items carry most of the signal (softmax with context wins),
 on the simulated shoppers they do not (context memorises sequences); the validation split
 tells which data this is. Each trial is a nested MLflow run under the search's parent run.
+
+The base configuration is scored too (a nested run named ``base``) and kept when no trial
+beats it on validation, so a search never trades the defaults for something worse. ``tune``
+with ``"auto"`` (the default of `shopper train` and of the shopper DAG) reuses the latest
+search made for the same base configuration and data shape (users, items and train pairs
+each within the same power of two) when it is younger than ``shopper_retune_days``, and
+searches ``shopper_tune_trials`` trials otherwise: the first training of a data set pays for
+the search, nightly runs on data of the same shape reuse it.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +32,18 @@ from lookalike.shopper.model import MFConfig
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from lookalike.shopper.data import Split
+
+#: The MFConfig fields a search sets (``sampled`` only matters under softmax).
+SEARCHED = ("loss", "context", "sampled", "factors", "l2", "learning_rate", "epochs", "batch_size")
+#: Tags of a search's parent run: what ``previous_search`` matches and reads back.
+SHAPE_TAG = "lookalike.tune.shape"
+BASE_TAG = "lookalike.tune.base"
+TRIALS_TAG = "lookalike.tune.trials"
+BEST_TAG = "lookalike.tune.best"
+#: ``tune`` values: a number of trials (0: no search) or this word.
+AUTO = "auto"
 
 #: What the search varies (the rest comes from the base configuration).
 SEARCH_SPACE_DOC = {
@@ -45,6 +68,9 @@ class ShopperTuneResult:
     trials: int
     trials_ok: int
     interactions_version: int | None
+    shape: str = ""
+    base_val_ndcg_at_10: float | None = None
+    reused: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready values (the command's output)."""
@@ -105,6 +131,71 @@ def trial_score(cfg: MFConfig, split_path: str, features_path: str | None) -> di
     return rank_metrics(lambda rows: factors.scores(rows), val, sampled=0)
 
 
+def data_shape(split: Split, visual: bool) -> str:
+    """The data as a search sees it: users, items and train pairs each rounded to a power
+    of two, and whether items carry visual features. A search is reused while it holds."""
+
+    def bucket(n: int) -> int:
+        return round(math.log2(max(n, 1)))
+
+    return (
+        f"users~2^{bucket(split.n_users)} items~2^{bucket(len(split.item_ids))} "
+        f"pairs~2^{bucket(len(split.train_users))} {'visual' if visual else 'ids'}"
+    )
+
+
+def base_key(base: MFConfig) -> str:
+    """A digest of the base configuration: a search around other defaults is another search."""
+    text = json.dumps(base.to_dict(), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def searched_params(cfg: MFConfig) -> dict[str, Any]:
+    """``cfg``'s values of the searched fields (``sampled`` under softmax only)."""
+    out = {k: getattr(cfg, k) for k in SEARCHED}
+    if cfg.loss != "softmax":
+        out.pop("sampled")
+    return out
+
+
+def parse_tune(value: str | int) -> int | str:
+    """``tune`` as the CLI and the DAG take it: ``"auto"`` or a number of trials >= 0."""
+    text = str(value).strip().lower()
+    if text == AUTO:
+        return AUTO
+    if not text.isdigit():
+        raise ValueError(f"must be 'auto' or a number of trials >= 0, got {value!r}")
+    return int(text)
+
+
+def tuned_config(
+    settings: Settings,
+    base: MFConfig,
+    tune: str | int,
+    *,
+    parallelism: int | None = None,
+    interactions_version: int | None = None,
+    spark: SparkSession | None = None,
+) -> tuple[MFConfig, ShopperTuneResult | None]:
+    """What `shopper train` trains: ``base`` (``tune`` 0); the best of a new search of
+    ``tune`` trials; or (``"auto"``) the best of the latest search that fits this data and
+    base, searching ``shopper_tune_trials`` trials when none does."""
+    tune = parse_tune(tune)
+    if tune == 0:
+        return base, None
+    auto = tune == AUTO
+    result = run_shopper_tuning(
+        settings,
+        base,
+        trials=settings.shopper_tune_trials if auto else int(tune),
+        parallelism=parallelism,
+        interactions_version=interactions_version,
+        spark=spark,
+        reuse=auto,
+    )
+    return base.replace(**result.best_params), result
+
+
 def run_shopper_tuning(
     settings: Settings,
     base: MFConfig,
@@ -113,38 +204,109 @@ def run_shopper_tuning(
     parallelism: int | None = None,
     interactions_version: int | None = None,
     spark: SparkSession | None = None,
+    reuse: bool = False,
 ) -> ShopperTuneResult:
     """Search ``trials`` configurations around ``base`` on Spark, on one interactions
-    version; returns the best parameters and their validation NDCG@10."""
+    version; returns the best parameters and their validation NDCG@10. With ``reuse``, the
+    latest search for the same base and data shape (see ``previous_search``) is returned
+    instead when there is one."""
+    from lookalike.shopper.pipeline import read_split
+
+    if trials < 1:
+        raise ValueError(f"trials: must be >= 1, got {trials}")
+    interactions_version, split, space = read_split(settings, interactions_version)
+    features = space.vectors if space is not None and base.visual else None
+    shape = data_shape(split, features is not None)
+    if reuse and (found := previous_search(settings, base, shape, trials)) is not None:
+        return found
+    return _search(
+        settings,
+        base,
+        trials,
+        parallelism or settings.tune_parallelism,
+        spark or _spark(settings),
+        (interactions_version, split, features, shape),
+    )
+
+
+def previous_search(
+    settings: Settings, base: MFConfig, shape: str, min_trials: int
+) -> ShopperTuneResult | None:
+    """The latest finished search around ``base`` on data of ``shape`` with at least
+    ``min_trials`` trials, younger than ``shopper_retune_days``; None when there is none."""
+    from mlflow import MlflowClient
+
+    from lookalike.registry.mlflow_setup import setup_mlflow
+
+    client = MlflowClient(settings.tracking_uri)
+    experiment_id = setup_mlflow(settings, settings.shopper_experiment)
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=(
+            f"tags.`{SHAPE_TAG}` = '{shape}' and tags.`{BASE_TAG}` = '{base_key(base)}' "
+            "and attributes.status = 'FINISHED'"
+        ),
+        order_by=["attributes.start_time DESC"],
+        max_results=50,
+    )
+    oldest_ms = (time.time() - settings.shopper_retune_days * 86400) * 1000
+    for run in runs:
+        tags, metrics = run.data.tags, run.data.metrics
+        if run.info.start_time < oldest_ms or BEST_TAG not in tags:
+            continue
+        if int(tags.get(TRIALS_TAG, 0)) < min_trials:
+            continue
+        best = json.loads(tags[BEST_TAG])
+        version = run.data.params.get("interactions", "None")
+        return ShopperTuneResult(
+            parent_run_id=run.info.run_id,
+            best_params=best,
+            best_sets=as_sets(best),
+            best_val_ndcg_at_10=round(metrics["best_val_ndcg_at_10"], 5),
+            trials=int(tags[TRIALS_TAG]),
+            trials_ok=int(metrics.get("trials_ok", 0)),
+            interactions_version=None if version == "None" else int(version),
+            shape=shape,
+            base_val_ndcg_at_10=metrics.get("base_val_ndcg_at_10"),
+            reused=True,
+        )
+    return None
+
+
+def _search(
+    settings: Settings,
+    base: MFConfig,
+    trials: int,
+    parallelism: int,
+    spark: SparkSession,
+    data: tuple[int | None, Split, Any, str],
+) -> ShopperTuneResult:
+    """One search in a parent MLflow run: the base configuration scored first, then
+    ``trials`` Hyperopt trials on SparkTrials; the base is kept unless a trial beats it."""
     import mlflow
 
     from lookalike.model.tune import spark_search
     from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.shopper.pipeline import read_split, staged_inputs
+    from lookalike.shopper.pipeline import staged_inputs
 
-    if trials < 1:
-        raise ValueError(f"trials: must be >= 1, got {trials}")
-    if spark is None:
-        spark = _spark(settings)
-    parallelism = parallelism or settings.tune_parallelism
-    interactions_version, split, space = read_split(settings, interactions_version)
-    features = space.vectors if space is not None and base.visual else None
+    interactions_version, split, features, shape = data
     experiment_id = setup_mlflow(settings, settings.shopper_experiment)
     with (
         mlflow.start_run(run_name=f"tune-v{interactions_version}") as parent,
         staged_inputs(settings, split, features) as (split_path, features_path),
     ):
+        mlflow.set_tags({SHAPE_TAG: shape, BASE_TAG: base_key(base), TRIALS_TAG: str(trials)})
         mlflow.log_params(
             {"trials": trials, "parallelism": parallelism, "interactions": interactions_version}
             | {f"base_{k}": v for k, v in base.to_dict().items()}
         )
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
         parent_id = parent.info.run_id
-        objective = _objective(
-            base, split_path, features_path, experiment_id, parent_id, settings.tracking_uri
-        )
+        inputs = (split_path, features_path, experiment_id, parent_id, settings.tracking_uri)
+        scored = _objective(base, *inputs, run_name="base")({"loss": searched_params(base)})
+        base_score = -scored["loss"] if scored["status"] == "ok" else None
         best, score, trials_ok = spark_search(
-            objective,
+            _objective(base, *inputs),
             search_space(base),
             base.seed,
             trials,
@@ -152,11 +314,16 @@ def run_shopper_tuning(
             spark,
             parent_id,
             settings.gpus_per_task,
+            timeout_seconds=settings.shopper_tune_minutes * 60,
         )
         best = flatten(best)
+        if base_score is not None and base_score >= score:
+            best, score = searched_params(base), base_score
+        mlflow.set_tag(BEST_TAG, json.dumps(best, sort_keys=True))
         mlflow.log_params({f"best_{k}": v for k, v in best.items()})
-        mlflow.log_metric("best_val_ndcg_at_10", score)
-        mlflow.log_metric("trials_ok", trials_ok)
+        mlflow.log_metrics({"best_val_ndcg_at_10": score, "trials_ok": trials_ok})
+        if base_score is not None:
+            mlflow.log_metric("base_val_ndcg_at_10", base_score)
     return ShopperTuneResult(
         parent_run_id=parent_id,
         best_params=best,
@@ -165,6 +332,8 @@ def run_shopper_tuning(
         trials=trials,
         trials_ok=trials_ok,
         interactions_version=interactions_version,
+        shape=shape,
+        base_val_ndcg_at_10=None if base_score is None else round(base_score, 5),
     )
 
 
@@ -181,9 +350,11 @@ def _objective(
     experiment_id: str,
     parent_id: str,
     tracking_uri: str,
+    run_name: str = "trial",
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Hyperopt's objective, run on an executor: one nested MLflow run per trial; loss =
-    -validation NDCG@10; a failing trial is marked failed instead of ending the search."""
+    """Hyperopt's objective, run on an executor (the base's score on the driver): one
+    nested MLflow run per trial; loss = -validation NDCG@10; a failing trial is marked
+    failed instead of ending the search."""
     from hyperopt import STATUS_OK
     from mlflow import MlflowClient
 
@@ -192,7 +363,7 @@ def _objective(
 
         client = MlflowClient(tracking_uri)
         run = client.create_run(
-            experiment_id, tags={"mlflow.parentRunId": parent_id, "mlflow.runName": "trial"}
+            experiment_id, tags={"mlflow.parentRunId": parent_id, "mlflow.runName": run_name}
         )
         try:
             cfg = base.replace(**flatten(params))

@@ -115,7 +115,7 @@ def test_shopper_model_structure(dagbag):
     assert _edges(dag) == set(itertools.pairwise(path))
     assert dag.schedule == get_settings().shopper_schedule
     assert set(dag.params.keys()) >= {"epochs", "horovod", "tune", "margin", "force"}
-    assert dag.params["tune"] == 0  # nightly runs train the given settings; tuning is asked for
+    assert dag.params["tune"] == "auto"  # the first run on a data shape searches; later reuse
 
 
 @pytest.mark.parametrize("dag_id", sorted(DAG_IDS))

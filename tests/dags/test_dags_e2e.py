@@ -83,13 +83,14 @@ def test_bootstrap_dag_runs_end_to_end(bootstrapped):
 
 
 @pytest.mark.slow
-def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped):
+def test_shopper_dag_tunes_trains_promotes_and_skips_when_nothing_arrived(bootstrapped):
     from lookalike.catalog.table import table_version
     from lookalike.config import Settings
     from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
     from lookalike.shopper.registry import version_by
 
     env, home = bootstrapped
+    env = env | {"LOOKALIKE_SHOPPER_TUNE_TRIALS": "2"}  # `tune` stays auto: a smaller budget
     conf = {
         "sim_users": 200,
         "sim_events": 8000,
@@ -105,6 +106,9 @@ def test_shopper_dag_trains_promotes_and_skips_when_nothing_arrived(bootstrapped
         next((home / "runs" / "lookalike_shopper_model").rglob("train.json")).read_text()
     )
     assert train["users"] == 200 and set(train["metrics"]) == {"mf", "popularity", "als"}
+    tuning = train["tuning"]  # the first training on this data searched (auto)
+    assert not tuning["reused"] and tuning["trials"] == 2 and tuning["trials_ok"] >= 1
+    assert tuning["best_val_ndcg_at_10"] >= tuning["base_val_ndcg_at_10"]
     # nothing new landed: the next run trains nothing and registers nothing
     _dag_test(env, "lookalike_shopper_model", conf)
     assert version_by(settings, "challenger").version == prod.version

@@ -115,7 +115,7 @@ def test_cli_errors_name_the_bad_input(shop, tmp_path):
     bad_set = run("train", "--set", "factors=-1")
     assert bad_set.returncode == 2 and "factors" in bad_set.stderr
     bad_tune = run("train", "--tune", "-1")
-    assert bad_tune.returncode == 2 and "--tune" in bad_tune.stderr
+    assert bad_tune.returncode == 2 and "--tune: must be 'auto' or a number" in bad_tune.stderr
     no_trials = run("tune", "--trials", "0")
     assert no_trials.returncode == 2 and "--trials" in no_trials.stderr
     blend = run("recommend", "u001", "--blend", "3")
@@ -167,31 +167,42 @@ def test_movielens_format_file_from_the_pyspark_distribution(tmp_path):
 
 
 @pytest.mark.slow
-def test_hyperopt_on_spark_trials_tunes_the_default_config_on_validation(shop, spark):
-    """Two SparkTrials trials around the DEFAULT configuration: each a nested MLflow run
-    with its validation NDCG@10, the parent holds the best; the best parameters train a
-    model whose run points back at the search."""
+def test_auto_tuning_searches_the_default_config_once_then_reuses_it(shop, spark):
+    """``tune auto`` around the DEFAULT configuration (with a 2-trial budget): the first call
+    searches, the base configuration scored as a nested run beside two SparkTrials trials,
+    each with its validation NDCG@10, and the parent holds the best, never below the base;
+    the second call on the same data reuses that search without training anything; the best
+    parameters train a model whose run points back at the search."""
     from mlflow import MlflowClient
 
     from lookalike.shopper.model import MFConfig
     from lookalike.shopper.pipeline import train_shopper
-    from lookalike.shopper.tune import run_shopper_tuning
+    from lookalike.shopper.tune import tuned_config
 
-    settings, _ = shop
-    found = run_shopper_tuning(settings, MFConfig(), trials=2, parallelism=2, spark=spark)
-    assert found.trials == found.trials_ok == 2
+    settings = shop[0].model_copy(update={"shopper_tune_trials": 2})
+    cfg, found = tuned_config(settings, MFConfig(), "auto", parallelism=2, spark=spark)
+    assert not found.reused and found.trials == found.trials_ok == 2
     client = MlflowClient(settings.tracking_uri)
     parent = client.get_run(found.parent_run_id)
     children = client.search_runs(
         [parent.info.experiment_id],
         filter_string=f"tags.mlflow.parentRunId = '{found.parent_run_id}'",
     )
-    scores = [c.data.metrics["val_ndcg_at_10"] for c in children]
-    assert len(children) == 2 and all(0 < s <= 1 for s in scores)
-    assert parent.data.metrics["best_val_ndcg_at_10"] == pytest.approx(max(scores))
-    assert found.best_val_ndcg_at_10 == pytest.approx(max(scores), abs=1e-5)
-    cfg = MFConfig.from_overrides(found.best_sets.split())
-    assert cfg == MFConfig().replace(**found.best_params)
+    named = {c.info.run_id: c.data.tags["mlflow.runName"] for c in children}
+    assert sorted(named.values()) == ["base", "trial", "trial"]
+    scores = {c.info.run_id: c.data.metrics["val_ndcg_at_10"] for c in children}
+    assert all(0 < s <= 1 for s in scores.values())
+    base_score = next(s for r, s in scores.items() if named[r] == "base")
+    assert found.base_val_ndcg_at_10 == pytest.approx(base_score, abs=1e-5)
+    assert parent.data.metrics["best_val_ndcg_at_10"] == pytest.approx(max(scores.values()))
+    assert found.best_val_ndcg_at_10 >= found.base_val_ndcg_at_10
+    assert cfg == MFConfig.from_overrides(found.best_sets.split())
+
+    runs_before = len(client.search_runs([parent.info.experiment_id]))
+    again_cfg, again = tuned_config(settings, MFConfig(), "auto", spark=spark)
+    assert again.reused and again.parent_run_id == found.parent_run_id and again_cfg == cfg
+    assert len(client.search_runs([parent.info.experiment_id])) == runs_before
+
     trained = train_shopper(
         settings, cfg, baselines=False, register=False, spark=spark, tuned_by=found.parent_run_id
     )

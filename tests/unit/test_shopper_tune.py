@@ -1,13 +1,25 @@
 """The shopper search space: every point is a valid MFConfig, the nested loss choice is
-lifted, and the best point round-trips through ``shopper train --sets``."""
+lifted, and the best point round-trips through ``shopper train --sets``; ``tune`` values,
+data shapes, and which earlier search ``tune auto`` reuses (a real MLflow store)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from lookalike.config import Settings
+from lookalike.shopper.data import Split
 from lookalike.shopper.model import MFConfig
-from lookalike.shopper.tune import as_sets, flatten, search_space
+from lookalike.shopper.tune import (
+    AUTO,
+    as_sets,
+    data_shape,
+    flatten,
+    parse_tune,
+    previous_search,
+    search_space,
+    searched_params,
+)
 
 
 def test_every_point_of_the_space_is_a_valid_config():
@@ -45,3 +57,81 @@ def test_a_softmax_base_still_gets_bce_points_without_context():
 def test_best_params_round_trip_through_sets(point):
     params = flatten(point)
     assert MFConfig.from_overrides(as_sets(params).split()) == MFConfig().replace(**params)
+
+
+@pytest.mark.parametrize(("given", "tune"), [("auto", AUTO), (" AUTO", AUTO), ("0", 0), (12, 12)])
+def test_tune_is_auto_or_a_number_of_trials(given, tune):
+    assert parse_tune(given) == tune
+
+
+@pytest.mark.parametrize("given", ["-1", "1.5", "many", ""])
+def test_a_bad_tune_value_is_refused_by_name(given):
+    with pytest.raises(ValueError, match="must be 'auto' or a number of trials >= 0"):
+        parse_tune(given)
+
+
+@pytest.mark.parametrize("base", [MFConfig(), MFConfig(loss="softmax", context=3, sampled=500)])
+def test_the_base_scored_as_a_point_is_the_base(base):
+    params = searched_params(base)
+    assert ("sampled" in params) == (base.loss == "softmax")
+    assert base.replace(**flatten({"loss": params})) == base
+
+
+def _split(users: int, items: int, pairs: int) -> Split:
+    return Split(
+        user_ids=[f"u{i}" for i in range(users)],
+        item_ids=[f"i{i}" for i in range(items)],
+        train_users=np.zeros(pairs, np.int32),
+        train_items=np.zeros(pairs, np.int32),
+        train_strength=np.ones(pairs, np.float32),
+        test_items=np.full(users, -1, np.int32),
+        last_items=np.zeros(users, np.int32),
+    )
+
+
+def test_the_shape_holds_while_the_data_grows_a_little_and_changes_when_it_doubles():
+    shape = data_shape(_split(5000, 70000, 400_000), visual=True)
+    assert shape == data_shape(_split(5300, 71000, 420_000), visual=True)
+    assert shape != data_shape(_split(10_000, 70000, 400_000), visual=True)
+    assert shape != data_shape(_split(5000, 70000, 400_000), visual=False)
+
+
+def _record_search(settings: Settings, base: MFConfig, shape: str, trials: int) -> str:
+    """A finished search's parent run as ``_search`` tags it (no training)."""
+    import json
+
+    import mlflow
+
+    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.shopper import tune
+
+    setup_mlflow(settings, settings.shopper_experiment)
+    with mlflow.start_run() as run:
+        best = {"loss": "bce", "factors": 64, "l2": 1e-6}
+        mlflow.set_tags(
+            {
+                tune.SHAPE_TAG: shape,
+                tune.BASE_TAG: tune.base_key(base),
+                tune.TRIALS_TAG: str(trials),
+                tune.BEST_TAG: json.dumps(best),
+            }
+        )
+        mlflow.log_param("interactions", 3)
+        mlflow.log_metrics({"best_val_ndcg_at_10": 0.08, "trials_ok": trials})
+    return run.info.run_id
+
+
+def test_auto_reuses_the_latest_search_for_the_same_base_and_shape_only(tmp_path):
+    settings = Settings(home=tmp_path)
+    base, shape = MFConfig(), "users~2^12 items~2^16 pairs~2^19 visual"
+    assert previous_search(settings, base, shape, min_trials=12) is None  # nothing yet
+    run_id = _record_search(settings, base, shape, trials=12)
+    found = previous_search(settings, base, shape, min_trials=12)
+    assert found is not None and found.reused and found.parent_run_id == run_id
+    assert found.best_params == {"loss": "bce", "factors": 64, "l2": 1e-6}
+    assert found.interactions_version == 3 and found.best_val_ndcg_at_10 == 0.08
+    assert previous_search(settings, base, shape.replace("2^12", "2^13"), 12) is None
+    assert previous_search(settings, base.replace(epochs=5), shape, 12) is None
+    assert previous_search(settings, base, shape, min_trials=20) is None  # a smaller budget
+    stale = settings.model_copy(update={"shopper_retune_days": 1e-9})
+    assert previous_search(stale, base, shape, min_trials=12) is None
