@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from lookalike.shopper.data import Split
+
+log = logging.getLogger(__name__)
 
 #: The MFConfig fields a search sets (``sampled`` only matters under softmax).
 SEARCHED = ("loss", "context", "sampled", "factors", "l2", "learning_rate", "epochs", "batch_size")
@@ -285,7 +288,6 @@ def _search(
     ``trials`` Hyperopt trials on SparkTrials; the base is kept unless a trial beats it."""
     import mlflow
 
-    from lookalike.model.tune import spark_search
     from lookalike.registry.mlflow_setup import setup_mlflow
     from lookalike.shopper.pipeline import staged_inputs
 
@@ -305,20 +307,8 @@ def _search(
         inputs = (split_path, features_path, experiment_id, parent_id, settings.tracking_uri)
         scored = _objective(base, *inputs, run_name="base")({"loss": searched_params(base)})
         base_score = -scored["loss"] if scored["status"] == "ok" else None
-        best, score, trials_ok = spark_search(
-            _objective(base, *inputs),
-            search_space(base),
-            base.seed,
-            trials,
-            parallelism,
-            spark,
-            parent_id,
-            settings.gpus_per_task,
-            timeout_seconds=settings.shopper_tune_minutes * 60,
-        )
-        best = flatten(best)
-        if base_score is not None and base_score >= score:
-            best, score = searched_params(base), base_score
+        search = (_objective(base, *inputs), trials, parallelism, spark, parent_id)
+        best, score, trials_ok = _best_of_trials(settings, base, base_score, *search)
         mlflow.set_tag(BEST_TAG, json.dumps(best, sort_keys=True))
         mlflow.log_params({f"best_{k}": v for k, v in best.items()})
         mlflow.log_metrics({"best_val_ndcg_at_10": score, "trials_ok": trials_ok})
@@ -335,6 +325,42 @@ def _search(
         shape=shape,
         base_val_ndcg_at_10=None if base_score is None else round(base_score, 5),
     )
+
+
+def _best_of_trials(
+    settings: Settings,
+    base: MFConfig,
+    base_score: float | None,
+    objective: Callable[[dict[str, Any]], dict[str, Any]],
+    trials: int,
+    parallelism: int,
+    spark: SparkSession,
+    parent_id: str,
+) -> tuple[dict[str, Any], float, int]:
+    """(best parameters, their validation NDCG@10, trials that finished): the best trial,
+    or the base when it scored at least as well or no trial finished."""
+    from lookalike.model.tune import spark_search
+
+    try:
+        best, score, trials_ok = spark_search(
+            objective,
+            search_space(base),
+            base.seed,
+            trials,
+            parallelism,
+            spark,
+            parent_id,
+            settings.gpus_per_task,
+            timeout_seconds=settings.shopper_tune_minutes * 60,
+        )
+    except RuntimeError as e:  # no trial finished (failed, or cut by the time limit)
+        if base_score is None:
+            raise
+        log.warning("shopper search: %s; keeping the base configuration", e)
+        best, score, trials_ok = {"loss": base.loss}, -math.inf, 0
+    if base_score is not None and base_score >= score:
+        return searched_params(base), base_score, trials_ok
+    return flatten(best), score, trials_ok
 
 
 def _spark(settings: Settings) -> SparkSession:

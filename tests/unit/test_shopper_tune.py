@@ -135,3 +135,42 @@ def test_auto_reuses_the_latest_search_for_the_same_base_and_shape_only(tmp_path
     assert previous_search(settings, base, shape, min_trials=20) is None  # a smaller budget
     stale = settings.model_copy(update={"shopper_retune_days": 1e-9})
     assert previous_search(stale, base, shape, min_trials=12) is None
+
+
+@pytest.mark.parametrize(
+    ("base_score", "trials", "expected"),
+    [
+        (0.05, (0.07, 3), ("softmax", 0.07, 3)),  # a trial beats the base
+        (0.07, (0.05, 3), ("bce", 0.07, 3)),  # none does: the base stays
+        (0.05, None, ("bce", 0.05, 0)),  # no trial finished (time limit): the base stays
+    ],
+)
+def test_the_search_keeps_the_base_unless_a_trial_beats_it(
+    monkeypatch, base_score, trials, expected
+):
+    from lookalike.model import tune as model_tune
+    from lookalike.shopper.tune import _best_of_trials
+
+    def fake_search(*args, **kwargs):
+        if trials is None:
+            raise RuntimeError("all 12 tuning trials failed (cancelled)")
+        point = {"loss": {"loss": "softmax", "context": 5, "sampled": 500}, "factors": 64}
+        return point, *trials
+
+    monkeypatch.setattr(model_tune, "spark_search", fake_search)
+    base = MFConfig()
+    best, score, ok = _best_of_trials(Settings(), base, base_score, None, 12, 2, None, "p")
+    assert (best["loss"], score, ok) == expected
+    assert base.replace(**best).loss == expected[0]
+
+
+def test_no_trial_and_no_base_score_is_an_error(monkeypatch):
+    from lookalike.model import tune as model_tune
+    from lookalike.shopper.tune import _best_of_trials
+
+    def fake_search(*args, **kwargs):
+        raise RuntimeError("all 12 tuning trials failed (boom)")
+
+    monkeypatch.setattr(model_tune, "spark_search", fake_search)
+    with pytest.raises(RuntimeError, match="boom"):
+        _best_of_trials(Settings(), MFConfig(), None, None, 12, 2, None, "p")
