@@ -130,6 +130,12 @@ class Settings(BaseSettings):
         description="Hyperopt trials of an automatic shopper search (`shopper train --tune "
         "auto`, the default), run when no earlier search fits the data's shape",
     )
+    shopper_tune_max_pairs: int = Field(
+        default=100_000,
+        ge=1000,
+        description="a shopper search trains its trials on a random sample of users holding "
+        "about this many train pairs (the final model trains on all of them)",
+    )
     shopper_tune_minutes: float = Field(
         default=30.0,
         gt=0,

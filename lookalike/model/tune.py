@@ -211,11 +211,15 @@ def spark_search(
         )
     except AllTrialsFailed:
         best = None
+    except Exception:  # the time limit cancelled every trial: fmin has no argmin
+        if any(t["result"].get("status") == STATUS_OK for t in spark_trials.trials):
+            raise
+        best = None
     ok = [t for t in spark_trials.trials if t["result"].get("status") == STATUS_OK]
     if not ok or best is None:
-        errors = {t["result"].get("error", "?") for t in spark_trials.trials}
+        errors = {t["result"].get("error", "cancelled") for t in spark_trials.trials}
         raise RuntimeError(
-            f"all {trials} tuning trials failed ({'; '.join(sorted(errors))[:500]}); "
+            f"no tuning trial of {trials} finished ({'; '.join(sorted(errors))[:500]}); "
             f"see the nested runs of {parent_id}"
         )
     return space_eval(space, best), -min(t["result"]["loss"] for t in ok), len(ok)

@@ -161,6 +161,35 @@ def searched_params(cfg: MFConfig) -> dict[str, Any]:
     return out
 
 
+def tuning_sample(split: Split, max_pairs: int, seed: int) -> Split:
+    """The users (drawn at random, all their rows, order kept) whose train pairs add up to
+    about ``max_pairs``; the whole split when it is that small. Why: on a large data set a
+    trial costs as much as a full training, and a time-limited search would finish none."""
+    import numpy as np
+
+    from lookalike.shopper.data import Split
+
+    if len(split.train_users) <= max_pairs:
+        return split
+    order = np.random.default_rng(seed).permutation(split.n_users)
+    counts = np.bincount(split.train_users, minlength=split.n_users)
+    take = max(int(np.searchsorted(np.cumsum(counts[order]), max_pairs, side="right")), 1)
+    keep = np.sort(order[:take])
+    index = np.full(split.n_users, -1, dtype=np.int32)
+    index[keep] = np.arange(len(keep), dtype=np.int32)
+    rows = index[split.train_users] >= 0
+    return Split(
+        user_ids=[split.user_ids[i] for i in keep],
+        item_ids=split.item_ids,
+        train_users=index[split.train_users[rows]],
+        train_items=split.train_items[rows],
+        train_strength=split.train_strength[rows],
+        test_items=split.test_items[keep],
+        last_items=split.last_items[keep],
+        events=split.events,
+    )
+
+
 def parse_tune(value: str | int) -> int | str:
     """``tune`` as the CLI and the DAG take it: ``"auto"`` or a number of trials >= 0."""
     text = str(value).strip().lower()
@@ -222,6 +251,7 @@ def run_shopper_tuning(
     shape = data_shape(split, features is not None)
     if reuse and (found := previous_search(settings, base, shape, trials)) is not None:
         return found
+    split = tuning_sample(split, settings.shopper_tune_max_pairs, base.seed)
     return _search(
         settings,
         base,
@@ -300,6 +330,7 @@ def _search(
         mlflow.set_tags({SHAPE_TAG: shape, BASE_TAG: base_key(base), TRIALS_TAG: str(trials)})
         mlflow.log_params(
             {"trials": trials, "parallelism": parallelism, "interactions": interactions_version}
+            | {"tuning_users": split.n_users, "tuning_pairs": len(split.train_users)}
             | {f"base_{k}": v for k, v in base.to_dict().items()}
         )
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")

@@ -174,3 +174,24 @@ def test_no_trial_and_no_base_score_is_an_error(monkeypatch):
     monkeypatch.setattr(model_tune, "spark_search", fake_search)
     with pytest.raises(RuntimeError, match="boom"):
         _best_of_trials(Settings(), MFConfig(), None, None, 12, 2, None, "p")
+
+
+def test_a_large_split_is_sampled_by_whole_users_for_the_trials():
+    from lookalike.shopper.tune import tuning_sample
+
+    rng = np.random.default_rng(1)
+    users = np.sort(rng.integers(0, 500, 20_000)).astype(np.int32)
+    split = _split(500, 3000, len(users))
+    split.train_users = users
+    split.train_items = rng.integers(0, 3000, len(users)).astype(np.int32)
+    split.test_items = np.arange(500, dtype=np.int32)
+    assert tuning_sample(split, 20_000, seed=0) is split  # small enough: untouched
+    sample = tuning_sample(split, 5_000, seed=0)
+    assert 4_900 <= len(sample.train_users) <= 5_000 and sample.item_ids == split.item_ids
+    counts = np.bincount(users, minlength=500)
+    kept = [int(u[1:]) for u in sample.user_ids]
+    assert kept == sorted(kept)
+    assert np.array_equal(np.bincount(sample.train_users), counts[kept])  # whole users
+    assert np.array_equal(sample.test_items, np.asarray(kept, dtype=np.int32))
+    first = int(np.flatnonzero(users == kept[0])[0])
+    assert sample.train_items[0] == split.train_items[first]  # row order kept
