@@ -218,6 +218,7 @@ def spark_search(
     ok = [t for t in spark_trials.trials if t["result"].get("status") == STATUS_OK]
     if not ok or best is None:
         errors = {t["result"].get("error", "cancelled") for t in spark_trials.trials}
+        errors = errors or {"the time limit cancelled every trial"}
         raise RuntimeError(
             f"no tuning trial of {trials} finished ({'; '.join(sorted(errors))[:500]}); "
             f"see the nested runs of {parent_id}"

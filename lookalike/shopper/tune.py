@@ -266,7 +266,8 @@ def previous_search(
     settings: Settings, base: MFConfig, shape: str, min_trials: int
 ) -> ShopperTuneResult | None:
     """The latest finished search around ``base`` on data of ``shape`` with at least
-    ``min_trials`` trials, younger than ``shopper_retune_days``; None when there is none."""
+    ``min_trials`` trials (one of them finished), younger than ``shopper_retune_days``; None
+    when there is none."""
     from mlflow import MlflowClient
 
     from lookalike.registry.mlflow_setup import setup_mlflow
@@ -287,8 +288,8 @@ def previous_search(
         tags, metrics = run.data.tags, run.data.metrics
         if run.info.start_time < oldest_ms or BEST_TAG not in tags:
             continue
-        if int(tags.get(TRIALS_TAG, 0)) < min_trials:
-            continue
+        if int(tags.get(TRIALS_TAG, 0)) < min_trials or metrics.get("trials_ok", 0) < 1:
+            continue  # a smaller budget, or no trial finished (the base alone is no search)
         best = json.loads(tags[BEST_TAG])
         version = run.data.params.get("interactions", "None")
         return ShopperTuneResult(

@@ -96,7 +96,9 @@ def test_the_shape_holds_while_the_data_grows_a_little_and_changes_when_it_doubl
     assert shape != data_shape(_split(5000, 70000, 400_000), visual=False)
 
 
-def _record_search(settings: Settings, base: MFConfig, shape: str, trials: int) -> str:
+def _record_search(
+    settings: Settings, base: MFConfig, shape: str, trials: int, finished: int | None = None
+) -> str:
     """A finished search's parent run as ``_search`` tags it (no training)."""
     import json
 
@@ -117,7 +119,8 @@ def _record_search(settings: Settings, base: MFConfig, shape: str, trials: int) 
             }
         )
         mlflow.log_param("interactions", 3)
-        mlflow.log_metrics({"best_val_ndcg_at_10": 0.08, "trials_ok": trials})
+        ok = trials if finished is None else finished
+        mlflow.log_metrics({"best_val_ndcg_at_10": 0.08, "trials_ok": ok})
     return run.info.run_id
 
 
@@ -135,6 +138,9 @@ def test_auto_reuses_the_latest_search_for_the_same_base_and_shape_only(tmp_path
     assert previous_search(settings, base, shape, min_trials=20) is None  # a smaller budget
     stale = settings.model_copy(update={"shopper_retune_days": 1e-9})
     assert previous_search(stale, base, shape, min_trials=12) is None
+    # a later search whose trials the time limit all cancelled is skipped: the earlier one
+    _record_search(settings, base, shape, trials=12, finished=0)
+    assert previous_search(settings, base, shape, min_trials=12).parent_run_id == run_id
 
 
 @pytest.mark.parametrize(
