@@ -188,7 +188,9 @@ def spark_search(
     """TPE over ``space`` with SparkTrials; returns (best parameters, best validation score
     (= -loss), trials that succeeded). All trials failing is an error. After
     ``timeout_seconds`` SparkTrials starts no more trials and cancels running ones (the
-    best finished one wins). The shopper model's search uses it too."""
+    best finished one wins). An objective may return the ``params`` its trial really used
+    (the shopper's, cut by a time budget, ran fewer epochs); they are returned for the best
+    trial instead of its point of ``space``. The shopper model's search uses it too."""
     import numpy as np
     from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
     from hyperopt.exceptions import AllTrialsFailed
@@ -223,7 +225,8 @@ def spark_search(
             f"no tuning trial of {trials} finished ({'; '.join(sorted(errors))[:500]}); "
             f"see the nested runs of {parent_id}"
         )
-    return space_eval(space, best), -min(t["result"]["loss"] for t in ok), len(ok)
+    top = min(ok, key=lambda t: t["result"]["loss"])["result"]
+    return top.get("params") or space_eval(space, best), -top["loss"], len(ok)
 
 
 def gpu_resource_profile(gpus_per_task: float) -> Any:

@@ -386,7 +386,8 @@ def _train_bce(
         y = np.concatenate([np.ones(len(pu), np.float32), np.zeros(len(nu), np.float32)])
         order = epoch_order(len(u), steps, batch, rng)
         x = {"user": u[order], "item": i[order]}
-        fit_epoch(model, x, y[order], batch, callbacks, epoch, history, epoch_end)
+        if fit_epoch(model, x, y[order], batch, callbacks, epoch, history, epoch_end):
+            break
     return model, history
 
 
@@ -408,8 +409,10 @@ def fit_epoch(
     epoch: int,
     history: dict[str, list[float]],
     epoch_end: Callable[[int, dict[str, float]], None] | None,
-) -> None:
-    """One epoch over rows already in order; its loss goes to ``history`` and ``epoch_end``."""
+) -> bool:
+    """One epoch over rows already in order; its loss goes to ``history`` and ``epoch_end``.
+    True when a callback asked training to stop (``model.stop_training``, as Keras' own
+    multi-epoch ``fit`` honours it), so the caller's epoch loop ends there."""
     h = model.fit(
         x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0, callbacks=list(callbacks)
     )
@@ -417,6 +420,7 @@ def fit_epoch(
     history["loss"].append(loss)
     if epoch_end is not None:
         epoch_end(epoch, {"loss": loss})
+    return bool(getattr(model, "stop_training", False))
 
 
 def config_json(cfg: MFConfig) -> str:

@@ -186,7 +186,8 @@ def train_softmax(
             "context": context[order],
             "item": split.train_items[order],
         }
-        fit_epoch(model, x, None, batch, callbacks, epoch, history, epoch_end)
+        if fit_epoch(model, x, None, batch, callbacks, epoch, history, epoch_end):
+            break
     return model, history
 
 

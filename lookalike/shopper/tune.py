@@ -118,8 +118,15 @@ def as_sets(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={v}" for k, v in sorted(params.items()))
 
 
-def trial_score(cfg: MFConfig, split_path: str, features_path: str | None) -> dict[str, float]:
-    """Train on the validation split's train rows, score its held-out items (NDCG@10)."""
+def trial_score(
+    cfg: MFConfig,
+    split_path: str,
+    features_path: str | None,
+    budget_seconds: float | None = None,
+) -> dict[str, float]:
+    """Train on the validation split's train rows, score its held-out items (NDCG@10);
+    ``epochs`` says how many epochs ran (fewer than ``cfg.epochs`` when the time budget
+    ended training, see ``time_budget``)."""
     from lookalike.model.devices import pin_gpu
     from lookalike.shopper.baselines import validation_split
     from lookalike.shopper.evaluate import rank_metrics
@@ -129,9 +136,45 @@ def trial_score(cfg: MFConfig, split_path: str, features_path: str | None) -> di
     pin_gpu()  # the GPU Spark assigned to this trial's task, when there is one
     split, features = load_staged(split_path, features_path)
     val = validation_split(split)
-    model, _ = train_mf(cfg, val, item_features=features)
+    budget = [] if budget_seconds is None else [time_budget(budget_seconds)]
+    model, history = train_mf(cfg, val, item_features=features, callbacks=budget)
     factors = factors_from_model(cfg, model, val)
-    return rank_metrics(lambda rows: factors.scores(rows), val, sampled=0)
+    return rank_metrics(lambda rows: factors.scores(rows), val, sampled=0) | {
+        "epochs": len(history["loss"])
+    }
+
+
+def trial_budget_seconds(settings: Settings, trials: int, parallelism: int) -> float:
+    """Each trial's share of the search's time limit (``shopper_tune_minutes`` times the
+    trials running at once, over the trials asked for). Why: without it one slow draw (24
+    epochs of small batches at 128 factors) outlasts the whole limit, and on the simulator
+    on 2 cores the search finished no trial at all."""
+    return settings.shopper_tune_minutes * 60 * parallelism / max(trials, 1)
+
+
+def time_budget(seconds: float) -> Any:
+    """A Keras callback that ends training after the epoch past which one more epoch (at the
+    mean epoch time so far) would overrun ``seconds``; at least one epoch always runs. The
+    trial is then scored, and reported, with the epochs it ran: a fair draw at equal time."""
+    import tensorflow as tf
+
+    class TimeBudget(tf.keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.start: float | None = None
+            self.epochs = 0
+
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            if self.start is None:  # `fit` runs once per epoch: the first call starts the clock
+                self.start = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.epochs += 1
+            elapsed = time.monotonic() - (self.start or time.monotonic())
+            if elapsed * (self.epochs + 1) / self.epochs > seconds:
+                self.model.stop_training = True
+
+    return TimeBudget()
 
 
 def data_shape(split: Split, visual: bool) -> str:
@@ -332,6 +375,7 @@ def _search(
         mlflow.log_params(
             {"trials": trials, "parallelism": parallelism, "interactions": interactions_version}
             | {"tuning_users": split.n_users, "tuning_pairs": len(split.train_users)}
+            | {"trial_budget_seconds": round(trial_budget_seconds(settings, trials, parallelism))}
             | {f"base_{k}": v for k, v in base.to_dict().items()}
         )
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
@@ -339,8 +383,11 @@ def _search(
         inputs = (split_path, features_path, experiment_id, parent_id, settings.tracking_uri)
         scored = _objective(base, *inputs, run_name="base")({"loss": searched_params(base)})
         base_score = -scored["loss"] if scored["status"] == "ok" else None
-        search = (_objective(base, *inputs), trials, parallelism, spark, parent_id)
+        budget = trial_budget_seconds(settings, trials, parallelism)
+        objective = _objective(base, *inputs, budget_seconds=budget)
+        search = (objective, trials, parallelism, spark, parent_id)
         best, score, trials_ok = _best_of_trials(settings, base, base_score, *search)
+        _end_cancelled_trials(settings.tracking_uri, experiment_id, parent_id)
         mlflow.set_tag(BEST_TAG, json.dumps(best, sort_keys=True))
         mlflow.log_params({f"best_{k}": v for k, v in best.items()})
         mlflow.log_metrics({"best_val_ndcg_at_10": score, "trials_ok": trials_ok})
@@ -395,6 +442,17 @@ def _best_of_trials(
     return flatten(best), score, trials_ok
 
 
+def _end_cancelled_trials(tracking_uri: str, experiment_id: str, parent_id: str) -> None:
+    """Mark KILLED the nested runs the search's time limit cancelled: their objective never
+    got to end them, and a run left RUNNING forever misleads whoever reads the registry."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    running = f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
+    for run in client.search_runs([experiment_id], filter_string=running):
+        client.set_terminated(run.info.run_id, "KILLED")
+
+
 def _spark(settings: Settings) -> SparkSession:
     from lookalike.spark import spark_session
 
@@ -409,10 +467,12 @@ def _objective(
     parent_id: str,
     tracking_uri: str,
     run_name: str = "trial",
+    budget_seconds: float | None = None,
 ) -> Callable[[dict[str, Any]], dict[str, Any]]:
     """Hyperopt's objective, run on an executor (the base's score on the driver): one
     nested MLflow run per trial; loss = -validation NDCG@10; a failing trial is marked
-    failed instead of ending the search."""
+    failed instead of ending the search. ``params`` in the result are the trial's point
+    with the epochs it ran (``budget_seconds`` can end it early): what a best trial means."""
     from hyperopt import STATUS_OK
     from mlflow import MlflowClient
 
@@ -427,14 +487,18 @@ def _objective(
             cfg = base.replace(**flatten(params))
             for k, v in cfg.to_dict().items():
                 client.log_param(run.info.run_id, k, v)
-            m = trial_score(cfg, split_path, features_path)
+            m = trial_score(cfg, split_path, features_path, budget_seconds)
         except Exception as e:
             client.set_tag(run.info.run_id, "error", f"{type(e).__name__}: {e}"[:5000])
             client.set_terminated(run.info.run_id, "FAILED")
             return {"status": "fail", "error": f"{type(e).__name__}: {e}"}
         client.log_metric(run.info.run_id, "val_ndcg_at_10", m["ndcg_at_10"])
         client.log_metric(run.info.run_id, "val_hr_at_10", m["hr_at_10"])
+        client.log_metric(run.info.run_id, "epochs_trained", m["epochs"])
+        if m["epochs"] < cfg.epochs:
+            client.set_tag(run.info.run_id, "lookalike.tune.cut", f"time budget {budget_seconds}s")
         client.set_terminated(run.info.run_id)
-        return {"loss": -m["ndcg_at_10"], "status": STATUS_OK}
+        ran = searched_params(cfg) | {"epochs": int(m["epochs"])}
+        return {"loss": -m["ndcg_at_10"], "status": STATUS_OK, "params": ran}
 
     return objective

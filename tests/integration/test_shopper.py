@@ -192,11 +192,17 @@ def test_auto_tuning_searches_the_default_config_once_then_reuses_it(shop, spark
     assert sorted(named.values()) == ["base", "trial", "trial"]
     scores = {c.info.run_id: c.data.metrics["val_ndcg_at_10"] for c in children}
     assert all(0 < s <= 1 for s in scores.values())
+    assert all(c.info.status == "FINISHED" for c in children)  # none left RUNNING
+    ran = {c.info.run_id: c.data.metrics["epochs_trained"] for c in children}
+    assert all(1 <= ran[c.info.run_id] <= int(c.data.params["epochs"]) for c in children)
+    assert parent.data.params["trial_budget_seconds"] == str(30 * 60 * 2 // 2)
     base_score = next(s for r, s in scores.items() if named[r] == "base")
     assert found.base_val_ndcg_at_10 == pytest.approx(base_score, abs=1e-5)
     assert parent.data.metrics["best_val_ndcg_at_10"] == pytest.approx(max(scores.values()))
     assert found.best_val_ndcg_at_10 >= found.base_val_ndcg_at_10
     assert cfg == MFConfig.from_overrides(found.best_sets.split())
+    best_run = max(scores, key=scores.get)
+    assert cfg.epochs == ran[best_run]  # the epochs the best trial (or the base) really ran
 
     runs_before = len(client.search_runs([parent.info.experiment_id]))
     again_cfg, again = tuned_config(settings, MFConfig(), "auto", spark=spark)

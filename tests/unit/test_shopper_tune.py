@@ -201,3 +201,52 @@ def test_a_large_split_is_sampled_by_whole_users_for_the_trials():
     assert np.array_equal(sample.test_items, np.asarray(kept, dtype=np.int32))
     first = int(np.flatnonzero(users == kept[0])[0])
     assert sample.train_items[0] == split.train_items[first]  # row order kept
+
+
+def test_the_time_budget_stops_after_the_epoch_past_which_one_more_would_overrun(monkeypatch):
+    from types import SimpleNamespace
+
+    from lookalike.shopper import tune
+
+    clock = iter([100.0, 110.0, 121.0, 133.0])  # start, then the end of epochs 1, 2 and 3
+    monkeypatch.setattr(tune.time, "monotonic", lambda: next(clock))
+    budget = tune.time_budget(35.0)
+    budget.set_model(SimpleNamespace(stop_training=False))
+    budget.on_train_begin()
+    budget.on_epoch_end(0)  # 10 s: 2 epochs ~ 20 s, within 35
+    budget.on_train_begin()  # a new `fit` per epoch: the clock keeps running
+    budget.on_epoch_end(0)  # 21 s: 3 epochs ~ 31.5 s, within 35
+    assert not budget.model.stop_training
+    budget.on_train_begin()
+    budget.on_epoch_end(0)  # 33 s: a 4th epoch would end near 44 s
+    assert budget.model.stop_training and budget.epochs == 3
+
+
+def test_each_trial_gets_its_share_of_the_time_limit():
+    from lookalike.shopper.tune import trial_budget_seconds
+
+    settings = Settings(shopper_tune_minutes=30)
+    assert trial_budget_seconds(settings, trials=12, parallelism=2) == 300
+    assert trial_budget_seconds(settings, trials=12, parallelism=1) == 150
+
+
+@pytest.mark.parametrize("loss", ["bce", "softmax"])
+def test_a_callback_that_stops_training_ends_the_epoch_loop(loss):
+    import tensorflow as tf
+
+    from lookalike.shopper.model import train_mf
+
+    class StopAfterTwo(tf.keras.callbacks.Callback):
+        epochs = 0
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.epochs += 1
+            self.model.stop_training = self.epochs >= 2
+
+    rng = np.random.default_rng(0)
+    split = _split(20, 30, 200)
+    split.train_users = np.sort(rng.integers(0, 20, 200)).astype(np.int32)
+    split.train_items = rng.integers(0, 30, 200).astype(np.int32)
+    cfg = MFConfig(factors=4, epochs=6, batch_size=32, visual=0, loss=loss, sampled=10)
+    _, history = train_mf(cfg, split, callbacks=[StopAfterTwo()])
+    assert len(history["loss"]) == 2
