@@ -386,8 +386,10 @@ def _search(
         budget = trial_budget_seconds(settings, trials, parallelism)
         objective = _objective(base, *inputs, budget_seconds=budget)
         search = (objective, trials, parallelism, spark, parent_id)
-        best, score, trials_ok = _best_of_trials(settings, base, base_score, *search)
-        _end_cancelled_trials(settings.tracking_uri, experiment_id, parent_id)
+        try:
+            best, score, trials_ok = _best_of_trials(settings, base, base_score, *search)
+        finally:
+            _end_cancelled_trials(settings.tracking_uri, experiment_id, parent_id)
         mlflow.set_tag(BEST_TAG, json.dumps(best, sort_keys=True))
         mlflow.log_params({f"best_{k}": v for k, v in best.items()})
         mlflow.log_metrics({"best_val_ndcg_at_10": score, "trials_ok": trials_ok})

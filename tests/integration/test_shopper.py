@@ -195,14 +195,15 @@ def test_auto_tuning_searches_the_default_config_once_then_reuses_it(shop, spark
     assert all(c.info.status == "FINISHED" for c in children)  # none left RUNNING
     ran = {c.info.run_id: c.data.metrics["epochs_trained"] for c in children}
     assert all(1 <= ran[c.info.run_id] <= int(c.data.params["epochs"]) for c in children)
-    assert parent.data.params["trial_budget_seconds"] == str(30 * 60 * 2 // 2)
+    budget = settings.shopper_tune_minutes * 60 * 2 / 2  # the limit x 2 at once / 2 trials
+    assert parent.data.params["trial_budget_seconds"] == str(round(budget))
     base_score = next(s for r, s in scores.items() if named[r] == "base")
     assert found.base_val_ndcg_at_10 == pytest.approx(base_score, abs=1e-5)
     assert parent.data.metrics["best_val_ndcg_at_10"] == pytest.approx(max(scores.values()))
     assert found.best_val_ndcg_at_10 >= found.base_val_ndcg_at_10
     assert cfg == MFConfig.from_overrides(found.best_sets.split())
-    best_run = max(scores, key=scores.get)
-    assert cfg.epochs == ran[best_run]  # the epochs the best trial (or the base) really ran
+    best_runs = [r for r, s in scores.items() if s == max(scores.values())]  # ties: any
+    assert cfg.epochs in {ran[r] for r in best_runs}  # the epochs the best one really ran
 
     runs_before = len(client.search_runs([parent.info.experiment_id]))
     again_cfg, again = tuned_config(settings, MFConfig(), "auto", spark=spark)

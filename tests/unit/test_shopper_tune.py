@@ -208,9 +208,9 @@ def test_the_time_budget_stops_after_the_epoch_past_which_one_more_would_overrun
 
     from lookalike.shopper import tune
 
+    budget = tune.time_budget(35.0)  # imports TensorFlow before the clock is faked
     clock = iter([100.0, 110.0, 121.0, 133.0])  # start, then the end of epochs 1, 2 and 3
     monkeypatch.setattr(tune.time, "monotonic", lambda: next(clock))
-    budget = tune.time_budget(35.0)
     budget.set_model(SimpleNamespace(stop_training=False))
     budget.on_train_begin()
     budget.on_epoch_end(0)  # 10 s: 2 epochs ~ 20 s, within 35
