@@ -154,15 +154,21 @@ def trial_budget_seconds(settings: Settings, trials: int, parallelism: int) -> f
 
 def time_budget(seconds: float) -> Any:
     """A Keras callback that ends training after the epoch past which one more epoch (at the
-    mean epoch time so far) would overrun ``seconds``; at least one epoch always runs. The
-    trial is then scored, and reported, with the epochs it ran: a fair draw at equal time."""
+    mean epoch time so far) would overrun ``seconds``, or inside an epoch that overruns it
+    (a partial epoch counts as one). The trial is then scored, and reported, with the epochs
+    it ran: a fair draw at equal time."""
     import tensorflow as tf
 
     class TimeBudget(tf.keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
+            self._supports_tf_logs = True  # the batch hook reads no logs: no per-step copy
             self.start: float | None = None
             self.epochs = 0
+
+        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+            if self.start is not None and time.monotonic() - self.start > seconds:
+                self.model.stop_training = True  # one epoch of this draw outlasts its share
 
         def on_train_begin(self, logs: dict | None = None) -> None:
             if self.start is None:  # `fit` runs once per epoch: the first call starts the clock

@@ -222,6 +222,22 @@ def test_the_time_budget_stops_after_the_epoch_past_which_one_more_would_overrun
     assert budget.model.stop_training and budget.epochs == 3
 
 
+def test_the_time_budget_cuts_an_epoch_that_alone_overruns_it(monkeypatch):
+    from types import SimpleNamespace
+
+    from lookalike.shopper import tune
+
+    budget = tune.time_budget(35.0)
+    clock = iter([100.0, 120.0, 136.0])  # start, then the ends of two batches
+    monkeypatch.setattr(tune.time, "monotonic", lambda: next(clock))
+    budget.set_model(SimpleNamespace(stop_training=False))
+    budget.on_train_begin()
+    budget.on_train_batch_end(0)  # 20 s in
+    assert not budget.model.stop_training
+    budget.on_train_batch_end(1)  # 36 s in: past the budget inside the first epoch
+    assert budget.model.stop_training
+
+
 def test_each_trial_gets_its_share_of_the_time_limit():
     from lookalike.shopper.tune import trial_budget_seconds
 
@@ -250,3 +266,25 @@ def test_a_callback_that_stops_training_ends_the_epoch_loop(loss):
     cfg = MFConfig(factors=4, epochs=6, batch_size=32, visual=0, loss=loss, sampled=10)
     _, history = train_mf(cfg, split, callbacks=[StopAfterTwo()])
     assert len(history["loss"]) == 2
+
+
+def test_a_callback_can_stop_training_inside_an_epoch():
+    import tensorflow as tf
+
+    from lookalike.shopper.model import train_mf
+
+    class StopAtBatchThree(tf.keras.callbacks.Callback):
+        batches = 0
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.batches += 1
+            self.model.stop_training = self.batches >= 3
+
+    rng = np.random.default_rng(0)
+    split = _split(20, 30, 200)
+    split.train_users = np.sort(rng.integers(0, 20, 200)).astype(np.int32)
+    split.train_items = rng.integers(0, 30, 200).astype(np.int32)
+    stop = StopAtBatchThree()
+    cfg = MFConfig(factors=4, epochs=6, batch_size=32, visual=0)  # 1,000 rows: 31 steps
+    _, history = train_mf(cfg, split, callbacks=[stop])
+    assert stop.batches == 3 and len(history["loss"]) == 1
