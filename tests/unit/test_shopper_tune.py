@@ -246,6 +246,15 @@ def test_each_trial_gets_its_share_of_the_time_limit():
     assert trial_budget_seconds(settings, trials=12, parallelism=1) == 150
 
 
+def _random_pairs() -> Split:
+    """20 users, 30 items, 200 random train pairs: enough for a few tiny training steps."""
+    rng = np.random.default_rng(0)
+    split = _split(20, 30, 200)
+    split.train_users = np.sort(rng.integers(0, 20, 200)).astype(np.int32)
+    split.train_items = rng.integers(0, 30, 200).astype(np.int32)
+    return split
+
+
 @pytest.mark.parametrize("loss", ["bce", "softmax"])
 def test_a_callback_that_stops_training_ends_the_epoch_loop(loss):
     import tensorflow as tf
@@ -259,10 +268,7 @@ def test_a_callback_that_stops_training_ends_the_epoch_loop(loss):
             self.epochs += 1
             self.model.stop_training = self.epochs >= 2
 
-    rng = np.random.default_rng(0)
-    split = _split(20, 30, 200)
-    split.train_users = np.sort(rng.integers(0, 20, 200)).astype(np.int32)
-    split.train_items = rng.integers(0, 30, 200).astype(np.int32)
+    split = _random_pairs()
     cfg = MFConfig(factors=4, epochs=6, batch_size=32, visual=0, loss=loss, sampled=10)
     _, history = train_mf(cfg, split, callbacks=[StopAfterTwo()])
     assert len(history["loss"]) == 2
@@ -280,10 +286,7 @@ def test_a_callback_can_stop_training_inside_an_epoch():
             self.batches += 1
             self.model.stop_training = self.batches >= 3
 
-    rng = np.random.default_rng(0)
-    split = _split(20, 30, 200)
-    split.train_users = np.sort(rng.integers(0, 20, 200)).astype(np.int32)
-    split.train_items = rng.integers(0, 30, 200).astype(np.int32)
+    split = _random_pairs()
     stop = StopAtBatchThree()
     cfg = MFConfig(factors=4, epochs=6, batch_size=32, visual=0)  # 1,000 rows: 31 steps
     _, history = train_mf(cfg, split, callbacks=[stop])
