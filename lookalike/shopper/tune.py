@@ -373,6 +373,7 @@ def _search(
 
     interactions_version, split, features, shape = data
     experiment_id = setup_mlflow(settings, settings.shopper_experiment)
+    budget = trial_budget_seconds(settings, trials, parallelism)
     with (
         mlflow.start_run(run_name=f"tune-v{interactions_version}") as parent,
         staged_inputs(settings, split, features) as (split_path, features_path),
@@ -381,7 +382,7 @@ def _search(
         mlflow.log_params(
             {"trials": trials, "parallelism": parallelism, "interactions": interactions_version}
             | {"tuning_users": split.n_users, "tuning_pairs": len(split.train_users)}
-            | {"trial_budget_seconds": round(trial_budget_seconds(settings, trials, parallelism))}
+            | {"trial_budget_seconds": round(budget)}
             | {f"base_{k}": v for k, v in base.to_dict().items()}
         )
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
@@ -389,7 +390,6 @@ def _search(
         inputs = (split_path, features_path, experiment_id, parent_id, settings.tracking_uri)
         scored = _objective(base, *inputs, run_name="base")({"loss": searched_params(base)})
         base_score = -scored["loss"] if scored["status"] == "ok" else None
-        budget = trial_budget_seconds(settings, trials, parallelism)
         objective = _objective(base, *inputs, budget_seconds=budget)
         search = (objective, trials, parallelism, spark, parent_id)
         try:
