@@ -19,9 +19,12 @@ stop:
 serve: setup
 	lookalike serve
 
+# Two pytest-xdist workers (a test file stays on one worker: its module fixtures are built
+# once), then the `alone` tests (wall-clock limits) with nothing beside them.
 # --durations: the 30 slowest steps in every CI log, to see where the time goes
 test: setup lint
-	pytest --durations=30 $(PYTEST_ARGS)
+	pytest -n 2 --dist loadfile -m "not alone" --durations=30 $(PYTEST_ARGS)
+	pytest -m alone $(PYTEST_ARGS)
 
 test-fast: setup
 	pytest -m "not slow" $(PYTEST_ARGS)

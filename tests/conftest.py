@@ -16,6 +16,10 @@ from tests.support.mlflow_server import MlflowServer
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # A pytest-xdist worker (`make test` runs two) inherits the controller's environment:
+        # it gets its own S3 test server (port), home and Spark session, never the other's.
+        os.environ.pop(s3.ENV_PORT, None)
     # Nothing a test runs may write into the developer's real home.
     os.environ["LOOKALIKE_HOME"] = tempfile.mkdtemp(prefix="lookalike-test-home-")
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")

@@ -23,6 +23,7 @@ def test_dagbag_imports_without_errors(dagbag):
     assert set(dagbag.dag_ids) == DAG_IDS
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("dag_file", sorted(p.name for p in (REPO / "dags").glob("*.py")))
 def test_each_dag_file_parses_in_well_under_a_second(dag_file):
     """Parse time in a fresh interpreter, Airflow already imported (what the processor pays)."""

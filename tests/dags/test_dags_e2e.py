@@ -188,7 +188,7 @@ def test_the_real_scheduler_runs_a_triggered_and_a_scheduled_refresh(bootstrappe
     with airflow_services(env, free_port(), tmp_path / "airflow-logs") as url:
         token = api_token(url, airflow_home)
         c = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-        wait_for(lambda: c.get(f"/api/v2/dags/{dag}").status_code == 200, timeout=120, every=2)
+        wait_for(lambda: c.get(f"/api/v2/dags/{dag}").status_code == 200, timeout=120, every=1)
         assert c.patch(f"/api/v2/dags/{dag}", json={"is_paused": False}).status_code == 200
         r = c.post(f"/api/v2/dags/{dag}/dagRuns", json={"logical_date": None, "conf": {}})
         assert r.status_code == 200, r.text
@@ -198,7 +198,7 @@ def test_the_real_scheduler_runs_a_triggered_and_a_scheduled_refresh(bootstrappe
             state = c.get(f"/api/v2/dags/{dag}/dagRuns/{run}").json()["state"]
             return state if state in ("success", "failed") else None
 
-        assert wait_for(lambda: finished(run_id), timeout=420, every=3) == "success"
+        assert wait_for(lambda: finished(run_id), timeout=420, every=1) == "success"
         tasks = c.get(f"/api/v2/dags/{dag}/dagRuns/{run_id}/taskInstances").json()
         states = {t["task_id"]: t["state"] for t in tasks["task_instances"]}
         assert states["ingest_landing"] == "success" and states["reindex"] == "skipped", states
@@ -208,7 +208,7 @@ def test_the_real_scheduler_runs_a_triggered_and_a_scheduled_refresh(bootstrappe
             done = [r["state"] for r in runs if r["state"] in ("success", "failed")]
             return done[0] if done else None
 
-        assert wait_for(scheduled_done, timeout=420, every=5) == "success"
+        assert wait_for(scheduled_done, timeout=420, every=2) == "success"
         c.patch(f"/api/v2/dags/{dag}", json={"is_paused": True})
 
 

@@ -19,12 +19,12 @@ TINY = {
 }
 
 
-#: One cheap configuration per backbone family. ``convnet`` is the default configuration
-#: (batch norm, flips, dropout) with only the cost knobs turned down; a Keras application
-#: carries batch norm inside a nested model.
+#: One cheap configuration per backbone family with batch norm. ``convnet`` is the default
+#: configuration (batch norm, flips, dropout) with only the cost knobs turned down; a Keras
+#: application carries batch norm inside a nested model. ``seed_cnn`` (no batch norm, nothing
+#: to average) is checked without Horovod in ``test_model``.
 HOROVOD_CASES = {
     "convnet": {"epochs": 1, "steps_per_epoch": 8, "train_limit": 300},
-    "seed_cnn": TINY | {"steps_per_epoch": 8},
     "keras:MobileNetV2": TINY | {"backbone": "keras:MobileNetV2", "input_size": 32, "width": 8},
 }
 
@@ -43,5 +43,4 @@ def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog, back
     assert results[0]["checksum"] == pytest.approx(results[1]["checksum"], rel=1e-9)
     assert results[0]["weights"] is not None and results[1]["weights"] is None
     # batch norm's moving statistics are the state gradients never touch: averaged at the end
-    has_batch_norm = backbone != "seed_cnn"
-    assert (results[0]["averaged_variables"] > 0) == has_batch_norm
+    assert results[0]["averaged_variables"] > 0

@@ -52,6 +52,8 @@ def test_folder_ingest_updates_deletes_and_rejects(spark, settings, photo_folder
     assert rejects.num_rows == 3 and set(rejects["run_id"].to_pylist()) == {first.run_id}
     watermark = first.version_after
     assert rows(settings)["Hats-item-3"]["category_name"] == "Hats"
+    again = ingest_folder(spark, photo_folder, settings=settings)  # a rerun changes nothing
+    assert (again.inserted, again.updated, again.version_after) == (0, 0, watermark)
 
     # A changed photo, a new photo, a removed photo.
     write_photo(photo_folder / "Hats" / "item 3.jpg", seed=999)

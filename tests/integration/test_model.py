@@ -334,3 +334,20 @@ def test_batch_norm_statistics_are_recomputed_with_the_final_weights():
     before = bn.moving_mean.numpy().copy()
     assert recalibrate_batch_norm(model, x + 10, 100, batches=5) == 0
     np.testing.assert_array_equal(bn.moving_mean.numpy(), before)
+
+
+def test_only_backbones_with_batch_norm_have_state_for_horovod_to_average():
+    """Horovod averages the floating non-trainable variables once at the end
+    (``average_non_trainable``): ``convnet``'s batch norm statistics; ``seed_cnn`` has none,
+    so its ranks agree by the gradients alone (``test_distributed`` runs the others)."""
+    from lookalike.model.encoder import build_encoder
+
+    def state(backbone: str) -> int:
+        model = build_encoder(
+            TrainConfig.from_dict(
+                {"backbone": backbone, "embedding_size": 16, "input_size": 28, "channels": 1}
+            )
+        )
+        return sum(v.dtype.is_floating for v in model.non_trainable_variables)
+
+    assert state("seed_cnn") == 0 and state("convnet") > 0

@@ -81,7 +81,7 @@ def airflow_services(env: dict[str, str], port: int, log_dir: Path) -> Iterator[
             dead = [p.args[1] for p in procs if p.poll() is not None]
             if dead or time.monotonic() > deadline:
                 raise AssertionError(f"Airflow did not come up (exited: {dead}); logs in {log_dir}")
-            time.sleep(2)
+            time.sleep(0.5)
         yield url
     finally:
         stop_process_groups(procs)
