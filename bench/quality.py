@@ -60,7 +60,7 @@ def _curve_callback(cfg: Any, probe_q: Any, probe_i: Any) -> Any:
     import numpy as np
     import tensorflow as tf
 
-    from lookalike.model.encoder import embed
+    from lookalike.model.encoder import embed, encoder_of
     from lookalike.model.evaluate import l2_normalise, retrieval_metrics
 
     class LearningCurve(tf.keras.callbacks.Callback):
@@ -75,14 +75,15 @@ def _curve_callback(cfg: Any, probe_q: Any, probe_i: Any) -> Any:
             if (epoch + 1) % 2 and epoch + 1 != cfg.epochs:
                 return
             t = time.monotonic()
+            model = encoder_of(self.model)  # not the proxy trainer around it
             m = retrieval_metrics(
-                embed(self.model, probe_q.x), probe_q.y, embed(self.model, probe_i.x), probe_i.y
+                embed(model, probe_q.x), probe_q.y, embed(model, probe_i.x), probe_i.y
             )
             if epoch + 1 == cfg.epochs:  # does averaging with the mirrored image help?
                 flip = np.ascontiguousarray(probe_q.x[:, :, ::-1])
-                tta = l2_normalise(embed(self.model, probe_q.x) + embed(self.model, flip))
+                tta = l2_normalise(embed(model, probe_q.x) + embed(model, flip))
                 iflip = np.ascontiguousarray(probe_i.x[:, :, ::-1])
-                itta = l2_normalise(embed(self.model, probe_i.x) + embed(self.model, iflip))
+                itta = l2_normalise(embed(model, probe_i.x) + embed(model, iflip))
                 self.flip_tta = retrieval_metrics(tta, probe_q.y, itta, probe_i.y)
             self.eval_seconds += time.monotonic() - t
             point = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,6 +60,11 @@ class TrainConfig:
     loss_beta: float = 40.0  # negative scale: how sharply close negatives dominate
     loss_lmda: float = 0.5  # margin, as a cosine distance, both weightings centre on
     loss_epsilon: float = 0.1  # pair-mining slack
+    # > 0: beside MultiSimilarityLoss, a cosine-softmax loss (one learned, L2-normalised proxy
+    # per category; logits = proxy_scale x cosine) at this weight. Training only: the saved
+    # encoder is the same network. Measured on Fashion-MNIST: mAP@R +0.016, p@1 unchanged.
+    proxy_loss_weight: float = 0.0
+    proxy_scale: float = 16.0
     # None: from the catalogue (``for_items``): an epoch is one pass over the training items
     # (Fashion-MNIST: 600 steps x 100 images), and DEFAULT_EPOCHS epochs but at least
     # MIN_TRAIN_STEPS steps, so a small catalogue gets more passes. ~17.5 min on 2 CPU cores
@@ -104,10 +110,7 @@ class TrainConfig:
         )
         need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "must be in [0, 1)")
         need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
-        need(self.loss_alpha > 0.0, "loss_alpha", "must be > 0")
-        need(self.loss_beta > 0.0, "loss_beta", "must be > 0")
-        need(0.0 <= self.loss_lmda <= 2.0, "loss_lmda", "must be a cosine distance in [0, 2]")
-        need(0.0 <= self.loss_epsilon < 1.0, "loss_epsilon", "must be in [0, 1)")
+        self._check_losses(need)
         need(self.epochs is None or self.epochs >= 1, "epochs", "must be >= 1")
         need(
             self.steps_per_epoch is None or self.steps_per_epoch >= 1,
@@ -141,6 +144,15 @@ class TrainConfig:
             "weights_file",
             "give weights=imagenet or a weights_file, not both",
         )
+
+    def _check_losses(self, need: Callable[[bool, str, str], None]) -> None:
+        """The loss settings (``__post_init__``'s ``need`` raises naming the field)."""
+        need(self.loss_alpha > 0.0, "loss_alpha", "must be > 0")
+        need(self.loss_beta > 0.0, "loss_beta", "must be > 0")
+        need(0.0 <= self.loss_lmda <= 2.0, "loss_lmda", "must be a cosine distance in [0, 2]")
+        need(0.0 <= self.loss_epsilon < 1.0, "loss_epsilon", "must be in [0, 1)")
+        need(self.proxy_loss_weight >= 0.0, "proxy_loss_weight", "must be >= 0")
+        need(self.proxy_scale > 0.0, "proxy_scale", "must be > 0")
 
     @property
     def schedule_known(self) -> bool:

@@ -351,3 +351,30 @@ def test_only_backbones_with_batch_norm_have_state_for_horovod_to_average():
         return sum(v.dtype.is_floating for v in model.non_trainable_variables)
 
     assert state("seed_cnn") == 0 and state("convnet") > 0
+
+
+def test_proxy_head_trains_beside_the_pair_loss_and_is_not_saved(small_catalog):
+    """A cosine-softmax head (``proxy_loss_weight``) on categories that are not 0..n-1 (three
+    held out): both losses fall, and the returned encoder is the plain network, its weights
+    laid out as ``build_encoder``'s (so saving, serving and Horovod's averaging see no head)."""
+    from lookalike.model.encoder import build_encoder, embed, encoder_of, train_encoder
+    from lookalike.model.evaluate import retrieval_metrics
+
+    cfg = TrainConfig.from_dict(
+        TINY | {"backbone": "convnet", "width": 8, "proxy_loss_weight": 1.0, "epochs": 3}
+    )
+    table = small_catalog.catalog_uri
+    held_out = [2, 4, 6]
+    train = load_split(table, 1, "train", input_size=28, channels=1, exclude_categories=held_out)
+    test = load_split(table, 1, "test", input_size=28, channels=1, exclude_categories=held_out)
+    model, history = train_encoder(cfg, train)
+
+    pair, proxy = (k for k in history if k.endswith("_loss"))  # one per output
+    assert proxy.startswith("proxies")
+    for key in ("loss", pair, proxy):
+        assert history[key][-1] < history[key][0], (key, history[key])
+    plain = build_encoder(cfg.replace(input_size=28, channels=1))
+    assert encoder_of(model) is model and len(model.outputs) == 1
+    assert [w.shape for w in model.weights] == [w.shape for w in plain.weights]
+    m = retrieval_metrics(embed(model, test.x), test.y, embed(model, train.x), train.y)
+    assert m["precision_at_1"] > 0.5, m

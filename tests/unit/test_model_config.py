@@ -20,6 +20,8 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"erase": 1.5}, "erase"),
         ({"loss_beta": 0}, "loss_beta"),
         ({"loss_lmda": 3.0}, "loss_lmda"),
+        ({"proxy_loss_weight": -1}, "proxy_loss_weight"),
+        ({"proxy_scale": 0}, "proxy_scale"),
         ({"learning_rate": "fast"}, "learning_rate"),
         ({"input_size": "big"}, "input_size"),
         ({"backbone": "keras:MobileNetV2", "weights": "coco"}, "weights"),
