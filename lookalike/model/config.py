@@ -12,6 +12,8 @@ from typing import Any
 from lookalike.model.devices import PRECISIONS
 
 BACKBONES = ("seed_cnn", "convnet")
+#: Backbones whose last convolution block the saved encoder can output (conv_features_weight).
+CONV_FEATURE_BACKBONES = BACKBONES
 KERAS_APP_PREFIX = "keras:"
 WEIGHTS = ("random", "imagenet")
 DEFAULT_EPOCHS = 10
@@ -65,6 +67,14 @@ class TrainConfig:
     # encoder is the same network. Measured on Fashion-MNIST: mAP@R +0.016, p@1 unchanged.
     proxy_loss_weight: float = 0.0
     proxy_scale: float = 16.0
+    # > 0 (convnet and seed_cnn): the saved encoder outputs the embedding concatenated with
+    # this weight x its last convolution block, flattened, randomly projected (fixed, seeded)
+    # to conv_features_size and L2-normalised. Training is unchanged (the loss sees the
+    # embedding only). Why: on categories the model never saw (bench/unseen_layers.py) the
+    # convolution features keep what the embedding discards and beat raw pixels where the
+    # embedding alone does not; the index grows by conv_features_size per item.
+    conv_features_weight: float = 0.0
+    conv_features_size: int = 256
     # None: from the catalogue (``for_items``): an epoch is one pass over the training items
     # (Fashion-MNIST: 600 steps x 100 images), and DEFAULT_EPOCHS epochs but at least
     # MIN_TRAIN_STEPS steps, so a small catalogue gets more passes. ~17.5 min on 2 CPU cores
@@ -111,6 +121,7 @@ class TrainConfig:
         need(0.0 <= self.ema_momentum < 1.0, "ema_momentum", "must be in [0, 1)")
         need(self.precision in PRECISIONS, "precision", f"must be one of {', '.join(PRECISIONS)}")
         self._check_losses(need)
+        self._check_outputs(need)
         need(self.epochs is None or self.epochs >= 1, "epochs", "must be >= 1")
         need(
             self.steps_per_epoch is None or self.steps_per_epoch >= 1,
@@ -153,6 +164,16 @@ class TrainConfig:
         need(0.0 <= self.loss_epsilon < 1.0, "loss_epsilon", "must be in [0, 1)")
         need(self.proxy_loss_weight >= 0.0, "proxy_loss_weight", "must be >= 0")
         need(self.proxy_scale > 0.0, "proxy_scale", "must be > 0")
+
+    def _check_outputs(self, need: Callable[[bool, str, str], None]) -> None:
+        """The saved encoder's output settings."""
+        need(self.conv_features_weight >= 0.0, "conv_features_weight", "must be >= 0")
+        need(self.conv_features_size >= 1, "conv_features_size", "must be >= 1")
+        need(
+            self.conv_features_weight == 0.0 or self.backbone in CONV_FEATURE_BACKBONES,
+            "conv_features_weight",
+            f"only for the {' and '.join(CONV_FEATURE_BACKBONES)} backbones",
+        )
 
     @property
     def schedule_known(self) -> bool:
@@ -207,6 +228,13 @@ class TrainConfig:
     def n_channels(self) -> int:
         """Channels, once resolved."""
         return self._resolved("channels")
+
+    @property
+    def output_size(self) -> int:
+        """The saved encoder's output width: the embedding, plus the convolution features
+        when ``conv_features_weight`` > 0 (what the index stores per item)."""
+        extra = self.conv_features_size if self.conv_features_weight > 0 else 0
+        return self.embedding_size + extra
 
     @property
     def batch_size(self) -> int:

@@ -30,7 +30,7 @@ def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = N
         x = layers.Conv2D(cfg.width, 3, activation="relu")(x)
         x = layers.MaxPooling2D()(x)
         x = layers.Dropout(cfg.dropout)(x)
-        return layers.Flatten()(x)
+        return layers.Flatten(name=CONV_FEATURES)(x)
     if cfg.backbone == "convnet":
         # Two blocks of two 3x3 convolutions with batch norm; Flatten beat global pooling here.
         for block, filters in enumerate((cfg.width, cfg.width * 2)):
@@ -40,7 +40,7 @@ def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = N
                 x = layers.Activation("relu")(x)
             x = layers.MaxPooling2D()(x)
             x = layers.Dropout(cfg.dropout / 2)(x)
-        x = layers.Flatten()(x)
+        x = layers.Flatten(name=CONV_FEATURES)(x)
         x = layers.Dense(cfg.width * 8, activation="relu")(x)
         return layers.Dropout(cfg.dropout)(x)
     app = _keras_app(cfg)
@@ -54,6 +54,9 @@ def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = N
     base._name = BACKBONE_LAYER  # found again by the fine-tuning schedule
     return base(x)
 
+
+#: The name of the flattened last convolution block (``conv_features_weight``).
+CONV_FEATURES = "conv_features"
 
 #: The name of a keras: application's nested model inside the encoder.
 BACKBONE_LAYER = "backbone"
@@ -113,6 +116,33 @@ def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None)
     )
 
 
+def with_conv_features(model: Any, cfg: TrainConfig) -> Any:
+    """The trained encoder, outputting [embedding, w x unit(P x conv block)] when
+    ``cfg.conv_features_weight`` = w > 0 (else ``model`` itself).
+
+    P is a fixed Gaussian random projection (seeded, so every Horovod rank and every rebuild
+    holds the same one; saved with the model): it keeps cosines between the flattened
+    convolution features (Johnson-Lindenstrauss) at ``conv_features_size`` dimensions
+    instead of thousands. Standard layers only, so the saved model loads without custom code.
+    """
+    if cfg.conv_features_weight <= 0:
+        return model
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    block = model.get_layer(CONV_FEATURES).output
+    dim = int(block.shape[-1])
+    project = layers.Dense(
+        cfg.conv_features_size, use_bias=False, trainable=False, name="conv_projection"
+    )
+    conv = layers.UnitNormalization(name="conv_unit")(project(block))
+    conv = layers.Rescaling(cfg.conv_features_weight, name="conv_weight")(conv)
+    outputs = layers.Concatenate(name="embedding_and_conv")([model.output, conv])
+    rng = np.random.default_rng(cfg.seed)
+    project.set_weights([rng.standard_normal((dim, cfg.conv_features_size), np.float32)])
+    return tf.keras.Model(model.input, outputs, name=f"{model.name}_conv")
+
+
 def train_encoder(
     cfg: TrainConfig,
     train: ImageSet,
@@ -154,7 +184,7 @@ def train_encoder(
         float_model = build_encoder(cfg, batch_norm)
         float_model.set_weights(model.get_weights())
         model = float_model
-    return model, history
+    return with_conv_features(model, cfg), history
 
 
 def _train(

@@ -95,7 +95,7 @@ def log_encoder(model: Any, cfg: TrainConfig, example: np.ndarray) -> Any:
         signature = ModelSignature(
             inputs=Schema([TensorSpec(np.dtype(np.uint8), shape, name="pixels")]),
             outputs=Schema(
-                [TensorSpec(np.dtype(np.float32), (-1, cfg.embedding_size), name="embedding")]
+                [TensorSpec(np.dtype(np.float32), (-1, cfg.output_size), name="embedding")]
             ),
         )
         return mlflow.pyfunc.log_model(
@@ -105,7 +105,7 @@ def log_encoder(model: Any, cfg: TrainConfig, example: np.ndarray) -> Any:
             signature=signature,
             input_example=example.astype(np.uint8),
             metadata={
-                "embedding_size": cfg.embedding_size,
+                "embedding_size": cfg.output_size,  # what the index stores
                 "input_size": cfg.input_size,
                 "channels": cfg.channels,
                 "backbone": cfg.backbone,

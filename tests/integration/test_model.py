@@ -378,3 +378,29 @@ def test_proxy_head_trains_beside_the_pair_loss_and_is_not_saved(small_catalog):
     assert [w.shape for w in model.weights] == [w.shape for w in plain.weights]
     m = retrieval_metrics(embed(model, test.x), test.y, embed(model, train.x), train.y)
     assert m["precision_at_1"] > 0.5, m
+
+
+def test_conv_features_are_saved_registered_and_reloaded(small_catalog):
+    """``conv_features_weight``: the registered encoder outputs the embedding beside the
+    weighted, projected convolution block; the registry says the wider size (what the index
+    allocates) and the model reloaded from it reproduces the run's evaluation."""
+    import mlflow
+
+    from lookalike.model.pipeline import run_training
+    from lookalike.model.registry_eval import evaluate_registered
+    from lookalike.registry.encoders import fetch_encoder
+
+    cfg = TrainConfig.from_dict(TINY | {"conv_features_weight": 0.5, "conv_features_size": 16})
+    result = run_training(cfg, settings=small_catalog)
+    assert fetch_encoder(small_catalog, "challenger").embedding_size == 128 + 16
+    mlflow.set_tracking_uri(small_catalog.tracking_uri)
+    model = mlflow.pyfunc.load_model(f"models:/lookalike-encoder/{result.model_version}")
+    test = load_split(small_catalog.catalog_uri, 1, "test", input_size=28, channels=1, limit=20)
+    emb = model.predict(test.x)
+    assert emb.shape == (20, 144) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    # unit embedding and 0.5 x unit projection, normalised together: norms 1 : 0.5
+    parts = np.linalg.norm(emb[:, :128], axis=1), np.linalg.norm(emb[:, 128:], axis=1)
+    assert np.allclose(parts[1] / parts[0], 0.5, atol=1e-3)
+    out = evaluate_registered(small_catalog, result.model_version)
+    for key in ("precision_at_1", "map_at_r"):
+        assert out["metrics"][key] == pytest.approx(result.metrics[key], abs=0.005), key

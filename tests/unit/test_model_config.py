@@ -22,6 +22,12 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"loss_lmda": 3.0}, "loss_lmda"),
         ({"proxy_loss_weight": -1}, "proxy_loss_weight"),
         ({"proxy_scale": 0}, "proxy_scale"),
+        ({"conv_features_weight": -0.5}, "conv_features_weight"),
+        ({"conv_features_size": 0}, "conv_features_size"),
+        (
+            {"conv_features_weight": 1.0, "backbone": "keras:MobileNetV3Small"},
+            "conv_features_weight",
+        ),
         ({"learning_rate": "fast"}, "learning_rate"),
         ({"input_size": "big"}, "input_size"),
         ({"backbone": "keras:MobileNetV2", "weights": "coco"}, "weights"),
