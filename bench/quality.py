@@ -43,6 +43,8 @@ REFERENCE = {
     "loss_beta": 40.0,
     "loss_lmda": 0.5,
     "loss_epsilon": 0.1,
+    "proxy_loss_weight": 0.0,  # settings added later, pinned at their values of that day
+    "conv_features_weight": 0.0,
     "classes_per_batch": 10,
     "examples_per_class": 10,
     "seed": 42,
