@@ -59,7 +59,7 @@ def main() -> None:
     from lookalike.model.config import DataRef, TrainConfig, parse_overrides
     from lookalike.model.data import fit_to_catalogue, load_split, load_training_items
     from lookalike.model.distributed import check_consistent, horovod_run
-    from lookalike.model.encoder import build_encoder, embed
+    from lookalike.model.encoder import embed, encoder_from_weights
     from lookalike.model.evaluate import retrieval_metrics
     from lookalike.spark import spark_session
 
@@ -97,8 +97,7 @@ def main() -> None:
             horovod_run(spark, cfg, ref, spec["num_proc"], sync_batch_norm=spec["sync_batch_norm"])
         )
         wall = time.monotonic() - t0
-        model = build_encoder(cfg)
-        model.set_weights(results[0]["weights"])
+        model = encoder_from_weights(cfg, results[0]["weights"])
         m = retrieval_metrics(embed(model, queries.x), queries.y, embed(model, index.x), index.y)
         images = sum(r["images"] for r in results)
         train_seconds = max(r["train_seconds"] for r in results)

@@ -620,7 +620,10 @@ def register_stub_encoder(settings: Any, dim: int) -> Any:
     from lookalike.registry.mlflow_setup import setup_mlflow
     from lookalike.registry.versions import register
 
-    cfg = TrainConfig(input_size=28, channels=1, embedding_size=dim, augment=False)
+    # the embedding alone (no conv features): the synthetic vectors have ``dim`` dimensions
+    cfg = TrainConfig(
+        input_size=28, channels=1, embedding_size=dim, augment=False, conv_features_weight=0.0
+    )
     setup_mlflow(settings)
     with mlflow.start_run(run_name="bench-synthetic-encoder"):
         info = tracking.log_encoder(build_encoder(cfg), cfg, np.zeros((2, 28, 28, 1), np.uint8))

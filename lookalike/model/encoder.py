@@ -52,10 +52,11 @@ def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = N
         pooling="avg",
     )
     base._name = BACKBONE_LAYER  # found again by the fine-tuning schedule
-    return base(x)
+    return layers.Flatten(name=CONV_FEATURES)(base(x))  # pooled already: named, unchanged
 
 
-#: The name of the flattened last convolution block (``conv_features_weight``).
+#: The name of the flattened last convolution block (``conv_features_weight``); for a
+#: keras: application, its pooled output.
 CONV_FEATURES = "conv_features"
 
 #: The name of a keras: application's nested model inside the encoder.
@@ -141,6 +142,14 @@ def with_conv_features(model: Any, cfg: TrainConfig) -> Any:
     rng = np.random.default_rng(cfg.seed)
     project.set_weights([rng.standard_normal((dim, cfg.conv_features_size), np.float32)])
     return tf.keras.Model(model.input, outputs, name=f"{model.name}_conv")
+
+
+def encoder_from_weights(cfg: TrainConfig, weights: list[np.ndarray]) -> Any:
+    """The saved encoder's layout (conv features included) holding ``weights``, e.g. those
+    Horovod's rank 0 returns from ``train_encoder``."""
+    model = with_conv_features(build_encoder(cfg), cfg)
+    model.set_weights(weights)
+    return model
 
 
 def train_encoder(

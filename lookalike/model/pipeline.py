@@ -183,15 +183,13 @@ def _train(
     """(model, loss history): in process, or with Horovod on ``num_proc`` Spark tasks (each
     reads its shard of ``ref``; rank 0's weights come back)."""
     from lookalike.model import tracking
-    from lookalike.model.encoder import build_encoder, train_encoder, with_conv_features
+    from lookalike.model.encoder import encoder_from_weights, train_encoder
 
     if num_proc:
         from lookalike.model.distributed import horovod_train
 
         weights, history = horovod_train(spark, cfg, ref, num_proc, settings.tracking_uri, run_id)
-        model = with_conv_features(build_encoder(cfg), cfg)  # rank 0's layout
-        model.set_weights(weights)
-        return model, history
+        return encoder_from_weights(cfg, weights), history
     return train_encoder(cfg, train, callbacks=[tracking.epoch_logger(), *callbacks])
 
 

@@ -26,9 +26,6 @@ TINY = {
 HOROVOD_CASES = {
     "convnet": {"epochs": 1, "steps_per_epoch": 8, "train_limit": 300},
     "keras:MobileNetV2": TINY | {"backbone": "keras:MobileNetV2", "input_size": 32, "width": 8},
-    # the saved encoder's extra output: a fixed projection every rank must hold identically
-    "convnet+conv_features": TINY
-    | {"backbone": "convnet", "conv_features_weight": 1.0, "conv_features_size": 8},
 }
 
 
@@ -36,10 +33,10 @@ HOROVOD_CASES = {
 @pytest.mark.parametrize("backbone", list(HOROVOD_CASES))
 def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog, backbone):
     from lookalike.model.distributed import horovod_run
-    from lookalike.model.encoder import build_encoder, with_conv_features
+    from lookalike.model.encoder import encoder_from_weights
 
     cfg = TrainConfig.from_dict(HOROVOD_CASES[backbone])
-    assert cfg.backbone == backbone.split("+")[0]
+    assert cfg.backbone == backbone
     ref = DataRef(str(small_catalog.catalog_uri), 1)
     results = sorted(horovod_run(spark, cfg, ref, num_proc=2), key=lambda r: r["rank"])
     assert [r["rank"] for r in results] == [0, 1] and results[0]["size"] == 2
@@ -48,6 +45,7 @@ def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog, back
     assert results[0]["weights"] is not None and results[1]["weights"] is None
     # batch norm's moving statistics are the state gradients never touch: averaged at the end
     assert results[0]["averaged_variables"] > 0
-    # the driver rebuilds rank 0's model in the same layout (lookalike.model.pipeline)
+    # the driver rebuilds rank 0's model in the same layout (lookalike.model.pipeline),
+    # the conv features' fixed projection included (on by default)
     size = {"input_size": cfg.input_size or 28, "channels": cfg.channels or 1}
-    with_conv_features(build_encoder(cfg.replace(**size)), cfg).set_weights(results[0]["weights"])
+    encoder_from_weights(cfg.replace(**size), results[0]["weights"])

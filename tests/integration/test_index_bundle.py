@@ -70,7 +70,7 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
     bundle1 = _production(settings)
     emb_path = settings.embeddings_uri
     ids, vectors, _ = read_embeddings(emb_path, settings.encoder_model_name, v1)
-    assert len(ids) == 600 and vectors.shape == (600, 128)
+    assert len(ids) == 600 and vectors.shape == (600, 128 + 256)
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
 
     # -- re-embedding an unchanged catalogue embeds nothing and commits nothing

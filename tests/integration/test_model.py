@@ -118,7 +118,7 @@ def test_training_run_is_tracked_and_registered(small_catalog):
     model = mlflow.pyfunc.load_model("models:/lookalike-encoder@challenger")
     assert model.metadata.signature.inputs.inputs[0].type == np.dtype(np.uint8)
     emb = model.predict(np.zeros((3, 28, 28, 1), dtype=np.uint8))
-    assert emb.shape == (3, 64 * 2) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
+    assert emb.shape == (3, 128 + 256) and np.allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-4)
 
 
 def test_cli_refuses_a_bad_configuration(tmp_path):
@@ -184,7 +184,7 @@ def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, setting
     )
     model, history = train_encoder(cfg, photos)
     assert np.isfinite(history["loss"]).all()
-    assert embed(model, photos.x[:5]).shape == (5, 32)
+    assert embed(model, photos.x[:5]).shape == (5, 32 + 256)  # + the default conv features
 
 
 def test_evaluating_the_registered_version_reproduces_the_run(small_catalog):
@@ -207,7 +207,9 @@ def test_gate_refuses_an_encoder_worse_than_raw_pixels(small_catalog):
     from lookalike.model.pipeline import run_training
     from lookalike.workflows.promotion import evaluate_gate
 
-    cfg = TrainConfig.from_dict(TINY | {"embedding_size": 2, "epochs": 1, "steps_per_epoch": 2})
+    # a 2-d embedding alone (no conv features: their pixel-like detail would rescue it)
+    weak_values = {"embedding_size": 2, "epochs": 1, "steps_per_epoch": 2}
+    cfg = TrainConfig.from_dict(TINY | weak_values | {"conv_features_weight": 0})
     weak = run_training(cfg, settings=small_catalog, eval_limit=100)
     gate = evaluate_gate(small_catalog, challenger=weak.model_version)
     assert not gate.decision.promote
@@ -357,7 +359,13 @@ def test_proxy_head_trains_beside_the_pair_loss_and_is_not_saved(small_catalog):
     """A cosine-softmax head (``proxy_loss_weight``) on categories that are not 0..n-1 (three
     held out): both losses fall, and the returned encoder is the plain network, its weights
     laid out as ``build_encoder``'s (so saving, serving and Horovod's averaging see no head)."""
-    from lookalike.model.encoder import build_encoder, embed, encoder_of, train_encoder
+    from lookalike.model.encoder import (
+        build_encoder,
+        embed,
+        encoder_of,
+        train_encoder,
+        with_conv_features,
+    )
     from lookalike.model.evaluate import retrieval_metrics
 
     cfg = TrainConfig.from_dict(
@@ -373,7 +381,7 @@ def test_proxy_head_trains_beside_the_pair_loss_and_is_not_saved(small_catalog):
     assert proxy.startswith("proxies")
     for key in ("loss", pair, proxy):
         assert history[key][-1] < history[key][0], (key, history[key])
-    plain = build_encoder(cfg.replace(input_size=28, channels=1))
+    plain = with_conv_features(build_encoder(cfg.replace(input_size=28, channels=1)), cfg)
     assert encoder_of(model) is model and len(model.outputs) == 1
     assert [w.shape for w in model.weights] == [w.shape for w in plain.weights]
     m = retrieval_metrics(embed(model, test.x), test.y, embed(model, train.x), train.y)

@@ -51,6 +51,6 @@ def test_ingest_and_embed_jobs_on_a_standalone_cluster(tmp_path):
         apps = cluster.status()["completedapps"]
     assert embed["embedded"] == 300
     table = DeltaTable(str(home / "lake" / "embeddings")).to_pyarrow_table()
-    assert table.num_rows == 300 and len(table.column("embedding")[0]) == 128
+    assert table.num_rows == 300 and len(table.column("embedding")[0]) == 128 + 256
     # both jobs really ran on the cluster, with executors on both workers
     assert {a["name"] for a in apps} >= {"lookalike-ingest-fashion-mnist", "lookalike-embed"}

@@ -24,10 +24,6 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"proxy_scale": 0}, "proxy_scale"),
         ({"conv_features_weight": -0.5}, "conv_features_weight"),
         ({"conv_features_size": 0}, "conv_features_size"),
-        (
-            {"conv_features_weight": 1.0, "backbone": "keras:MobileNetV3Small"},
-            "conv_features_weight",
-        ),
         ({"learning_rate": "fast"}, "learning_rate"),
         ({"input_size": "big"}, "input_size"),
         ({"backbone": "keras:MobileNetV2", "weights": "coco"}, "weights"),
