@@ -64,7 +64,10 @@ def main() -> None:
     version = resolve_version(settings.catalog_uri)
     held = tuple(int(c) for c in args.held_out.split(","))
     cfg = fit_to_catalogue(
-        TrainConfig.from_dict(parse_overrides(args.set) | {"exclude_categories": held}),
+        # the embedding alone (conv features off): each layer's features are compared here
+        TrainConfig.from_dict(
+            parse_overrides(args.set) | {"exclude_categories": held, "conv_features_weight": 0}
+        ),
         settings.catalog_uri,
         version,
     )
