@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -88,17 +87,13 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from lookalike.catalog.table import is_table, resolve_version
+    from bench.catalogue import catalogue_version
     from lookalike.config import get_settings
     from lookalike.model.config import TrainConfig, parse_overrides
     from lookalike.model.data import fit_to_catalogue, load_split
     from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
 
-    settings = get_settings()
-    if not is_table(settings.catalog_uri):
-        lookalike = str(Path(sys.executable).parent / "lookalike")
-        subprocess.run([lookalike, "ingest", "fashion-mnist"], check=True)
-    uri, version = settings.catalog_uri, resolve_version(settings.catalog_uri)
+    uri, version = catalogue_version(get_settings())
     values = parse_overrides(args.set) | {"conv_features_weight": 0.0}
     cfg = fit_to_catalogue(TrainConfig.from_dict(values), uri, version)
     weights = [float(w) for w in args.weights.split(",")]

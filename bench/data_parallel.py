@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -47,15 +46,9 @@ def main() -> None:
     from lookalike.config import get_settings
 
     settings = get_settings()
-    from lookalike.catalog.table import is_table
+    from bench.catalogue import catalogue_version
 
-    if not is_table(settings.catalog_uri):
-        print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)
-        subprocess.run(
-            [str(Path(sys.executable).parent / "lookalike"), "ingest", "fashion-mnist"], check=True
-        )
-
-    from lookalike.catalog.table import resolve_version
+    uri, version = catalogue_version(settings)
     from lookalike.model.config import DataRef, TrainConfig, parse_overrides
     from lookalike.model.data import fit_to_catalogue, load_split, load_training_items
     from lookalike.model.distributed import check_consistent, horovod_run
@@ -64,9 +57,8 @@ def main() -> None:
     from lookalike.spark import spark_session
 
     cfg = TrainConfig.from_dict({"epochs": args.epochs} | parse_overrides(args.set))
-    version = resolve_version(settings.catalog_uri)
-    cfg = fit_to_catalogue(cfg, settings.catalog_uri, version)
-    ref = DataRef(str(settings.catalog_uri), version, {"split": "train"})
+    cfg = fit_to_catalogue(cfg, uri, version)
+    ref = DataRef(uri, version, {"split": "train"})
     index = load_training_items(cfg, ref)
     queries = load_split(
         settings.catalog_uri,

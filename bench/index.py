@@ -313,11 +313,9 @@ def ensure_champion(settings: Any, epochs: int) -> dict[str, Any]:
 
     made: dict[str, Any] = {}
     lookalike = str(Path(sys.executable).parent / "lookalike")
-    from lookalike.catalog.table import is_table
+    from bench.catalogue import ensure_catalogue
 
-    if not is_table(settings.catalog_uri):
-        print("[bench] ingesting Fashion-MNIST", flush=True)
-        subprocess.run([lookalike, "ingest", "fashion-mnist"], check=True)
+    if ensure_catalogue(settings):
         made["ingested"] = True
     try:
         fetch_encoder(settings, "champion")

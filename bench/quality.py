@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -204,7 +203,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality.json")
     args = parser.parse_args()
 
-    from lookalike.catalog.table import is_table, resolve_version
+    from bench.catalogue import catalogue_version
     from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
     from lookalike.model.config import TrainConfig, parse_overrides
@@ -212,18 +211,12 @@ def main() -> None:
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
-    if not is_table(settings.catalog_uri):
-        print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)
-        lookalike = str(Path(sys.executable).parent / "lookalike")
-        subprocess.run([lookalike, "ingest", "fashion-mnist"], check=True)
-    version = resolve_version(settings.catalog_uri)
-    cfg = fit_to_catalogue(
-        TrainConfig.from_dict(parse_overrides(args.set)), settings.catalog_uri, version
-    )
+    uri, version = catalogue_version(settings)
+    cfg = fit_to_catalogue(TrainConfig.from_dict(parse_overrides(args.set)), uri, version)
     main_run = _train(cfg, settings, version, "bench-quality", curve=True)
     ref = None
     if not args.no_reference:
-        ref_cfg = fit_to_catalogue(TrainConfig.from_dict(REFERENCE), settings.catalog_uri, version)
+        ref_cfg = fit_to_catalogue(TrainConfig.from_dict(REFERENCE), uri, version)
         ref = _train(ref_cfg, settings, version, "bench-quality-reference", curve=False)
     out = _report(args, cfg, version, main_run, ref)
     if not args.skip_unseen:

@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,14 +47,10 @@ ML_OVERRIDES = ["batch_size=256"]  # explicit-feedback files are small: more, sm
 
 
 def _ensure_interactions(settings: Any) -> dict[str, Any]:
-    from deltalake import DeltaTable
-
+    from bench.catalogue import ensure_catalogue
     from lookalike.workflows.shopper import ensure_interactions, ingest_landed_interactions
 
-    if not DeltaTable.is_deltatable(str(settings.catalog_uri)):
-        print("[bench] no catalogue yet: ingesting Fashion-MNIST", flush=True)
-        lookalike = str(Path(sys.executable).parent / "lookalike")
-        subprocess.run([lookalike, "ingest", "fashion-mnist"], check=True)
+    ensure_catalogue(settings)
     t = time.monotonic()
     made = ensure_interactions(settings)
     ingested = ingest_landed_interactions(settings) if made["simulated"] else {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -50,7 +49,7 @@ def main() -> None:
 
     import numpy as np
 
-    from lookalike.catalog.table import is_table, resolve_version
+    from bench.catalogue import catalogue_version
     from lookalike.config import get_settings
     from lookalike.model.config import TrainConfig, parse_overrides
     from lookalike.model.data import fit_to_catalogue, load_split
@@ -58,23 +57,19 @@ def main() -> None:
     from lookalike.model.evaluate import l2_normalise, raw_pixel_embeddings, retrieval_metrics
 
     settings = get_settings()
-    if not is_table(settings.catalog_uri):
-        lookalike = str(Path(sys.executable).parent / "lookalike")
-        subprocess.run([lookalike, "ingest", "fashion-mnist"], check=True)
-    version = resolve_version(settings.catalog_uri)
+    uri, version = catalogue_version(settings)
     held = tuple(int(c) for c in args.held_out.split(","))
     cfg = fit_to_catalogue(
         # the embedding alone (conv features off): each layer's features are compared here
         TrainConfig.from_dict(
             parse_overrides(args.set) | {"exclude_categories": held, "conv_features_weight": 0}
         ),
-        settings.catalog_uri,
+        uri,
         version,
     )
     if cfg.backbone != "convnet":
         raise SystemExit("backbone: this benchmark reads the convnet backbone's layers")
     size = {"input_size": cfg.input_size, "channels": cfg.channels}
-    uri = settings.catalog_uri
     train = load_split(uri, version, "train", exclude_categories=list(held), **size)
     index = load_split(uri, version, "train", only_categories=list(held), **size)
     test = load_split(uri, version, "test", only_categories=list(held), **size)
