@@ -94,7 +94,8 @@ def main() -> None:
     from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
 
     uri, version = catalogue_version(get_settings())
-    values = parse_overrides(args.set) | {"conv_features_weight": 0.0}
+    # the network alone: this bench adds the convolution features at each weight itself
+    values = parse_overrides(args.set) | {"conv_features_weight": 0.0, "flip_average": False}
     cfg = fit_to_catalogue(TrainConfig.from_dict(values), uri, version)
     weights = [float(w) for w in args.weights.split(",")]
     size = {"input_size": cfg.input_size, "channels": cfg.channels}

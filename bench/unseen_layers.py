@@ -62,7 +62,8 @@ def main() -> None:
     cfg = fit_to_catalogue(
         # the embedding alone (conv features off): each layer's features are compared here
         TrainConfig.from_dict(
-            parse_overrides(args.set) | {"exclude_categories": held, "conv_features_weight": 0}
+            parse_overrides(args.set)
+            | {"exclude_categories": held, "conv_features_weight": 0, "flip_average": False}
         ),
         uri,
         version,

@@ -75,6 +75,13 @@ class TrainConfig:
     # ones p@1 +0.002, mAP@R -0.005; the index stores conv_features_size more floats per item.
     conv_features_weight: float = 0.5
     conv_features_size: int = 256
+    # True (with augment, which trains the model to see a mirror image as the same product):
+    # the saved encoder outputs the mean of a photo's output and its mirror image's,
+    # re-normalised, so catalogue items and queries alike are embedded flip-invariantly.
+    # Training is unchanged; inference does twice the work. Measured on Fashion-MNIST (the
+    # default trained once, 10,000 queries against 60,000): p@1 0.9358 -> 0.9398, mAP@R
+    # 0.8622 -> 0.8664; adding 1-pixel shifts as well did not help (0.9392 / 0.8570).
+    flip_average: bool = True
     # None: from the catalogue (``for_items``): an epoch is one pass over the training items
     # (Fashion-MNIST: 600 steps x 100 images), and DEFAULT_EPOCHS epochs but at least
     # MIN_TRAIN_STEPS steps, so a small catalogue gets more passes. ~17.5 min on 2 CPU cores
@@ -169,6 +176,13 @@ class TrainConfig:
         """The saved encoder's output settings."""
         need(self.conv_features_weight >= 0.0, "conv_features_weight", "must be >= 0")
         need(self.conv_features_size >= 1, "conv_features_size", "must be >= 1")
+        need(isinstance(self.flip_average, bool), "flip_average", "must be true or false")
+
+    @property
+    def mirrored(self) -> bool:
+        """The saved encoder averages each photo with its mirror image (``flip_average``,
+        only for a model trained with flips: ``augment``)."""
+        return self.flip_average and self.augment
 
     @property
     def schedule_known(self) -> bool:

@@ -117,6 +117,10 @@ def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None)
     )
 
 
+#: The name of the network ``with_flip_average`` runs on a photo and on its mirror image.
+FLIP_INNER = "per_view"
+
+
 def with_conv_features(model: Any, cfg: TrainConfig) -> Any:
     """The trained encoder, outputting [embedding, w x unit(P x conv block)] when
     ``cfg.conv_features_weight`` = w > 0 (else ``model`` itself).
@@ -144,10 +148,50 @@ def with_conv_features(model: Any, cfg: TrainConfig) -> Any:
     return tf.keras.Model(model.input, outputs, name=f"{model.name}_conv")
 
 
+def with_flip_average(model: Any, cfg: TrainConfig) -> Any:
+    """``model`` made flip-invariant when ``cfg.mirrored``: unit(model(x) + model(mirror(x)))
+    (else ``model`` itself).
+
+    ``model`` runs once per view as one nested layer (one set of weights). The mirror is a
+    fixed 0/1 matrix on the width axis (exact for pixel values), so the saved model needs
+    standard layers only. Every output of ``model`` has the same length, so the sum
+    re-normalised is the mean direction.
+    """
+    if not cfg.mirrored:
+        return model
+    import tensorflow as tf
+
+    layers = tf.keras.layers
+    inner = tf.keras.Model(model.input, model.output, name=FLIP_INNER)
+    pixels = tf.keras.Input(model.input.shape[1:], name="pixels")
+    width = int(model.input.shape[2])
+    reverse = layers.Dense(width, use_bias=False, trainable=False, name="mirror")
+    mirrored = layers.Permute((1, 3, 2), name="mirror_back")(
+        reverse(layers.Permute((1, 3, 2), name="width_last")(pixels))
+    )
+    reverse.set_weights([np.eye(width, dtype=np.float32)[::-1]])
+    both = layers.Add(name="photo_and_mirror")([inner(pixels), inner(mirrored)])
+    outputs = layers.UnitNormalization(name="flip_average")(both)
+    return tf.keras.Model(pixels, outputs, name=f"{model.name}_flip")
+
+
+def unflipped(model: Any) -> Any:
+    """The network inside ``with_flip_average``'s wrapper (``model`` itself if none): where
+    its layers can be looked up by name."""
+    names = {layer.name for layer in model.layers}
+    return model.get_layer(FLIP_INNER) if FLIP_INNER in names else model
+
+
+def saved_layout(model: Any, cfg: TrainConfig) -> Any:
+    """The trained network as it is saved, indexed and served: with its convolution
+    features and mirror averaging as ``cfg`` asks (training sees neither)."""
+    return with_flip_average(with_conv_features(model, cfg), cfg)
+
+
 def encoder_from_weights(cfg: TrainConfig, weights: list[np.ndarray]) -> Any:
-    """The saved encoder's layout (conv features included) holding ``weights``, e.g. those
+    """The saved encoder's layout (``saved_layout``) holding ``weights``, e.g. those
     Horovod's rank 0 returns from ``train_encoder``."""
-    model = with_conv_features(build_encoder(cfg), cfg)
+    model = saved_layout(build_encoder(cfg), cfg)
     model.set_weights(weights)
     return model
 
@@ -164,7 +208,7 @@ def train_encoder(
 ) -> tuple[Any, dict[str, list[float]]]:
     """Train an encoder on the distinct photos of ``train`` with class-balanced batches.
 
-    Returns (model, history).
+    Returns (model in its saved layout, see ``saved_layout``; history).
 
     ``wrap_optimizer`` wraps the optimizer the model is COMPILED with (Horovod's
     DistributedOptimizer), so gradients really are averaged across ranks.
@@ -193,7 +237,7 @@ def train_encoder(
         float_model = build_encoder(cfg, batch_norm)
         float_model.set_weights(model.get_weights())
         model = float_model
-    return with_conv_features(model, cfg), history
+    return saved_layout(model, cfg), history
 
 
 def _train(

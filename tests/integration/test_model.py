@@ -363,8 +363,8 @@ def test_proxy_head_trains_beside_the_pair_loss_and_is_not_saved(small_catalog):
         build_encoder,
         embed,
         encoder_of,
+        saved_layout,
         train_encoder,
-        with_conv_features,
     )
     from lookalike.model.evaluate import retrieval_metrics
 
@@ -381,7 +381,7 @@ def test_proxy_head_trains_beside_the_pair_loss_and_is_not_saved(small_catalog):
     assert proxy.startswith("proxies")
     for key in ("loss", pair, proxy):
         assert history[key][-1] < history[key][0], (key, history[key])
-    plain = with_conv_features(build_encoder(cfg.replace(input_size=28, channels=1)), cfg)
+    plain = saved_layout(build_encoder(cfg.replace(input_size=28, channels=1)), cfg)
     assert encoder_of(model) is model and len(model.outputs) == 1
     assert [w.shape for w in model.weights] == [w.shape for w in plain.weights]
     m = retrieval_metrics(embed(model, test.x), test.y, embed(model, train.x), train.y)
@@ -398,7 +398,9 @@ def test_conv_features_are_saved_registered_and_reloaded(small_catalog):
     from lookalike.model.registry_eval import evaluate_registered
     from lookalike.registry.encoders import fetch_encoder
 
-    cfg = TrainConfig.from_dict(TINY | {"conv_features_weight": 0.5, "conv_features_size": 16})
+    # without mirror averaging, so the two parts' lengths can be read off one output
+    values = {"conv_features_weight": 0.5, "conv_features_size": 16, "flip_average": False}
+    cfg = TrainConfig.from_dict(TINY | values)
     result = run_training(cfg, settings=small_catalog)
     assert fetch_encoder(small_catalog, "challenger").embedding_size == 128 + 16
     mlflow.set_tracking_uri(small_catalog.tracking_uri)
@@ -412,3 +414,37 @@ def test_conv_features_are_saved_registered_and_reloaded(small_catalog):
     out = evaluate_registered(small_catalog, result.model_version)
     for key in ("precision_at_1", "map_at_r"):
         assert out["metrics"][key] == pytest.approx(result.metrics[key], abs=0.005), key
+
+
+def test_flip_average_makes_the_saved_encoder_mirror_invariant(tmp_path):
+    """``flip_average`` (the default): a photo and its mirror image get the same vector, the
+    mean direction of the network's two outputs; it saves, reloads and rebuilds from weights
+    (Horovod's path) to the same function, and the layers stay reachable by name."""
+    import tensorflow as tf
+
+    import lookalike.model.encoder as enc
+    from lookalike.model.tfsim import import_tfsim
+
+    import_tfsim()  # registers MetricEmbedding for loading
+    cfg = TrainConfig.from_dict({"input_size": 28, "channels": 1, "width": 8})
+    assert cfg.flip_average and cfg.augment
+    network = enc.with_conv_features(enc.build_encoder(cfg), cfg)
+    model = enc.with_flip_average(network, cfg)
+    x = np.random.default_rng(0).integers(0, 256, (6, 28, 28, 1), dtype=np.uint8)
+    mirror = np.ascontiguousarray(x[:, :, ::-1])
+    out = enc.embed(model, x)
+    assert out.shape == (6, cfg.output_size)
+    np.testing.assert_allclose(enc.embed(model, mirror), out, atol=1e-6)
+    both = enc.embed(network, x) + enc.embed(network, mirror)
+    np.testing.assert_allclose(out, both / np.linalg.norm(both, axis=1, keepdims=True), atol=1e-5)
+    assert not np.allclose(enc.embed(network, x), out, atol=1e-3)  # it does change the vector
+    assert enc.unflipped(model).get_layer(enc.CONV_FEATURES) is network.get_layer(enc.CONV_FEATURES)
+
+    path = tmp_path / "encoder.keras"
+    enc.as_plain_keras(model).save(path)
+    loaded = tf.keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(enc.embed(loaded, x), out, atol=1e-6)
+    rebuilt = enc.encoder_from_weights(cfg, model.get_weights())
+    np.testing.assert_allclose(enc.embed(rebuilt, x), out, atol=1e-6)
+    off = cfg.replace(flip_average=False)
+    assert enc.with_flip_average(network, off) is network

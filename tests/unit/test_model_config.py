@@ -24,6 +24,7 @@ from lookalike.model.config import ConfigError, TrainConfig
         ({"proxy_scale": 0}, "proxy_scale"),
         ({"conv_features_weight": -0.5}, "conv_features_weight"),
         ({"conv_features_size": 0}, "conv_features_size"),
+        ({"flip_average": "yes"}, "flip_average"),
         ({"learning_rate": "fast"}, "learning_rate"),
         ({"input_size": "big"}, "input_size"),
         ({"backbone": "keras:MobileNetV2", "weights": "coco"}, "weights"),
@@ -70,3 +71,9 @@ def test_schedule_follows_the_catalogue_size_unless_given():
     assert (given.epochs, given.steps_per_epoch) == (2, 5)
     with pytest.raises(ConfigError, match=r"^freeze_epochs: must be < epochs \(10\)"):
         TrainConfig(backbone="keras:MobileNetV2", freeze_epochs=10).for_items(60_000)
+
+
+def test_mirror_averaging_needs_a_model_trained_with_flips():
+    assert TrainConfig().mirrored  # the default: flips in training, averaged when saved
+    assert not TrainConfig(augment=False).mirrored
+    assert not TrainConfig(flip_average=False).mirrored
