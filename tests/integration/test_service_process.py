@@ -124,11 +124,21 @@ def test_the_service_keeps_serving_while_mlflow_is_down_and_follows_it_back(
 
 
 def test_sigterm_lets_in_flight_requests_finish(home, service):
-    from lookalike.catalog.table import open_table
+    import io
+
+    import numpy as np
+    from PIL import Image
 
     proc, url = service
-    photos = open_table(home.catalog_uri).to_pyarrow_table(columns=["image"]).column(0)
-    uploads = [photos[i].as_py() for i in range(48)]
+    # large photos (1,200 px of noise, ~1.4 MB): decoding and resizing each takes the server
+    # ~10+ ms, so 48 of them outlast the 50 ms below even on a fast CPU (catalogue-sized
+    # 28 px photos were all answered within 85 ms on one)
+    rng = np.random.default_rng(0)
+    uploads = []
+    for _ in range(48):
+        buf = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (1200, 1200), dtype=np.uint8)).save(buf, "PNG")
+        uploads.append(buf.getvalue())
     finished: list[float] = []
     # one kept-alive connection per request, opened before: the requests below are written
     # at once, so each is in the server's hands when the signal comes
