@@ -103,16 +103,18 @@ def _curve_callback(cfg: Any, probe_q: Any, probe_i: Any) -> Any:
     return LearningCurve()
 
 
-def _warm_up(cfg: Any, uri: str, version: int) -> None:
-    """A short untimed training first: the process's one-off costs (TensorFlow's start,
-    oneDNN's kernels, tracing) would otherwise land on whichever timed run goes first."""
+def _warm_up(cfgs: list[Any], uri: str, version: int) -> None:
+    """A short untimed training of each timed configuration first: the process's one-off
+    costs (TensorFlow's start, each precision's oneDNN kernels, tracing) would otherwise land
+    on whichever timed run goes first."""
     from lookalike.model.data import load_split
     from lookalike.model.encoder import train_encoder
 
-    t = time.monotonic()
-    items = load_split(uri, version, "train", limit=2000, **_shape(cfg))
-    train_encoder(cfg.replace(epochs=1, steps_per_epoch=30), items)
-    print(f"[bench] warm-up: {time.monotonic() - t:.1f} s (not timed)", flush=True)
+    items = load_split(uri, version, "train", limit=2000, **_shape(cfgs[0]))
+    for cfg in cfgs:
+        t = time.monotonic()
+        train_encoder(cfg.replace(epochs=1, steps_per_epoch=30), items)
+        print(f"[bench] warm-up: {time.monotonic() - t:.1f} s (not timed)", flush=True)
 
 
 def _shape(cfg: Any) -> dict[str, int]:
@@ -233,8 +235,7 @@ def main() -> None:
     uri, version = catalogue_version(settings)
     cfg = fit_to_catalogue(TrainConfig.from_dict(parse_overrides(args.set)), uri, version)
     ref_cfg = fit_to_catalogue(TrainConfig.from_dict(REFERENCE), uri, version)
-    for warm in (cfg, ref_cfg):  # each precision's kernels, before either is timed
-        _warm_up(warm, uri, version)
+    _warm_up([cfg] if args.no_reference else [cfg, ref_cfg], uri, version)
     main_run = _train(cfg, settings, version, "bench-quality", curve=True)
     ref = None
     if not args.no_reference:  # timed exactly as the candidate was: the same curve
