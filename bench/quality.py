@@ -121,17 +121,24 @@ def _shape(cfg: Any) -> dict[str, int]:
     return {"input_size": cfg.input_size, "channels": cfg.channels}
 
 
-def _train(cfg: Any, settings: Any, version: int, run_name: str, curve: bool) -> dict[str, Any]:
-    """Train and evaluate ``cfg`` on the standard protocol; its metrics, training seconds
-    (without the learning curve's evaluations) and, with ``curve``, the curve."""
+def _probe(cfg: Any, uri: str, version: int) -> tuple[Any, Any]:
+    """The learning curve's 2,000 test queries and 60,000 train items, read once per run."""
     from lookalike.model.data import load_split
+
+    return (
+        load_split(uri, version, "test", limit=2000, **_shape(cfg)),
+        load_split(uri, version, "train", **_shape(cfg)),
+    )
+
+
+def _train(
+    cfg: Any, settings: Any, version: int, run_name: str, probe: tuple[Any, Any] | None
+) -> dict[str, Any]:
+    """Train and evaluate ``cfg`` on the standard protocol; its metrics, training seconds
+    (without the learning curve's evaluations) and, given a ``probe``, the learning curve."""
     from lookalike.model.pipeline import run_training
 
-    callbacks = []
-    if curve:
-        probe_q = load_split(settings.catalog_uri, version, "test", limit=2000, **_shape(cfg))
-        probe_i = load_split(settings.catalog_uri, version, "train", **_shape(cfg))
-        callbacks = [_curve_callback(cfg, probe_q, probe_i)]
+    callbacks = [_curve_callback(cfg, *probe)] if probe is not None else []
     print(f"[bench] training {run_name}: {cfg.as_dict()}", flush=True)
     result = run_training(
         cfg,
@@ -164,7 +171,7 @@ def _train(cfg: Any, settings: Any, version: int, run_name: str, curve: bool) ->
 def _unseen(cfg: Any, settings: Any, version: int, cats: str, name: str) -> dict[str, Any]:
     """The candidate trained without categories ``cats``, evaluated on those alone."""
     held = tuple(int(c) for c in cats.split(","))
-    run = _train(cfg.replace(exclude_categories=held), settings, version, name, curve=False)
+    run = _train(cfg.replace(exclude_categories=held), settings, version, name, probe=None)
     return {
         "categories": list(held),
         "encoder": {k: run["unseen"]["model"][k] for k in KEYS},
@@ -236,10 +243,13 @@ def main() -> None:
     cfg = fit_to_catalogue(TrainConfig.from_dict(parse_overrides(args.set)), uri, version)
     ref_cfg = fit_to_catalogue(TrainConfig.from_dict(REFERENCE), uri, version)
     _warm_up([cfg] if args.no_reference else [cfg, ref_cfg], uri, version)
-    main_run = _train(cfg, settings, version, "bench-quality", curve=True)
+    probe = _probe(cfg, uri, version)
+    main_run = _train(cfg, settings, version, "bench-quality", probe)
     ref = None
     if not args.no_reference:  # timed exactly as the candidate was: the same curve
-        ref = _train(ref_cfg, settings, version, "bench-quality-reference", curve=True)
+        same = _shape(ref_cfg) == _shape(cfg)  # else the probe is read at the reference's size
+        ref_probe = probe if same else _probe(ref_cfg, uri, version)
+        ref = _train(ref_cfg, settings, version, "bench-quality-reference", ref_probe)
     out = _report(args, cfg, version, main_run, ref)
     if not args.skip_unseen:
         easy = _unseen(cfg, settings, version, args.unseen, "bench-quality-unseen")
