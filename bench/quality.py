@@ -110,10 +110,14 @@ def _warm_up(cfgs: list[Any], uri: str, version: int) -> None:
     from lookalike.model.data import load_split
     from lookalike.model.encoder import train_encoder
 
-    items = load_split(uri, version, "train", limit=2000, **_shape(cfgs[0]))
+    items: dict[tuple, Any] = {}  # photos at each configuration's size, read once
     for cfg in cfgs:
+        shape = _shape(cfg)
+        key = tuple(shape.values())
+        if key not in items:
+            items[key] = load_split(uri, version, "train", limit=2000, **shape)
         t = time.monotonic()
-        train_encoder(cfg.replace(epochs=1, steps_per_epoch=30), items)
+        train_encoder(cfg.replace(epochs=1, steps_per_epoch=30), items[key])
         print(f"[bench] warm-up: {time.monotonic() - t:.1f} s (not timed)", flush=True)
 
 
