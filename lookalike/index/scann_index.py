@@ -136,6 +136,27 @@ class SearchTuning:
         return cls(**(manifest.get("search") or {}))
 
 
+@dataclass(frozen=True)
+class RecallProbe:
+    """The sampled queries of a recall measurement and their exact top-k, computed once:
+    tuning measures the same queries at several settings, and the exact search over every
+    item is most of each measurement's cost (it grows with items x dimension)."""
+
+    queries: np.ndarray
+    exact: np.ndarray
+    k: int
+
+    @classmethod
+    def sample(
+        cls, vectors: np.ndarray, *, k: int = 10, sample: int = 500, seed: int = 0
+    ) -> RecallProbe:
+        """``sample`` of the indexed vectors (seeded) as queries, with their exact top-k."""
+        rng = np.random.default_rng(seed)
+        pick = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
+        queries = vectors[pick]
+        return cls(queries, exact_top_indices(vectors, queries, k), k)
+
+
 def measure_recall(
     searcher: Any,
     vectors: np.ndarray,
@@ -146,17 +167,20 @@ def measure_recall(
     seed: int = 0,
     tolerance: float = DEFAULT_TOLERANCE,
     tuning: SearchTuning | None = None,
+    probe: RecallProbe | None = None,
 ) -> RecallResult:
     """recall@k of the searcher against exact search, for a sample of the indexed items as
     queries; ``with_ties`` (scores within ``tolerance`` of the k-th count) is what gates.
-    ``tuning``: query-time settings (None: the searcher's built-in ones)."""
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(vectors), size=min(sample, len(vectors)), replace=False)
-    queries = vectors[pick]
-    options = (tuning or SearchTuning()).options(k)
-    found, distances = searcher.search_batched(queries, final_num_neighbors=k, **options)
+    ``tuning``: query-time settings (None: the searcher's built-in ones). ``probe``: the
+    queries and exact answers of an earlier measurement of ``vectors`` (then ``k``,
+    ``sample`` and ``seed`` are the probe's)."""
+    probe = probe or RecallProbe.sample(vectors, k=k, sample=sample, seed=seed)
+    options = (tuning or SearchTuning()).options(probe.k)
+    found, distances = searcher.search_batched(
+        probe.queries, final_num_neighbors=probe.k, **options
+    )
     rows = rows_of(found, distances, {item_id: j for j, item_id in enumerate(ids)})
-    return recall_at_k(rows, vectors, queries, k, tolerance)
+    return recall_at_k(rows, vectors, probe.queries, probe.k, tolerance, exact=probe.exact)
 
 
 def leaves_ladder(most: int, least: int = 4) -> list[int]:
@@ -189,14 +213,19 @@ def tune(
     most, reorder = int(params.get("num_leaves_to_search") or 0), int(params.get("reorder") or 0)
     if not most:
         return SearchTuning(), measure_recall(searcher, vectors, ids, tolerance=tolerance)
+    probe = RecallProbe.sample(vectors)  # every step below measures the same queries
     for leaves in leaves_ladder(most):
         tuning = SearchTuning(leaves, reorder)
-        recall = measure_recall(searcher, vectors, ids, tolerance=tolerance, tuning=tuning)
+        recall = measure_recall(
+            searcher, vectors, ids, tolerance=tolerance, tuning=tuning, probe=probe
+        )
         if recall.with_ties < want:
             continue
         for fewer in (r for r in REORDER_LADDER if r < reorder):
             cheaper = SearchTuning(leaves, fewer)
-            r = measure_recall(searcher, vectors, ids, tolerance=tolerance, tuning=cheaper)
+            r = measure_recall(
+                searcher, vectors, ids, tolerance=tolerance, tuning=cheaper, probe=probe
+            )
             if r.with_ties >= want:
                 return cheaper, r
         return tuning, recall

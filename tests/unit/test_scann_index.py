@@ -133,3 +133,27 @@ def test_tuning_never_reorders_fewer_candidates_than_asked_for():
     }
     assert SearchTuning(7, 50).options() == {"leaves_to_search": 7, "pre_reorder_num_neighbors": 50}
     assert SearchTuning().options() == {}
+
+
+def test_tuning_searches_exactly_once_for_every_step(monkeypatch):
+    """The exact answers are most of a recall measurement's cost (items x dimension): tuning
+    measures one query sample at several settings, so it computes them once."""
+    from dataclasses import replace
+
+    import lookalike.index.recall as recall_module
+    import lookalike.index.scann_index as sx
+
+    x, ids = clustered(5_000)
+    params = replace(IndexParams.for_size(len(x)), num_leaves_to_search=16)
+    searcher = build_searcher(x, ids, params)
+    calls, measured = [], []
+    real, real_recall = sx.exact_top_indices, sx.recall_at_k
+    for module in (sx, recall_module):  # the probe's, and recall_at_k's own without one
+        monkeypatch.setattr(module, "exact_top_indices", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(
+        sx, "recall_at_k", lambda *a, **k: measured.append(1) or real_recall(*a, **k)
+    )
+    tuning, recall = sx.tune(searcher, x, ids, asdict(params), want=0.999)
+    assert len(measured) >= 2 and len(calls) == 1  # several settings, one exact search
+    monkeypatch.undo()
+    assert recall == measure_recall(searcher, x, ids, tuning=tuning)  # as a fresh measurement
