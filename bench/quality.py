@@ -103,36 +103,42 @@ def _curve_callback(cfg: Any, probe_q: Any, probe_i: Any) -> Any:
     return LearningCurve()
 
 
-def _warm_up(cfgs: list[Any], uri: str, version: int) -> None:
+def _warm_up(cfgs: list[Any], probes: dict[tuple, tuple[Any, Any]]) -> None:
     """A short untimed training of each timed configuration first: the process's one-off
     costs (TensorFlow's start, each precision's oneDNN kernels, tracing) would otherwise land
-    on whichever timed run goes first."""
-    from lookalike.model.data import load_split
+    on whichever timed run goes first. Trains on the first 2,000 of its probe's train items."""
+    import numpy as np
+
     from lookalike.model.encoder import train_encoder
 
-    items: dict[tuple, Any] = {}  # photos at each configuration's size, read once
     for cfg in cfgs:
-        shape = _shape(cfg)
-        key = tuple(shape.values())
-        if key not in items:
-            items[key] = load_split(uri, version, "train", limit=2000, **shape)
+        train = probes[_size(cfg)][1]
         t = time.monotonic()
-        train_encoder(cfg.replace(epochs=1, steps_per_epoch=30), items[key])
+        train_encoder(
+            cfg.replace(epochs=1, steps_per_epoch=30), train.subset(np.arange(len(train)) < 2000)
+        )
         print(f"[bench] warm-up: {time.monotonic() - t:.1f} s (not timed)", flush=True)
 
 
-def _shape(cfg: Any) -> dict[str, int]:
-    return {"input_size": cfg.input_size, "channels": cfg.channels}
+def _size(cfg: Any) -> tuple[int, int]:
+    """(input_size, channels): what the photos are read at."""
+    return cfg.input_size, cfg.channels
 
 
-def _probe(cfg: Any, uri: str, version: int) -> tuple[Any, Any]:
-    """The learning curve's 2,000 test queries and 60,000 train items, read once per run."""
+def _probes(cfgs: list[Any], uri: str, version: int) -> dict[tuple, tuple[Any, Any]]:
+    """For each photo size among ``cfgs``: the learning curve's 2,000 test queries and
+    60,000 train items, read once per run (the warm-up trains on the same items)."""
     from lookalike.model.data import load_split
 
-    return (
-        load_split(uri, version, "test", limit=2000, **_shape(cfg)),
-        load_split(uri, version, "train", **_shape(cfg)),
-    )
+    probes: dict[tuple, tuple[Any, Any]] = {}
+    for cfg in cfgs:
+        if _size(cfg) not in probes:
+            size, channels = _size(cfg)
+            probes[_size(cfg)] = (
+                load_split(uri, version, "test", limit=2000, input_size=size, channels=channels),
+                load_split(uri, version, "train", input_size=size, channels=channels),
+            )
+    return probes
 
 
 def _train(
@@ -246,13 +252,13 @@ def main() -> None:
     uri, version = catalogue_version(settings)
     cfg = fit_to_catalogue(TrainConfig.from_dict(parse_overrides(args.set)), uri, version)
     ref_cfg = fit_to_catalogue(TrainConfig.from_dict(REFERENCE), uri, version)
-    _warm_up([cfg] if args.no_reference else [cfg, ref_cfg], uri, version)
-    probe = _probe(cfg, uri, version)
-    main_run = _train(cfg, settings, version, "bench-quality", probe)
+    timed = [cfg] if args.no_reference else [cfg, ref_cfg]
+    probes = _probes(timed, uri, version)
+    _warm_up(timed, probes)
+    main_run = _train(cfg, settings, version, "bench-quality", probes[_size(cfg)])
     ref = None
     if not args.no_reference:  # timed exactly as the candidate was: the same curve
-        same = _shape(ref_cfg) == _shape(cfg)  # else the probe is read at the reference's size
-        ref_probe = probe if same else _probe(ref_cfg, uri, version)
+        ref_probe = probes[_size(ref_cfg)]
         ref = _train(ref_cfg, settings, version, "bench-quality-reference", ref_probe)
     out = _report(args, cfg, version, main_run, ref)
     if not args.skip_unseen:
