@@ -14,8 +14,8 @@ DOC = f"""
 ### Keep the index fresh
 Ingest the landing folder (`{SETTINGS.landing_uri}`: one sub-folder per category; it is the
 retailer's full photo set, so photos removed from it are deleted) -> skip the rest when the
-catalogue did not move past the latest index's watermark -> incremental re-index from the
-change data feed (one new index version, recall-checked) -> publish the bundle (alias
+catalogue did not move past the served index's watermark -> incremental re-index of the served
+index from the change data feed (one new index version, recall-checked) -> publish the bundle (alias
 `production`) -> confirm the service (`LOOKALIKE_SERVE_URL`) answers with it (skipped when
 unset). Every step is idempotent: no changes, no commit, no version.
 """
@@ -55,12 +55,14 @@ def lookalike_catalog_refresh() -> None:
 
     @task.short_circuit
     def catalogue_changed() -> bool:
-        from lookalike.workflows.catalog import catalogue_changed_since_index
+        from lookalike.workflows.catalog import catalogue_changed_since_served
 
-        return catalogue_changed_since_index()
+        return catalogue_changed_since_served()
 
     reindex = spark_job(
-        "reindex", "reindex.py", ["--no-publish", "--summary-file", summary_path("reindex")]
+        "reindex",
+        "reindex.py",
+        ["--base", "served", "--no-publish", "--summary-file", summary_path("reindex")],
     )
 
     @task

@@ -129,7 +129,14 @@ def _write(dt: DeltaTable, row: dict) -> bool:
 def lease(
     uri: str, purpose: str, *, wait_seconds: float = 0.0, ttl_seconds: float = 60.0
 ) -> Iterator[None]:
-    """Hold the writer lease at ``uri`` for the block; wait up to ``wait_seconds`` for it."""
+    """Hold the writer lease at ``uri`` for the block; wait up to ``wait_seconds`` for it.
+
+    Re-entrant within a thread: a block that already holds ``uri`` (a promotion bringing its
+    index up to date and publishing it under one lease) runs without taking it again."""
+    held_here = _held()
+    if uri in held_here:
+        yield
+        return
     me = uuid.uuid4().hex
     row = {"holder": me, "purpose": purpose, "host": socket.gethostname(), "pid": os.getpid()}
     deadline = time.monotonic() + wait_seconds
@@ -152,14 +159,27 @@ def lease(
         target=_renew, args=(uri, me, row, ttl_seconds, stop), name="lease-renewer", daemon=True
     )
     renewer.start()
+    held_here.add(uri)
     try:
         yield
     finally:
+        held_here.discard(uri)
         stop.set()
         renewer.join()
         dt, held = current(uri)
         if held is not None and held.holder == me:
             _write(dt, {"holder": "", "purpose": "", "host": "", "pid": 0, "expires_at": 0.0})
+
+
+_LOCAL = threading.local()
+
+
+def _held() -> set[str]:
+    """The lease URIs this thread holds now."""
+    if not hasattr(_LOCAL, "uris"):
+        _LOCAL.uris = set()
+    held: set[str] = _LOCAL.uris
+    return held
 
 
 def _renew(uri: str, me: str, row: dict, ttl: float, stop: threading.Event) -> None:

@@ -3,8 +3,9 @@
     spark-submit spark_jobs/reindex.py                 # incremental, from the change feed
     spark-submit spark_jobs/reindex.py --full          # full build for the champion encoder
 
-Incremental: net changes since the latest index version's watermark, embedded with the SAME
-encoder version, applied to the index, recall-checked, published as a bundle. No changes: no
+Incremental: net changes since the served index version's watermark (``--base``: the index of
+the bundle the service is told to serve), embedded with the SAME encoder version, applied to
+the index, recall-checked, published as a bundle. No changes: no
 new version. Arguments after ``--full`` are those of ``lookalike index build``, otherwise
 those of ``lookalike index update``.
 """

@@ -14,6 +14,11 @@ from tests.support import s3
 from tests.support.builders import write_photo
 from tests.support.mlflow_server import MlflowServer
 
+#: What MLflow finds when code uses it without the deployment's settings: a store that does not
+#: exist, so such a use fails loudly here instead of quietly creating ``mlflow.db`` or
+#: ``mlruns`` in the working directory (where production has no model).
+UNCONFIGURED_MLFLOW = "unconfigured-mlflow://set-from-lookalike-settings"
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if os.environ.get("PYTEST_XDIST_WORKER"):
@@ -22,6 +27,8 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ.pop(s3.ENV_PORT, None)
     # Nothing a test runs may write into the developer's real home.
     os.environ["LOOKALIKE_HOME"] = tempfile.mkdtemp(prefix="lookalike-test-home-")
+    os.environ["MLFLOW_TRACKING_URI"] = UNCONFIGURED_MLFLOW
+    os.environ["MLFLOW_REGISTRY_URI"] = UNCONFIGURED_MLFLOW
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Before any Spark session: its workers inherit the S3 test server's endpoint from here.
     s3.configure_env()

@@ -222,12 +222,9 @@ def _publish(
     encoder: EncoderRef,
     set_production: bool,
 ) -> PublishResult:
-    from lookalike.registry.gate import move_alias
-
     client = _client(settings)
-    name = settings.recommender_model_name
     current = production_version(settings)
-    if set_production:
+    if set_production:  # before registering: a superseded index gets no bundle version
         _refuse_superseded(settings, current, manifest["index_version"])
     found = _existing_bundle(settings, client, manifest["index_version"])
     if found is not None:
@@ -237,17 +234,9 @@ def _publish(
         crash_point("bundle.registered")
     previous = str(current.version) if current is not None else None
     moved = False
-    if set_production and previous != version:
-        move_alias(
-            client,
-            name,
-            settings.serve_alias,
-            version,
-            previous=previous,
-            previous_tag=PREVIOUS_PRODUCTION_TAG,
-        )
-        moved = True
-        crash_point("bundle.alias_moved")
+    if set_production:
+        serve_bundle(settings, version, manifest["index_version"])
+        moved = previous != version
     enc = manifest["encoder"]
     return PublishResult(
         bundle_version=version,
@@ -257,6 +246,29 @@ def _publish(
         production=moved or previous == version,
         reused=reused,
     )
+
+
+def serve_bundle(settings: Settings, bundle_version: str, index_version: str) -> str | None:
+    """Point the served alias at registered bundle ``bundle_version`` (which holds
+    ``index_version``), holding the alias's lease and refusing an older index than the one
+    served (``BundleSuperseded``); returns the version the alias pointed to before."""
+    from lookalike.registry.gate import move_alias
+
+    with locks.writer_lease(settings, locks.PRODUCTION, f"serve bundle v{bundle_version}"):
+        current = production_version(settings)
+        _refuse_superseded(settings, current, index_version)
+        previous = str(current.version) if current is not None else None
+        if previous != bundle_version:
+            move_alias(
+                _client(settings),
+                settings.recommender_model_name,
+                settings.serve_alias,
+                bundle_version,
+                previous=previous,
+                previous_tag=PREVIOUS_PRODUCTION_TAG,
+            )
+            crash_point("bundle.alias_moved")
+        return previous
 
 
 def _index_number(name: str) -> int:

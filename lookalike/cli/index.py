@@ -53,18 +53,22 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 
 def cmd_index_update(args: argparse.Namespace) -> int:
-    """``lookalike index update``: an incremental version from the change feed (publishes the
-    bundle unless ``--no-publish``), then prune old versions."""
+    """``lookalike index update``: an incremental version from the change feed, by default
+    from the index the service serves (publishes the bundle unless ``--no-publish``), then
+    prune old versions."""
+    from lookalike import locks
     from lookalike.index.builder import update_index
-    from lookalike.index.versions import find_version, prune_versions
+    from lookalike.index.versions import prune_versions
     from lookalike.registry.encoders import fetch_encoder
 
     settings = get_settings()
-    # the latest version is resolved inside update_index, under the writers' lease
-    base = find_version(settings, args.base) if args.base else None
     encoder = fetch_encoder(settings, args.encoder) if args.encoder else None
-    result = update_index(settings, base=base, encoder=encoder)
-    summary = result.to_dict() | {"bundle": _publish(result.path, not args.no_publish)}
+    # the base is resolved under the index writers' lease, held until the bundle is published:
+    # a second update started meanwhile starts from what this one served
+    with locks.writer_lease(settings, locks.INDEXES, "incremental index update and publish"):
+        result = update_index(settings, base=args.base, encoder=encoder)
+        bundle = _publish(result.path, not args.no_publish)
+    summary = result.to_dict() | {"bundle": bundle}
     summary["pruned"] = prune_versions(settings)
     emit(summary, args.summary_file)
     return 0
@@ -168,7 +172,13 @@ def add_parser(sub: Any) -> None:
     iu = isub.add_parser(
         "update", parents=[out_opts], help="apply catalogue changes since the last version"
     )
-    iu.add_argument("--base", help="index version to start from (default: the latest)")
+    iu.add_argument(
+        "--base",
+        default="served",
+        help="index version to start from: a version (v000003), `served` (the default: the "
+        "index of the bundle the service is told to serve, or the latest while none is) or "
+        "`latest` (the newest on the store, published or not)",
+    )
     iu.add_argument("--encoder", help="must be the base's encoder version (default: it is)")
     iu.add_argument("--no-publish", action="store_true", help="build only; production stays")
     iu.set_defaults(func=cmd_index_update)

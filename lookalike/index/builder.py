@@ -288,11 +288,13 @@ def _current_vectors(
 def update_index(
     settings: Settings,
     *,
-    base: Path | None = None,
+    base: Path | str | None = None,
     encoder: EncoderRef | None = None,
 ) -> IndexResult:
     """Apply the catalogue's net changes since ``base``'s watermark; a new version, or none.
 
+    ``base`` is a version folder, or resolved under the lease: ``"served"`` (the served
+    bundle's index: what the refresh follows), ``"latest"`` (the default) or a version name.
     ``encoder`` defaults to the base's own encoder version (fetched from the registry); a
     different version is refused: a new encoder needs a full build. Holds the index
     writers' lease, so the base (default: the latest version) is read after any other
@@ -302,7 +304,9 @@ def update_index(
         return _update_index(settings, base, encoder)
 
 
-def _update_index(settings: Settings, base: Path | None, encoder: EncoderRef | None) -> IndexResult:
+def _update_index(
+    settings: Settings, base: Path | str | None, encoder: EncoderRef | None
+) -> IndexResult:
     t0 = time.monotonic()
     timings: dict[str, float] = {}
     with _timed(timings, "load"):
@@ -369,13 +373,14 @@ class _Base:
 
 
 def _load_base(
-    settings: Settings, base: Path | None, encoder: EncoderRef | None
+    settings: Settings, base: Path | str | None, encoder: EncoderRef | None
 ) -> tuple[_Base, EncoderRef]:
     """The base version (default: the latest) and the encoder to update it with: its own
     encoder version unless given; another version is refused (EncoderMismatch)."""
     from lookalike.registry.encoders import fetch_encoder
 
-    base = base or versions.latest_version(settings)
+    if not isinstance(base, Path):
+        base = versions.base_version(settings, base or "latest")
     if base is None:
         raise IndexBuildError("no index version to update: run `lookalike index build` first")
     searcher, manifest = sx.load_version(base)

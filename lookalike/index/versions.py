@@ -116,6 +116,39 @@ def find_version(settings: Settings, name: str | None) -> Path:
     return local_copy(settings, name)
 
 
+def served_name(settings: Settings) -> str | None:
+    """The index version the served bundle holds (``Settings.serve_alias`` of the recommender
+    model, its index tag), or None while nothing is served. What the refresh follows: an
+    index version written but never published (a failed promotion's, an update run with
+    ``--no-publish``) is never the base of what is served next."""
+    from lookalike.registry.aliases import INDEX_VERSION_TAG
+    from lookalike.registry.mlflow_setup import registry_client
+    from lookalike.registry.versions import find_version
+
+    mv = find_version(
+        settings.recommender_model_name, settings.serve_alias, client=registry_client(settings)
+    )
+    return None if mv is None else (mv.tags or {}).get(INDEX_VERSION_TAG)
+
+
+def base_version(settings: Settings, follow: str) -> Path | None:
+    """The version an update starts from: ``follow`` is ``served`` (the served bundle's
+    index, or the latest while nothing is served), ``latest``, or a version name."""
+    if follow == "latest":
+        return latest_version(settings)
+    if follow != "served":
+        return find_version(settings, follow)
+    name = served_name(settings)
+    if name is None:
+        return latest_version(settings)
+    if name not in list_versions(settings):
+        raise IndexVersionNotFound(
+            f"index {name}, which {settings.serve_alias!r} serves, is no longer on the store: "
+            "run `lookalike index build` for the champion encoder"
+        )
+    return local_copy(settings, name)
+
+
 def latest_version(settings: Settings) -> Path | None:
     """The newest published version as a local folder, or None before the first build."""
     name = latest_name(settings)
@@ -154,10 +187,11 @@ def publish(
 
 
 def prune_versions(settings: Settings, keep: int | None = None) -> list[str]:
-    """Delete all but the newest ``keep`` versions, on the store and in this host's cache
-    (bundles hold their own copies)."""
+    """Delete all but the newest ``keep`` versions and the served one (what the next update
+    starts from), on the store and in this host's cache (bundles hold their own copies)."""
     keep = keep or settings.index_keep_versions
-    old = list_versions(settings)[:-keep]
+    served = served_name(settings)
+    old = [name for name in list_versions(settings)[:-keep] if name != served]
     for name in old:
         storage.remove_file(storage.join(settings.index_uri, name, sx.MANIFEST))  # hidden first
         storage.remove_tree(storage.join(settings.index_uri, name))

@@ -232,6 +232,7 @@ def _register(
 
     info = tracking.log_encoder(model, cfg, train.x[:2])
     model_version = register(
+        settings,
         info.model_uri,
         settings.encoder_model_name,
         tags={"catalog.version": str(version), "run_id": run_id},

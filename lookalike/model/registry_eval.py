@@ -22,11 +22,11 @@ def evaluate_registered(
     same queries and index at the version's input size (what the promotion gate compares)."""
     import mlflow
 
-    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.registry.mlflow_setup import registry_client, setup_mlflow
     from lookalike.registry.versions import get_version
 
-    setup_mlflow(settings)
-    mv = get_version(settings.encoder_model_name, model)
+    setup_mlflow(settings)  # the pyfunc load below reads the process's registry URI
+    mv = get_version(settings.encoder_model_name, model, client=registry_client(settings))
     pyfunc = mlflow.pyfunc.load_model(f"models:/{settings.encoder_model_name}/{mv.version}")
     meta = pyfunc.metadata.metadata or {}
     size, channels = int(meta["input_size"]), int(meta["channels"])

@@ -6,7 +6,8 @@ directory per version. A version is downloaded into a temp dir next to its final
 renamed into place in one atomic step: a half-done download never takes the final name. When
 two downloaders race, the first rename wins and the loser discards its copy; a copy already in
 place is never deleted under a reader (only a broken one without ``MLmodel`` is replaced).
-The caller points MLflow at the registry first (``mlflow_setup``).
+Downloads name the deployment's MLflow URIs explicitly (the service, a long-lived process,
+never sets MLflow's process-wide URIs).
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ def fetch_model(settings: Settings, kind: str, name: str, version: str) -> Path:
     tmp.mkdir(parents=True)
     try:
         mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp)
+            artifact_uri=f"models:/{name}/{version}",
+            dst_path=str(tmp),
+            tracking_uri=settings.tracking_uri,  # the deployment's, whatever the process set
+            registry_uri=settings.tracking_uri,
         )
         root = _model_root(tmp)
         if root is None:

@@ -60,7 +60,7 @@ def fetch_encoder(settings: Settings, model: str = CHAMPION) -> EncoderRef:
     mlflow_setup.setup_mlflow(settings)
     name = settings.encoder_model_name
     try:
-        mv = get_version(name, str(model))
+        mv = get_version(name, str(model), client=mlflow_setup.registry_client(settings))
     except VersionNotFound as e:
         raise EncoderNotFound(f"encoder {name!r} has no version or alias {model!r}") from e
     version = str(mv.version)

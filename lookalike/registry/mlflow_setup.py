@@ -53,7 +53,9 @@ def client(settings: Settings, experiment: str | None = None) -> Any:
 
 def registry_client(settings: Settings) -> Any:
     """An ``MlflowClient`` bound to the deployment's URIs, touching no process-wide MLflow
-    state (a long-lived holder: the service's alias watcher)."""
+    state (a long-lived holder: the service's alias watcher; any one-off registry call)."""
     from mlflow import MlflowClient
 
+    if not is_server(settings):
+        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
     return MlflowClient(settings.tracking_uri, settings.tracking_uri)

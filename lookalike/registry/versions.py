@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lookalike.config import Settings
 from lookalike.registry.aliases import CHALLENGER
 
 
@@ -22,15 +23,14 @@ def _is_not_found(e: Exception) -> bool:
     return any(c in code for c in _NOT_FOUND) or "not found" in str(e).lower()
 
 
-def get_version(name: str, ref: str, *, client: Any = None) -> Any:
+def get_version(name: str, ref: str, *, client: Any) -> Any:
     """The ``ModelVersion`` of ``name`` that ``ref`` names: a version number (``"3"``) or an
     alias (``"champion"``). Raises ``VersionNotFound`` when none does; any other registry
-    failure (unreachable store...) propagates as MLflow raised it. ``client`` defaults to an
-    ``MlflowClient`` on the process's MLflow URIs."""
-    from mlflow import MlflowClient
+    failure (unreachable store...) propagates as MLflow raised it. ``client`` is required: an
+    ``MlflowClient`` bound to the deployment's URIs (``mlflow_setup.registry_client``), never
+    whatever store the process happens to point at."""
     from mlflow.exceptions import MlflowException
 
-    client = client or MlflowClient()
     ref = str(ref)
     try:
         if ref.isdigit():
@@ -42,7 +42,7 @@ def get_version(name: str, ref: str, *, client: Any = None) -> Any:
         raise
 
 
-def find_version(name: str, ref: str, *, client: Any = None) -> Any | None:
+def find_version(name: str, ref: str, *, client: Any) -> Any | None:
     """``get_version``, or None when no version answers to ``ref``."""
     try:
         return get_version(name, ref, client=client)
@@ -51,12 +51,19 @@ def find_version(name: str, ref: str, *, client: Any = None) -> Any | None:
 
 
 def register(
-    model_uri: str, name: str, alias: str = CHALLENGER, tags: dict[str, str] | None = None
+    settings: Settings,
+    model_uri: str,
+    name: str,
+    alias: str = CHALLENGER,
+    tags: dict[str, str] | None = None,
 ) -> str:
-    """Register a logged model and point ``alias`` at the new version; returns the version."""
+    """Register a logged model in the deployment's registry and point ``alias`` at the new
+    version; returns the version."""
     import mlflow
-    from mlflow import MlflowClient
 
+    from lookalike.registry.mlflow_setup import configure, registry_client
+
+    configure(settings)  # mlflow.register_model reads the process's URIs: make them ours
     version = mlflow.register_model(model_uri, name, tags=tags).version
-    MlflowClient().set_registered_model_alias(name, alias, version)
+    registry_client(settings).set_registered_model_alias(name, alias, version)
     return str(version)

@@ -105,7 +105,7 @@ def log_and_register(settings: Settings, bundle_dir: Path, tags: dict[str, str])
         input_example=example,
         pip_requirements=[],  # the deployment's own environment (requirements.lock)
     )
-    return register(info.model_uri, settings.shopper_model_name, CHALLENGER, tags)
+    return register(settings, info.model_uri, settings.shopper_model_name, CHALLENGER, tags)
 
 
 def _client(settings: Settings) -> Any:

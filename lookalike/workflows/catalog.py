@@ -1,7 +1,11 @@
 """Steps of the catalogue refresh DAG (``lookalike_catalog_refresh``) between its Spark jobs.
 
-Skip the re-index when the catalogue has not moved past the latest index's watermark, and
-publish the index version a re-index wrote as the production bundle. Heavy libraries are
+Skip the re-index when the catalogue has not moved past the served index's watermark, and
+publish the index version a re-index wrote as the production bundle. The refresh follows what
+is served, never the newest index version on the store: an index written but not published (a
+failed promotion's, ``index update --no-publish``) is neither its change check nor its base, so
+a refresh only ever publishes the champion encoder's vectors, and republishes whenever the
+served bundle is behind the catalogue. Heavy libraries are
 imported inside the functions, so a DAG file that imports this parses fast.
 """
 
@@ -12,17 +16,18 @@ from typing import Any
 from lookalike.config import Settings, get_settings
 
 
-def catalogue_changed_since_index(settings: Settings | None = None) -> bool:
-    """True when the catalogue moved past the latest index version's watermark."""
+def catalogue_changed_since_served(settings: Settings | None = None) -> bool:
+    """True when the catalogue moved past the served index version's watermark (the latest
+    index version's while nothing is served yet)."""
     from lookalike.catalog.table import table_version
-    from lookalike.index.versions import latest_name, read_manifest
+    from lookalike.index.versions import latest_name, read_manifest, served_name
 
     settings = settings or get_settings()
-    latest = latest_name(settings)
+    base = served_name(settings) or latest_name(settings)
     current = table_version(settings.catalog_uri)
-    if latest is None or current is None:
+    if base is None or current is None:
         return current is not None
-    return current > int(read_manifest(settings, latest)["catalog_version"])
+    return current > int(read_manifest(settings, base)["catalog_version"])
 
 
 def publish_index(summary: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:

@@ -5,11 +5,12 @@ catalogue version, beside the raw-pixel baseline (cosine of the pixels at the ch
 input size). The challenger must beat that baseline (``promote_require_baseline``: an
 encoder no better than pixels is not worth serving, even without a champion), and then wins
 when there is no champion or when it beats the champion's metric by more than the margin. A
-winner first gets its full index built and its bundle published; only then do ``champion``
-(encoder) and ``production`` (bundle; ``Settings.serve_alias``) move, so a failed index never
-replaces a working one. Every decision is an MLflow run with all sets of metrics and its
-reason. The gate itself (decide, record, move an alias) is the registry's, shared with the
-shopper model (``lookalike.registry.gate``).
+winner first gets its full index built, brought up to the latest catalogue version and its
+bundle registered; only then do ``champion`` (encoder) and ``production`` (bundle;
+``Settings.serve_alias``) move, together or not at all, so a failed index never replaces a
+working one and a promotion never drops a product that is being served. Every decision is an
+MLflow run with all sets of metrics and its reason. The gate itself (decide, record, move an
+alias) is the registry's, shared with the shopper model (``lookalike.registry.gate``).
 """
 
 from __future__ import annotations
@@ -21,13 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings
+from lookalike.faults import crash_point
 from lookalike.registry.aliases import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION_TAG,
     PROMOTION_EXPERIMENT,
 )
-from lookalike.registry.gate import Decision, GateResult, PromotionError, Scored
+from lookalike.registry.gate import (
+    Decision,
+    GateResult,
+    PromotionError,
+    Scored,
+    mark_failed,
+    move_alias,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -48,6 +57,7 @@ _KEYS = (
     "index",
     "bundle",
     "moved",
+    "catch_up",
 )
 
 
@@ -58,6 +68,7 @@ class PromotionResult(GateResult):
 
     catalog_version: int
     index: dict[str, Any] | None = None
+    catch_up: dict[str, Any] | None = None  # the update that brought the index up to date
     bundle: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -80,18 +91,18 @@ def evaluate_gate(
     Moves nothing (``finalize`` does, after the index passed)."""
     from lookalike.model.registry_eval import evaluate_registered
     from lookalike.registry.gate import decide
-    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.registry.mlflow_setup import registry_client
     from lookalike.registry.versions import VersionNotFound, find_version, get_version
 
     margin = settings.promote_margin if margin is None else margin
     version = resolve_version(settings.catalog_uri, catalog_version)
-    setup_mlflow(settings)
+    client = registry_client(settings)
     name = settings.encoder_model_name
     try:
-        chal_mv = get_version(name, challenger)
+        chal_mv = get_version(name, challenger, client=client)
     except VersionNotFound as e:
         raise PromotionError(f"encoder {name!r} has no version or alias {challenger!r}") from e
-    champ_mv = find_version(name, CHAMPION)
+    champ_mv = find_version(name, CHAMPION, client=client)
 
     def evaluate(v: str, with_baseline: bool = False) -> dict[str, Any]:
         log.info(f"evaluating {name}/{v} on catalogue v{version}")
@@ -164,15 +175,19 @@ def _record(
 
 
 def finalize(settings: Settings, gate: PromotionResult, index_path: Path) -> PromotionResult:
-    """After the winner's full index passed its recall check: publish the bundle (moves
-    ``production``), then move ``champion``. A failure leaves both aliases where they were."""
-    from mlflow import MlflowClient
+    """After the winner's full index passed its recall check: bring it up to the latest
+    catalogue version, publish its bundle, then move ``champion`` and ``production``.
 
-    from lookalike.bundle.registry import publish_bundle
+    All under the index writers' lease, so no refresh writes an index in between; the index
+    the service gets is never older than the catalogue it serves now (products that landed
+    while the challenger trained stay served). The aliases move all or nothing: ``champion``
+    first, then ``production``; if ``production`` cannot move, ``champion`` is put back. A
+    failure anywhere leaves both aliases where they were and marks the gate's run
+    ``promote-failed`` with the reason."""
+    from lookalike import locks
     from lookalike.index.scann_index import read_manifest
-    from lookalike.registry.gate import mark_failed, move_alias
+    from lookalike.registry.mlflow_setup import registry_client
 
-    name = settings.encoder_model_name
     chal = gate.decision.challenger_version
     manifest = read_manifest(index_path)
     if str(manifest["encoder"]["version"]) != chal:
@@ -180,28 +195,80 @@ def finalize(settings: Settings, gate: PromotionResult, index_path: Path) -> Pro
             f"index {index_path.name} holds encoder {manifest['encoder']['version']}, "
             f"the gate promoted {chal}"
         )
-    client = MlflowClient()
+    client = registry_client(settings)
+    purpose = f"promote {settings.encoder_model_name}/{chal}"
     try:
-        bundle = publish_bundle(settings, index_path)
+        with locks.writer_lease(settings, locks.INDEXES, purpose):
+            index_path = _catch_up(settings, gate, index_path)
+            _publish_and_move(settings, client, gate, index_path)
     except Exception as e:
         mark_failed(client, gate.run_id, e)
-        log.info(f"bundle for {name}/{chal} failed, nothing moved: {e}")
+        log.info(f"promotion of {settings.encoder_model_name}/{chal} failed, nothing moved: {e}")
         raise
-    gate.bundle = bundle.to_dict()
-    move_alias(
-        client,
-        name,
-        CHAMPION,
-        chal,
-        previous=gate.decision.champion_version,
-        previous_tag=PREVIOUS_CHAMPION_TAG,
-    )
+    return gate
+
+
+def _catch_up(settings: Settings, gate: PromotionResult, index_path: Path) -> Path:
+    """The winner's index brought up to the catalogue's latest version: an incremental update
+    with the challenger's own encoder from the version the index was built at (the catalogue
+    moves while a challenger trains: a nightly refresh may already serve newer products)."""
+    from lookalike.catalog.table import table_version
+    from lookalike.index.builder import update_index
+    from lookalike.index.scann_index import read_manifest
+    from lookalike.registry.encoders import fetch_encoder
+
+    built_at = int(read_manifest(index_path)["catalog_version"])
+    latest = table_version(settings.catalog_uri)
+    if latest is None or latest <= built_at:
+        return index_path
+    log.info(f"catalogue moved from v{built_at} to v{latest} since the index was built")
+    encoder = fetch_encoder(settings, gate.decision.challenger_version)
+    update = update_index(settings, base=index_path, encoder=encoder)
+    gate.catch_up = update.to_dict()
+    return Path(update.path) if update.path else index_path
+
+
+def _publish_and_move(
+    settings: Settings, client: Any, gate: PromotionResult, index_path: Path
+) -> None:
+    """Register the bundle without moving anything, then, under the served alias's lease,
+    ``champion`` and ``production`` together (``champion`` put back if ``production`` fails)."""
+    from lookalike import locks
+    from lookalike.bundle.registry import publish_bundle, serve_bundle
+    from lookalike.registry.versions import find_version
+
+    name, chal = settings.encoder_model_name, gate.decision.challenger_version
+    bundle = publish_bundle(settings, index_path, set_production=False)
     served = settings.serve_alias
+    with locks.writer_lease(settings, locks.PRODUCTION, f"promote {name}/{chal}"):
+        before = find_version(name, CHAMPION, client=client)
+        previous = str(before.version) if before is not None else None
+        move_alias(
+            client, name, CHAMPION, chal, previous=previous, previous_tag=PREVIOUS_CHAMPION_TAG
+        )
+        try:
+            crash_point("promotion.champion_moved")
+            bundle.previous_production = serve_bundle(
+                settings, bundle.bundle_version, bundle.index_version
+            )
+        except Exception:
+            _put_back(client, name, CHAMPION, previous)
+            raise
+    bundle.production = True
+    gate.bundle = bundle.to_dict()
     gate.moved = {CHAMPION: chal, served: bundle.bundle_version}
-    client.set_tag(gate.run_id, "index_version", manifest["index_version"])
+    client.set_tag(gate.run_id, "index_version", bundle.index_version)
     client.set_tag(gate.run_id, "bundle_version", bundle.bundle_version)
     log.info(f"{CHAMPION} -> {name}/{chal}, {served} -> bundle v{bundle.bundle_version}")
-    return gate
+
+
+def _put_back(client: Any, name: str, alias: str, version: str | None) -> None:
+    """``alias`` of ``name`` back where it was (removed when it pointed nowhere)."""
+    if version is None:
+        client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, version)
+    log.info(f"{alias} of {name} put back to {version or 'nothing'}")
 
 
 def promote(
@@ -213,11 +280,9 @@ def promote(
     spark: SparkSession | None = None,
 ) -> PromotionResult:
     """Gate; for a winner build the full index (recall-checked), then ``finalize``."""
-    from mlflow import MlflowClient
-
     from lookalike.index.builder import build_full
     from lookalike.registry.encoders import fetch_encoder
-    from lookalike.registry.gate import mark_failed
+    from lookalike.registry.mlflow_setup import registry_client
 
     gate = evaluate_gate(
         settings, challenger=challenger, margin=margin, catalog_version=catalog_version
@@ -228,7 +293,7 @@ def promote(
     try:
         index = build_full(settings, encoder, spark=spark, catalog_version=gate.catalog_version)
     except Exception as e:
-        mark_failed(MlflowClient(), gate.run_id, e)
+        mark_failed(registry_client(settings), gate.run_id, e)
         log.info(f"full index for the challenger failed, nothing moved: {e}")
         raise
     gate.index = index.to_dict()

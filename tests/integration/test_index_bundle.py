@@ -207,6 +207,14 @@ def test_cli_index_commands_and_spark_submit_reindex(world, spark):
     assert listed.returncode == 0, listed.stderr
     versions = json.loads(listed.stdout)
     assert versions and versions[-1]["encoder"] == f"lookalike-encoder/{v1}"
+    from lookalike.catalog.table import table_version
+    from lookalike.index.versions import read_manifest, served_name
+    from lookalike.workflows.catalog import catalogue_changed_since_served
+
+    # after the first test's rollback the served bundle is behind the catalogue: the reindex
+    # starts from what is served (not the newest version on the store) and catches it up
+    served_before = served_name(settings)
+    expected = "update" if catalogue_changed_since_served(settings) else "none"
     summary = settings.home / "reindex.json"
     done = subprocess.run(
         [
@@ -225,7 +233,12 @@ def test_cli_index_commands_and_spark_submit_reindex(world, spark):
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(summary.read_text())
-    assert result["kind"] == "none"  # nothing changed since the last version
+    assert result["kind"] == expected and result["base_index_version"] == served_before
+    served = served_name(settings)
+    assert read_manifest(settings, served)["catalog_version"] == table_version(
+        settings.catalog_uri
+    )
+    assert not catalogue_changed_since_served(settings)
     bad = subprocess.run(
         [str(bin_dir / "lookalike"), "index", "verify", "v999999"],
         env=env,
@@ -233,3 +246,80 @@ def test_cli_index_commands_and_spark_submit_reindex(world, spark):
         text=True,
     )
     assert bad.returncode == 1 and "no index version 'v999999'" in bad.stderr
+
+
+def _served_items(settings) -> set[str]:
+    """The item ids of the index the served bundle holds."""
+    from lookalike.index.scann_index import load_rows
+    from lookalike.index.versions import find_version, served_name
+
+    return set(load_rows(find_version(settings, served_name(settings)))[1]["item_id"].to_pylist())
+
+
+def test_a_promotion_catches_up_with_the_catalogue_and_moves_both_aliases_or_neither(
+    world, spark, tmp_path, monkeypatch
+):
+    """The weekly DAG gates and indexes the challenger at the catalogue version it recorded
+    before training; meanwhile a refresh served newer products. The promotion must serve them
+    too (its index is brought up to date before it is published), and when ``production``
+    cannot move, ``champion`` is put back and the gate's run says why. Runs last in this
+    module: it makes v2 the champion."""
+    from mlflow import MlflowClient
+
+    from lookalike.bundle import registry as bundles
+    from lookalike.catalog.ingest import ingest_folder
+    from lookalike.catalog.table import table_version
+    from lookalike.index.builder import build_full, update_index
+    from lookalike.registry.encoders import fetch_encoder
+    from lookalike.registry.versions import get_version
+    from lookalike.workflows.promotion import evaluate_gate, finalize, promote
+
+    settings, v1, v2 = world
+    settings = settings.model_copy(update={"promote_require_baseline": False})
+    if bundles.production_version(settings) is None:
+        promote(settings, challenger=v1, spark=spark)
+    recorded = table_version(settings.catalog_uri)  # what the weekly DAG records at its start
+
+    # while the challenger trains: photos land, a refresh serves them
+    landing = tmp_path / "late-photos"
+    for i, fm_id in enumerate(["fm-test-00020", "fm-test-00021"]):
+        (landing / "Bag").mkdir(parents=True, exist_ok=True)
+        (landing / "Bag" / f"late {i}.png").write_bytes(_catalog_png(settings, fm_id))
+    ingest_folder(spark, landing, settings=settings)
+    refresh = update_index(settings, base="served")
+    bundles.publish_bundle(settings, Path(refresh.path))
+    served_before = _served_items(settings)
+    assert {"Bag-late-0", "Bag-late-1"} <= served_before
+    production_before = _production(settings)
+
+    gate = evaluate_gate(settings, challenger=v2, margin=-1.0, catalog_version=recorded)
+    assert gate.decision.promote and gate.catalog_version == recorded
+    index = build_full(
+        settings, fetch_encoder(settings, v2), spark=spark, catalog_version=recorded
+    )
+    assert index.catalog_version < table_version(settings.catalog_uri)
+
+    # production cannot move: champion is put back, the gate run records the failure
+    def refuse(*args, **kwargs):
+        raise RuntimeError("registry refused the move")
+
+    monkeypatch.setattr(bundles, "serve_bundle", refuse)
+    with pytest.raises(RuntimeError, match="registry refused"):
+        finalize(settings, gate, Path(index.path))
+    client = MlflowClient(settings.tracking_uri)
+    assert str(get_version(settings.encoder_model_name, "champion", client=client).version) == v1
+    assert _production(settings) == production_before
+    run = client.get_run(gate.run_id)
+    assert run.data.tags["decision"] == "promote-failed"
+    assert "registry refused" in run.data.tags["failure"]
+
+    # the rerun (Airflow's retry) promotes, and every product served before is served after
+    monkeypatch.undo()
+    done = finalize(settings, gate, Path(index.path))
+    assert done.catch_up is not None and done.catch_up["kind"] == "update"
+    assert done.catch_up["catalog_version"] == table_version(settings.catalog_uri)
+    assert done.moved == {"champion": v2, "production": done.bundle["bundle_version"]}
+    served = bundles.production_version(settings)
+    assert served.tags["lookalike.encoder"].endswith(f"/{v2}")
+    assert str(get_version(settings.encoder_model_name, "champion", client=client).version) == v2
+    assert served_before <= _served_items(settings)

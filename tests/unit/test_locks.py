@@ -4,25 +4,54 @@ and taken over from a holder that died."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
 import time
 
-import pytest
-
 from lookalike import locks
 from tests.support.builders import REPO
 
 
+def _take_elsewhere(uri: str, purpose: str) -> locks.LeaseHeld | None:
+    """Try the lease from another thread (the holder's own thread re-enters it): the refusal,
+    or None when it was taken."""
+    refused: list[locks.LeaseHeld] = []
+
+    def other_writer() -> None:
+        try:
+            with locks.lease(uri, purpose):
+                pass
+        except locks.LeaseHeld as e:
+            refused.append(e)
+
+    t = threading.Thread(target=other_writer)
+    t.start()
+    t.join()
+    return refused[0] if refused else None
+
+
 def test_a_lease_is_exclusive_and_the_refusal_names_the_holder(tmp_path):
     uri = str(tmp_path / "locks" / "indexes")
-    refused = pytest.raises(locks.LeaseHeld, match=r"full index build \(enc/1\).*pid")
-    with locks.lease(uri, "full index build (enc/1)"), refused, locks.lease(uri, "update"):
-        pass
+    with locks.lease(uri, "full index build (enc/1)"):
+        refused = _take_elsewhere(uri, "update")
+    assert re.search(r"full index build \(enc/1\).*pid", str(refused))
     with locks.lease(uri, "incremental index update"):  # free again once released
         assert locks.current(uri)[1].purpose == "incremental index update"
+    assert locks.current(uri)[1] is None
+
+
+def test_a_lease_is_reentrant_within_its_thread(tmp_path):
+    """A promotion brings its index up to date (an update, which takes the index lease) while
+    it already holds that lease: the inner block runs, and the lease is kept until the outer
+    one ends."""
+    uri = str(tmp_path / "lease")
+    with locks.lease(uri, "promote"):
+        with locks.lease(uri, "catch-up update"):
+            assert locks.current(uri)[1].purpose == "promote"
+        assert locks.current(uri)[1].purpose == "promote"  # the inner exit released nothing
     assert locks.current(uri)[1] is None
 
 
@@ -50,8 +79,7 @@ def test_a_held_lease_is_renewed_past_its_ttl(tmp_path):
     uri = str(tmp_path / "lease")
     with locks.lease(uri, "long job", ttl_seconds=1.5):
         time.sleep(3.0)  # two ttls: only the renewals keep it
-        with pytest.raises(locks.LeaseHeld), locks.lease(uri, "intruder"):
-            pass
+        assert isinstance(_take_elsewhere(uri, "intruder"), locks.LeaseHeld)
 
 
 def test_an_expired_lease_of_another_host_is_taken_over(tmp_path):

@@ -22,10 +22,11 @@ def downloads(monkeypatch):
     import mlflow
 
     calls: list[str] = []
-    state = {"delay": 0.0, "mlmodel": True}
+    state: dict = {"delay": 0.0, "mlmodel": True, "uris": set()}
 
-    def fake(artifact_uri: str, dst_path: str) -> str:
+    def fake(artifact_uri: str, dst_path: str, tracking_uri: str, registry_uri: str) -> str:
         calls.append(artifact_uri)
+        state["uris"].add((tracking_uri, registry_uri))
         time.sleep(state["delay"])
         root = Path(dst_path) / "model"
         root.mkdir(parents=True)
@@ -39,11 +40,13 @@ def downloads(monkeypatch):
 
 
 def test_cache_downloads_once_into_its_final_place(settings, downloads):
-    calls, _ = downloads
+    calls, state = downloads
     first = cache.fetch_model(settings, cache.ENCODERS, "enc", "3")
     again = cache.fetch_model(settings, cache.ENCODERS, "enc", "3")
     assert first == again == settings.cache_dir / "encoders" / "enc-v3"
     assert (first / "MLmodel").is_file() and calls == ["models:/enc/3"]
+    # from the deployment's registry, whatever MLflow store the process points at
+    assert state["uris"] == {(settings.tracking_uri, settings.tracking_uri)}
     assert [p.name for p in first.parent.iterdir()] == ["enc-v3"]  # no temp dirs left
 
 
@@ -190,6 +193,7 @@ def test_gate_results_keep_their_json():
         "index",
         "bundle",
         "moved",
+        "catch_up",
     ]
     assert PromotionResult.from_dict(d) == enc
 
