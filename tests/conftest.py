@@ -37,6 +37,20 @@ def pytest_configure(config: pytest.Config) -> None:
     get_settings.cache_clear()
 
 
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """``@pytest.mark.requires(ok, reason)``: a test that cannot run here is skipped on a
+    developer's machine, but FAILS under CI (``CI`` set, as ``.ci/run`` does): CI installs
+    everything such a test needs, so a missing prerequisite there is a broken set-up, never
+    a silent skip."""
+    for mark in item.iter_markers("requires"):
+        ok, reason = mark.args
+        if ok:
+            continue
+        if os.environ.get("CI"):
+            pytest.fail(f"cannot run under CI: {reason}", pytrace=False)
+        pytest.skip(reason)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     # The session-wide home made above; tests' own homes are pytest tmp_paths.
     home = os.environ.get("LOOKALIKE_HOME", "")

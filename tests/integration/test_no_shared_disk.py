@@ -24,7 +24,7 @@ BIN = Path(sys.executable).parent
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(not can_hide(), reason="needs root to create mount namespaces"),
+    pytest.mark.requires(can_hide(), "needs root to create mount namespaces"),
 ]
 
 
