@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
-from serving.state import Live, NotReady, ServiceState
+from serving.state import Live, NotDeployed, NotReady, ServiceState
+
+#: The 404 a shopper route sends when no shopper model is deployed: what to run to deploy one.
+HOW_TO_DEPLOY = (
+    "land interactions (`lookalike shopper simulate --ingest` or `lookalike shopper ingest`), "
+    "then `lookalike shopper train` and `lookalike shopper promote`, or run the "
+    "`lookalike_shopper_model` DAG"
+)
 
 
 async def get_state(request: Request) -> ServiceState:
@@ -29,10 +36,26 @@ def _current(state: ServiceState) -> Live:
 
 
 async def get_live(request: Request) -> Live:
-    """The live similarity bundle (503 until one is loaded)."""
+    """The live similarity bundle (503 until one is loaded: the service is not ready)."""
     return _current(request.app.state.service)
 
 
-async def get_shopper_live(request: Request) -> Live:
-    """The live shopper-model bundle (503 until one is loaded)."""
-    return _current(request.app.state.shopper)
+def not_deployed(state: ServiceState) -> str:
+    """What the service says when no shopper model is deployed, and how to deploy one."""
+    src = state.source
+    return (
+        f"no shopper model deployed: no version of {src.model_name!r} is {src.alias!r} "
+        f"in the registry; to deploy one, {HOW_TO_DEPLOY}"
+    )
+
+
+def shopper_live(state: ServiceState) -> Live:
+    """The live shopper model, called from the route body so that a malformed request is a
+    422 first. None deployed is the operator's to fix, not a passing outage: 404 saying how
+    to deploy one; a deployed model not loaded yet, or refused, 503 as for similarity."""
+    try:
+        return state.current()
+    except NotDeployed:
+        raise HTTPException(status_code=404, detail=not_deployed(state)) from None
+    except NotReady as e:
+        raise HTTPException(status_code=503, detail=f"not ready: {e}") from None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -84,6 +84,28 @@ class ShopperVersions(BaseModel):
     loaded_at: str = Field(description="when this version was swapped in (UTC, ISO 8601)")
 
 
+ShopperState = Literal["serving", "not deployed", "not ready"]
+SHOPPER_STATE = (
+    "serving: a shopper model is loaded; not deployed: the registry has no version under "
+    "the alias (the user route answers 404 saying how to deploy one); not ready: one is "
+    "loading or was refused, or the registry is unreachable (the user route answers 503)"
+)
+
+
+class ShopperStatus(BaseModel):
+    """Whether the user route can answer, and why not (a similarity-only service is fine)."""
+
+    status: ShopperState = Field(description=SHOPPER_STATE)
+    reason: str | None = Field(default=None, description="why it is not serving")
+    versions: ShopperVersions | None = Field(default=None, description="when serving")
+
+
+class VersionReport(Versions):
+    """The similarity bundle's versions, and the shopper model's state beside them."""
+
+    shopper: ShopperStatus
+
+
 class UserRecommendations(BaseModel):
     user_id: str
     k: int
@@ -105,6 +127,7 @@ class Ready(BaseModel):
         default=None, description="the shopper model, when one is loaded (not needed for ready)"
     )
     shopper_reason: str | None = None
+    shopper_status: ShopperState = Field(description=SHOPPER_STATE)
 
 
 def image_url(item_id: str) -> str:

@@ -31,6 +31,15 @@ class NotReady(RuntimeError):
     """No bundle is loaded; the message says why."""
 
 
+class NotDeployed(NotReady):
+    """No bundle is loaded because the registry was read and no version carries the alias:
+    nothing will load until someone deploys one (unlike loading, failed or unreachable)."""
+
+
+#: What the service can say of a followed model (``ServiceState.status``).
+SERVING, NOT_DEPLOYED, NOT_READY = "serving", "not deployed", "not ready"
+
+
 @dataclass(frozen=True)
 class Live:
     rec: Any  # a lookalike.bundle Recommender, or a lookalike.shopper ShopperRecommender
@@ -111,6 +120,9 @@ class ServiceState:
     followed: Followed | None = None  # None: the similarity bundle
     live: Live | None = None
     last_error: str | None = None
+    # what the last registry read said: True a version carries the alias, False none does,
+    # None not read yet or unreachable (so a 503 "not ready" is never mistaken for "none")
+    deployed: bool | None = None
     failed: dict[str, str] = field(default_factory=dict)  # version -> why it was refused
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -130,11 +142,19 @@ class ServiceState:
     def current(self) -> Live:
         live = self.live
         if live is None:
-            raise NotReady(
+            reason = (
                 self.last_error
                 or f"no {self.source.alias!r} version of {self.source.model_name!r} loaded yet"
             )
+            raise NotDeployed(reason) if self.deployed is False else NotReady(reason)
         return live
+
+    def status(self) -> str:
+        """serving, not deployed (the registry has no version under the alias) or not ready
+        (not read yet, registry unreachable, a version loading or refused)."""
+        if self.live is not None:
+            return SERVING
+        return NOT_DEPLOYED if self.deployed is False else NOT_READY
 
     def _alias_version(self) -> str | None:
         """The version the followed alias points to; None when none does (other registry
@@ -155,9 +175,13 @@ class ServiceState:
             try:
                 version = self._alias_version()
             except Exception as e:  # MLflow unreachable: keep serving what we have
+                self.deployed = None  # and no longer claim to know whether one is deployed
+                if self.live is None:
+                    self.last_error = f"cannot read the registry: {type(e).__name__}: {e}"[:500]
                 m.poll_errors.labels(src.label).inc()
                 log.warning("cannot read alias %s of %s: %s", src.alias, src.model_name, e)
                 return ReloadOutcome("unreachable", reason=str(e)[:300])
+            self.deployed = version is not None
             if version is None:
                 if self.live is None:
                     self.last_error = (

@@ -9,10 +9,18 @@ from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.deps import get_live, get_shopper_state, get_state
+from serving.deps import get_live, get_shopper_state, get_state, not_deployed
 from serving.errors import problems
-from serving.schemas import Health, Ready, ReloadResult, ShopperVersions, Versions
-from serving.state import Live, NotReady, ServiceState
+from serving.schemas import (
+    Health,
+    Ready,
+    ReloadResult,
+    ShopperStatus,
+    ShopperVersions,
+    VersionReport,
+    Versions,
+)
+from serving.state import Live, NotDeployed, NotReady, ServiceState
 
 router = APIRouter(tags=["system"])
 StateDep = Annotated[ServiceState, Depends(get_state)]
@@ -25,6 +33,18 @@ def healthz() -> Health:
     return Health(status="ok")
 
 
+def shopper_status(state: ServiceState) -> ShopperStatus:
+    """The shopper model's state as the user route sees it (one read of ``live``)."""
+    try:
+        return ShopperStatus(
+            status="serving", versions=ShopperVersions(**state.current().versions())
+        )
+    except NotDeployed:
+        return ShopperStatus(status="not deployed", reason=not_deployed(state))
+    except NotReady as e:
+        return ShopperStatus(status="not ready", reason=str(e))
+
+
 @router.get(
     "/readyz",
     response_model=Ready,
@@ -32,24 +52,16 @@ def healthz() -> Health:
 )
 def readyz(state: StateDep, shopper_state: ShopperStateDep) -> Ready | JSONResponse:
     """Ready when a similarity bundle is loaded; otherwise 503 and why. Also says whether a
-    shopper model is loaded (the user routes answer 503 until one is)."""
-    shopper: ShopperVersions | None = None
-    shopper_reason: str | None = None
-    try:
-        shopper = ShopperVersions(**shopper_state.current().versions())
-    except NotReady as e:
-        shopper_reason = str(e)
+    shopper model is loaded, not deployed (the user route answers 404: a similarity-only
+    service is ready) or not ready (503 until it is)."""
+    s = shopper_status(shopper_state)
+    shopper = {"shopper": s.versions, "shopper_reason": s.reason, "shopper_status": s.status}
     try:
         live = state.current()
     except NotReady as e:
-        body = Ready(ready=False, reason=str(e), shopper=shopper, shopper_reason=shopper_reason)
+        body = Ready(ready=False, reason=str(e), **shopper)
         return JSONResponse(status_code=503, content=body.model_dump())
-    return Ready(
-        ready=True,
-        versions=Versions(**live.versions()),
-        shopper=shopper,
-        shopper_reason=shopper_reason,
-    )
+    return Ready(ready=True, versions=Versions(**live.versions()), **shopper)
 
 
 @router.get(
@@ -63,12 +75,15 @@ def metrics(state: StateDep) -> Response:
 
 @router.get(
     "/v1/version",
-    response_model=Versions,
+    response_model=VersionReport,
     responses=problems(503),
 )
-def version(live: Annotated[Live, Depends(get_live)]) -> Versions:
-    """Bundle, encoder, index and catalogue versions being served, and when they were loaded."""
-    return Versions(**live.versions())
+def version(
+    live: Annotated[Live, Depends(get_live)], shopper_state: ShopperStateDep
+) -> VersionReport:
+    """Bundle, encoder, index and catalogue versions being served, and when they were loaded;
+    the shopper model's versions, or that none is deployed (or not ready) and why."""
+    return VersionReport(**live.versions(), shopper=shopper_status(shopper_state))
 
 
 @router.post(

@@ -541,6 +541,36 @@ def test_schemathesis_all_checks_on_every_route(server, tmp_path):
     _passed(_schemathesis(server.url, tmp_path / "all"), at_least=100)
 
 
+@pytest.fixture(scope="module")
+def similarity_only(home) -> Iterator[Server]:
+    """The same home served by a service that follows a shopper model nobody deployed (no
+    version of that name in the registry): a similarity-only deployment, without training a
+    second encoder."""
+    from serving.main import create_app
+
+    alone = home.model_copy(update={"shopper_model_name": "lookalike-shopper-model-none"})
+    with Server(create_app(alone)) as s:
+
+        def polled() -> bool:  # the bundle loaded and the shopper alias read: none there
+            body = httpx.get(f"{s.url}/readyz").json()
+            return body["ready"] and body["shopper_status"] == "not deployed"
+
+        wait_for(polled)
+        yield s
+
+
+@pytest.mark.slow
+def test_a_similarity_only_service_says_no_shopper_model_is_deployed(similarity_only, tmp_path):
+    """404 saying how to deploy one (not a 503 forever), /v1/version says so, and schemathesis
+    with all its checks finds nothing (it found "ST101 Server error" on the user route)."""
+    r = httpx.get(f"{similarity_only.url}/v1/users/{USER}/recommendations")
+    assert r.status_code == 404 and r.json()["detail"].startswith("no shopper model deployed")
+    assert "`lookalike shopper train`" in r.json()["detail"]
+    shopper = httpx.get(f"{similarity_only.url}/v1/version").json()["shopper"]
+    assert shopper["status"] == "not deployed" and shopper["versions"] is None
+    _passed(_schemathesis(similarity_only.url, tmp_path / "similarity-only"), at_least=100)
+
+
 @pytest.mark.slow
 def test_schemathesis_all_checks_on_the_admin_route_with_the_token(server, tmp_path):
     done = _schemathesis(
@@ -559,7 +589,7 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is installed by scripts/setup.sh")
+@pytest.mark.requires(CHROMIUM is not None, "Debian's chromium (scripts/setup.sh installs it)")
 def test_web_page_in_a_real_browser(server, tmp_path):
     """Browse, click a product, see its similar products, upload a photo; keep a screenshot."""
     from playwright.sync_api import sync_playwright
@@ -620,3 +650,30 @@ def test_web_page_in_a_real_browser(server, tmp_path):
         finally:
             browser.close()
     assert (artifacts / "web-page.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.requires(CHROMIUM is not None, "Debian's chromium (scripts/setup.sh installs it)")
+def test_web_page_of_a_similarity_only_service_says_no_shopper_model(similarity_only):
+    """Beside the shopper form, how to deploy a shopper model, not an error."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"], headless=True
+        )
+        try:
+            page = browser.new_page()
+            page.goto(similarity_only.url + "/", timeout=30_000)
+            page.wait_for_selector("#products .card", timeout=30_000)
+            info = "document.querySelector('#shopper-info').textContent"
+            page.wait_for_function(f"{info}.startsWith('no shopper model deployed')")
+            page.evaluate(f"{info} = ''")  # what the user route answers fills it again
+            page.fill("#user", USER)
+            page.click("#shopper button[type=submit]")
+            page.wait_for_function(f"{info}.startsWith('no shopper model deployed')")
+            assert "`lookalike shopper train`" in page.inner_text("#shopper-info")
+            assert page.locator("#for-user .card").count() == 0
+            assert page.inner_text("#error") == ""
+        finally:
+            browser.close()

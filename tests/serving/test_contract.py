@@ -1,7 +1,9 @@
 """The OpenAPI contract, checked by schemathesis with **all** its checks over every route:
 status codes, bodies, content types and headers are the ones the schema declares, invalid
 input is refused, valid input accepted. In process (ASGI) over the route-test app, so it runs
-in seconds; tests/integration/test_service.py runs the same checks against a real server.
+in seconds, twice: with both models loaded, and as a similarity-only service (the registry has
+no shopper model: the user route answers 404, never a 5xx). tests/integration/test_service.py
+runs the same checks against real servers.
 
 (schemathesis' pytest plugin does not run under pytest 9, so each operation's Hypothesis
 strategy is driven here directly.)"""
@@ -37,10 +39,13 @@ OPERATIONS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory) -> Any:
-    home = tmp_path_factory.mktemp("contract") / "home"
-    app = route_app(service_settings(home), live=similar_live(), shopper=shopper_live())
+@pytest.fixture(scope="module", params=["both-models", "similarity-only"])
+def api(request, tmp_path_factory) -> Any:
+    if request.param == "similarity-only":
+        app = request.getfixturevalue("similarity_only")  # tests/serving/conftest.py
+    else:
+        home = tmp_path_factory.mktemp("contract") / "home"
+        app = route_app(service_settings(home), live=similar_live(), shopper=shopper_live())
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -107,6 +107,7 @@ def test_readyz_reports_both_models(client):
         "versions": VERSIONS,
         "shopper": SHOPPER_VERSIONS,
         "shopper_reason": None,
+        "shopper_status": "serving",
     }
 
 
@@ -114,7 +115,7 @@ def test_readyz_is_ready_without_a_shopper_model_and_says_why_it_has_none(settin
     with TestClient(route_app(settings, live=bundle)) as c:
         body = c.get("/readyz").json()
     assert body["ready"] is True and body["versions"] == VERSIONS
-    assert body["shopper"] is None
+    assert body["shopper"] is None and body["shopper_status"] == "not ready"
     assert body["shopper_reason"] == NOT_LOADED.format("lookalike-shopper-model")
 
 
@@ -127,6 +128,7 @@ def test_readyz_is_503_with_the_reason_until_a_bundle_is_loaded(empty):
         "versions": None,
         "shopper": None,
         "shopper_reason": NOT_LOADED.format("lookalike-shopper-model"),
+        "shopper_status": "not ready",
     }
 
 
@@ -149,7 +151,9 @@ def test_not_ready_reason_is_the_last_load_error(settings):
 
 def test_version(client, empty):
     r = client.get("/v1/version")
-    assert r.status_code == 200 and r.json() == VERSIONS
+    assert r.status_code == 200
+    shopper = {"status": "serving", "reason": None, "versions": SHOPPER_VERSIONS}
+    assert r.json() == VERSIONS | {"shopper": shopper}
     assert _detail(empty.get("/v1/version"), 503) == "not ready: " + NOT_LOADED.format(
         "lookalike-recommender"
     )
@@ -630,6 +634,70 @@ def test_shopper_routes_are_503_until_a_shopper_model_is_loaded(settings, bundle
         r = _recommend(c, "u001")
     expected = "not ready: " + NOT_LOADED.format("lookalike-shopper-model")
     assert _detail(r, 503) == expected
+
+
+NOT_DEPLOYED = (
+    "no shopper model deployed: no version of 'lookalike-shopper-model' is 'production' in the "
+    "registry; to deploy one, land interactions (`lookalike shopper simulate --ingest` or "
+    "`lookalike shopper ingest`), then `lookalike shopper train` and `lookalike shopper "
+    "promote`, or run the `lookalike_shopper_model` DAG"
+)
+
+
+def test_without_a_deployed_shopper_model_the_user_route_is_404_saying_how_to_deploy_one(
+    similarity_only,
+):
+    """The registry was read and has no shopper model: not an outage to wait out (503)."""
+    with TestClient(similarity_only) as c:
+        r = _recommend(c, "u001", k=5)
+    assert r.headers["content-type"] == "application/json"
+    assert _detail(r, 404) == NOT_DEPLOYED
+
+
+def test_a_similarity_only_service_is_ready_and_its_version_says_no_shopper_model(
+    similarity_only,
+):
+    with TestClient(similarity_only) as c:
+        ready, version = c.get("/readyz"), c.get("/v1/version")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    assert ready.json()["shopper_status"] == "not deployed"
+    assert ready.json()["shopper"] is None and ready.json()["shopper_reason"] == NOT_DEPLOYED
+    assert version.status_code == 200
+    assert version.json() == VERSIONS | {
+        "shopper": {"status": "not deployed", "reason": NOT_DEPLOYED, "versions": None}
+    }
+
+
+@pytest.mark.parametrize(("user", "params"), [("bad user", {}), ("u001", {"k": 0})])
+def test_a_malformed_request_is_422_even_without_a_shopper_model(similarity_only, user, params):
+    with TestClient(similarity_only) as c:
+        assert _recommend(c, user, **params).status_code == 422
+
+
+@pytest.mark.parametrize(
+    "reason",
+    [
+        None,  # the alias names a version, the watcher is still loading it
+        "lookalike-shopper-model version 4 failed to load: IndexVersionError: damaged",
+    ],
+)
+def test_a_deployed_shopper_model_not_loaded_is_503_with_the_reason(settings, bundle, reason):
+    app = route_app(settings, live=bundle)
+    app.state.shopper.deployed, app.state.shopper.last_error = True, reason
+    expected = reason or NOT_LOADED.format("lookalike-shopper-model")
+    with TestClient(app) as c:
+        assert _detail(_recommend(c, "u001"), 503) == f"not ready: {expected}"
+        shopper = c.get("/v1/version").json()["shopper"]
+    assert shopper == {"status": "not ready", "reason": expected, "versions": None}
+
+
+def test_the_user_route_declares_404_and_503_in_the_schema(client):
+    spec = client.get("/openapi.json").json()
+    responses = spec["paths"]["/v1/users/{user_id}/recommendations"]["get"]["responses"]
+    assert responses["404"]["description"].startswith("no shopper model deployed")
+    assert responses["503"]["description"].startswith("a deployed shopper model is not loaded")
+    status = spec["components"]["schemas"]["ShopperStatus"]["properties"]["status"]
+    assert status["enum"] == ["serving", "not deployed", "not ready"]
 
 
 # ---------------------------------------------------------------- the test app itself

@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from lookalike.bundle.recommender import Hit, Recommender
 from lookalike.config import Settings
 from lookalike.registry.encoders import embed_images
-from serving.deps import get_live, get_shopper_live, get_shopper_state, get_state
+from serving.deps import get_live, get_shopper_state, get_state
 from serving.main import create_app
 from serving.state import Followed, Live, ReloadOutcome, ServiceState
 from tests.support.images import encode, noise
@@ -196,11 +196,11 @@ class PinnedState(ServiceState):
 def route_app(settings: Settings, *, live: Live | None = None, shopper: Live | None = None):
     """The service app with no lifespan and no registry (``create_app(follow=False)``).
 
-    A bundle given is served through ``dependency_overrides``: ``get_live`` (or
-    ``get_shopper_live``) answers it, ``get_state`` (or ``get_shopper_state``) a
-    ``PinnedState`` holding it that shares the app's metrics. A bundle left out keeps the real
-    dependencies over the app's own never-loaded state, so those routes answer 503 exactly as
-    a service that has not loaded anything yet (its ``last_error`` is the reason given).
+    A bundle given is served through ``dependency_overrides``: ``get_live`` answers the
+    similarity one, ``get_state`` (or ``get_shopper_state``) a ``PinnedState`` holding it
+    that shares the app's metrics. A bundle left out keeps the real dependencies over the
+    app's own never-loaded state, so those routes answer 503 exactly as a service that has
+    not loaded anything yet (its ``last_error`` is the reason given).
     """
     app: FastAPI = create_app(settings, follow=False)
     metrics = app.state.service.metrics
@@ -213,7 +213,6 @@ def route_app(settings: Settings, *, live: Live | None = None, shopper: Live | N
         followed = Followed.shopper(settings)
         shop = PinnedState(settings=settings, metrics=metrics, followed=followed, live=shopper)
         app.dependency_overrides[get_shopper_state] = lambda: shop
-        app.dependency_overrides[get_shopper_live] = lambda: shopper
     return app
 
 
