@@ -6,6 +6,7 @@ from datetime import datetime
 
 from airflow.sdk import dag, task
 from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
+from lookalike_airflow.timetables import OnTimeCron
 
 from lookalike.config import get_settings
 
@@ -23,7 +24,7 @@ unset). Every step is idempotent: no changes, no commit, no version.
 
 @dag(
     dag_id="lookalike_catalog_refresh",
-    schedule=SETTINGS.refresh_schedule,
+    schedule=OnTimeCron(SETTINGS.refresh_schedule),  # first run: the next time, not a past one
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from airflow.sdk import Param, dag, task
 from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
+from lookalike_airflow.timetables import OnTimeCron
 
 from lookalike.config import get_settings
 
@@ -27,7 +28,7 @@ the same interactions version and move the alias when it wins. The service follo
 
 @dag(
     dag_id="lookalike_shopper_model",
-    schedule=SETTINGS.shopper_schedule,
+    schedule=OnTimeCron(SETTINGS.shopper_schedule),  # first run: the next time, not a past one
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from airflow.sdk import Param, dag, task
 from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
 from lookalike_airflow.sensors import DeltaTableSensor
+from lookalike_airflow.timetables import OnTimeCron
 
 from lookalike.config import get_settings
 
@@ -25,7 +26,7 @@ VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
 
 @dag(
     dag_id="lookalike_train_and_promote",
-    schedule=SETTINGS.train_schedule,
+    schedule=OnTimeCron(SETTINGS.train_schedule),  # first run: the next time, not a past one
     start_date=datetime(2026, 1, 1),
     catchup=False,
     max_active_runs=1,

@@ -35,3 +35,19 @@ def test_train_dag_waits_for_the_catalogue_and_skips_softly(dagbag):
     sensor = dagbag.dags["lookalike_train_and_promote"].get_task("catalogue_ready")
     assert sensor.soft_fail and sensor.mode == "reschedule" and sensor.retries >= 1
     assert sensor.table_path.endswith("lake/catalog")
+
+
+def test_the_plugin_registers_the_timetable_under_the_path_dag_files_import():
+    """The scheduler and dag-processor deserialize a custom timetable only through a plugin,
+    looked up by the class's import path; Airflow loads `plugins/lookalike_airflow/__init__.py`
+    as a bare `__init__` module, so the plugin must hand over the package's class."""
+    from airflow import plugins_manager
+    from airflow.serialization.decoders import decode_timetable
+    from airflow.serialization.encoders import encode_timetable
+    from lookalike_airflow.timetables import OnTimeCron
+
+    registered = plugins_manager.get_timetables_plugins()
+    assert registered["lookalike_airflow.timetables.OnTimeCron"] is OnTimeCron
+    encoded = encode_timetable(OnTimeCron("0 4 * * 0"))
+    assert encoded["__type"] == "lookalike_airflow.timetables.OnTimeCron"
+    assert decode_timetable(encoded) == OnTimeCron("0 4 * * 0")
