@@ -16,6 +16,10 @@ export MLFLOW_PORT=${MLFLOW_PORT:-5000}
 export LOOKALIKE_SERVE_PORT=${LOOKALIKE_SERVE_PORT:-8000}
 export LOOKALIKE_SERVE_URL=${LOOKALIKE_SERVE_URL:-http://127.0.0.1:$LOOKALIKE_SERVE_PORT}
 export SPARK_LOCAL_IP=127.0.0.1
+# the project's commands (airflow, lookalike, spark-submit) first, as `make` has them
+if [ -d "$PWD/.venv/bin" ]; then
+  case ":$PATH:" in *":$PWD/.venv/bin:"*) ;; *) export PATH=$PWD/.venv/bin:$PATH ;; esac
+fi
 RUN_DIR=$LOOKALIKE_HOME/run      # one PID file per process `make demo` started
 LOG_DIR=$LOOKALIKE_HOME/logs
 mkdir -p "$RUN_DIR" "$LOG_DIR"
