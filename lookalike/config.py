@@ -51,6 +51,11 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(default=40_000_000, description="Decompression-bomb guard.")
     max_image_bytes: int = Field(default=20 * 1024 * 1024, description="Largest file read.")
     test_fraction: float = Field(default=0.1, ge=0.0, lt=1.0, description="Folder items held out.")
+    ingest_follow_links_out: bool = Field(
+        default=True,
+        description="Folder ingest reads links whose target is outside the folder; false "
+        "rejects them (links inside the folder are always read through).",
+    )
 
     # MLflow: tracking defaults to a SQLite store under home; any tracking URI works.
     mlflow_tracking_uri: str | None = None

@@ -8,11 +8,14 @@ Data flow (nothing proportional to the catalogue is collected on the driver):
    commit. No changes, no commit, so re-running an ingest is a no-op.
 Rejected inputs (with reasons) are appended to the ``catalog_rejects`` table, once per run;
 so are rows whose item id another source owns (ownership moves only with ``take_over``).
+An unexpected failure (a bug, an unreadable store) is not a reject: the run stops with
+``IngestFailed``, one line naming the file and the reason, before anything is committed.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -24,6 +27,7 @@ from lookalike import storage
 from lookalike.catalog import sources
 from lookalike.catalog.table import (
     CHANGE_SCHEMA,
+    CatalogError,
     append_rejects,
     merge_changes,
     open_table,
@@ -39,6 +43,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STALE_STAGING_SECONDS = 24 * 3600
+
+
+class IngestFailed(CatalogError):
+    """An ingest stopped on an unexpected failure (named file and reason); the message says
+    whether the catalogue is untouched. The CLI prints it as one line (exit 1)."""
 
 
 @dataclass
@@ -195,10 +204,39 @@ def run_ingest(
         summary.unchanged = good.join(untouched, "item_id", "left_anti").count()
         if summary.rejected:
             _keep_rejects(run, rejects, settings.rejects_uri)
+    except Exception as e:
+        failure = task_failure(e)
+        if failure is None:
+            raise
+        log.debug("ingest run %s failed in a Spark task", run_id, exc_info=True)
+        state = "after its commit" if run.committed else "the catalogue is unchanged"
+        raise IngestFailed(f"ingest failed in a Spark task: {failure} ({state})") from None
     finally:
         storage.remove_tree(run.work)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
+
+
+def task_failure(e: BaseException) -> str | None:
+    """The one line saying why a Spark task failed (the last line of the Python exception a
+    worker raised, or Spark's reason for a lost task), or None when ``e`` is no Spark
+    failure. The full traces go to the debug log, not to the user."""
+    from py4j.protocol import Py4JJavaError
+    from pyspark.errors import PythonException
+
+    if isinstance(e, PythonException):
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        return lines[-1] if lines else "an exception in a Python worker"
+    if isinstance(e, Py4JJavaError):
+        text = str(e)
+        lost = re.search(
+            r"most recent failure: Lost task [^:]*: (?:[\w.$]+Exception: )?([^\n]*)", text
+        )
+        if lost:
+            return lost.group(1).split(". Consider setting")[0].strip()
+        lines = [line.strip(" :") for line in text.splitlines()[1:2]]
+        return lines[0] if lines and lines[0] else "a Spark job failed"
+    return None
 
 
 @dataclass
@@ -210,6 +248,7 @@ class _Run:
     work: str
     summary: IngestSummary
     t0: float
+    committed: bool = False
 
     @property
     def run_id(self) -> str:
@@ -237,14 +276,38 @@ def _stage(run: _Run, staged: DataFrame) -> DataFrame:
     run.say(f"decoding and validating {run.source} on executors")
     staged = run.spill(_mark_duplicates(staged), "staged")
     counts = {
-        r["ok"]: r["n"]
-        for r in staged.groupBy((F.col("reason").isNull()).alias("ok"))
+        (r["ok"], r["failed"]): r["n"]
+        for r in staged.groupBy(
+            F.col("reason").isNull().alias("ok"), F.col("failure").isNotNull().alias("failed")
+        )
         .agg(F.count("*").alias("n"))
         .collect()
     }
     run.summary.rows_read = sum(counts.values())
-    run.say(f"read {run.summary.rows_read} rows, {counts.get(False, 0)} invalid")
+    failed = sum(n for (_, f), n in counts.items() if f)
+    if failed:
+        _stop_on_failures(staged, failed)
+    invalid = sum(n for (ok, _), n in counts.items() if not ok)
+    run.say(f"read {run.summary.rows_read} rows, {invalid} invalid")
     return staged
+
+
+def _stop_on_failures(staged: DataFrame, failed: int) -> None:
+    """Rows an executor could not process for an unexpected reason (``failure``) stop the
+    run before anything is written: one line naming the first file and the reason."""
+    from pyspark.sql import functions as F
+
+    first = (
+        staged.where(F.col("failure").isNotNull())
+        .select("path", "failure")
+        .orderBy("path")
+        .limit(1)
+        .collect()[0]
+    )
+    also = f"; {failed - 1} more file(s) failed too" if failed > 1 else ""
+    raise IngestFailed(
+        f"ingest failed on {first['path']}: {first['failure']}{also} (the catalogue is unchanged)"
+    )
 
 
 def _diff(
@@ -364,6 +427,7 @@ def _commit(run: _Run, table: str, n_changes: int) -> None:
     metadata = {"lookalike.run_id": run.run_id, "lookalike.source": run.source}
     if summary.taken_over:
         metadata["lookalike.taken_over"] = str(summary.taken_over)
+    run.committed = True  # from here on, a failure may come after the commit
     metrics = merge_changes(table, run.at("changes"), commit_metadata=metadata)
     summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
     summary.updated = int(metrics.get("num_target_rows_updated", 0))
@@ -428,7 +492,31 @@ def ingest_folder(
     settings = settings or get_settings()
     root = storage.normalise(root)
     source = source or f"folder:{storage.name(root)}"
-    staged = sources.folder_frame(
+    try:
+        staged = _folder_staged(spark, root, source, settings, metadata_csv, id_prefix)
+    except sources.SourceError as e:
+        raise IngestFailed(f"{e} (the catalogue is unchanged)") from None
+    return run_ingest(
+        spark,
+        staged,
+        source=source,
+        settings=settings,
+        delete_missing=delete_missing,
+        discontinued=discontinued,
+        take_over=take_over,
+    )
+
+
+def _folder_staged(
+    spark: SparkSession,
+    root: str,
+    source: str,
+    settings: Settings,
+    metadata_csv: str | Path | None,
+    id_prefix: str,
+) -> DataFrame:
+    """The folder's staged rows, with the settings' image limits and link policy."""
+    return sources.folder_frame(
         spark,
         root,
         source=source,
@@ -441,13 +529,5 @@ def ingest_folder(
         test_fraction=settings.test_fraction,
         metadata_csv=metadata_csv,
         id_prefix=id_prefix,
-    )
-    return run_ingest(
-        spark,
-        staged,
-        source=source,
-        settings=settings,
-        delete_missing=delete_missing,
-        discontinued=discontinued,
-        take_over=take_over,
+        follow_links_out=settings.ingest_follow_links_out,
     )
