@@ -235,9 +235,7 @@ def test_cli_index_commands_and_spark_submit_reindex(world, spark):
     result = json.loads(summary.read_text())
     assert result["kind"] == expected and result["base_index_version"] == served_before
     served = served_name(settings)
-    assert read_manifest(settings, served)["catalog_version"] == table_version(
-        settings.catalog_uri
-    )
+    assert read_manifest(settings, served)["catalog_version"] == table_version(settings.catalog_uri)
     assert not catalogue_changed_since_served(settings)
     bad = subprocess.run(
         [str(bin_dir / "lookalike"), "index", "verify", "v999999"],
@@ -294,9 +292,7 @@ def test_a_promotion_catches_up_with_the_catalogue_and_moves_both_aliases_or_nei
 
     gate = evaluate_gate(settings, challenger=v2, margin=-1.0, catalog_version=recorded)
     assert gate.decision.promote and gate.catalog_version == recorded
-    index = build_full(
-        settings, fetch_encoder(settings, v2), spark=spark, catalog_version=recorded
-    )
+    index = build_full(settings, fetch_encoder(settings, v2), spark=spark, catalog_version=recorded)
     assert index.catalog_version < table_version(settings.catalog_uri)
 
     # production cannot move: champion is put back, the gate run records the failure
