@@ -1,5 +1,7 @@
-"""A local Airflow for this repository's DAGs (`airflow dags test`, Spark ``local[2]``): the
-environment the end-to-end DAG tests and bench/pipeline.py share."""
+"""A local Airflow for this repository's DAGs, Spark ``local[2]``: the environment a user gets
+from ``scripts/env.sh`` (the end-to-end DAG tests), the real scheduler, dag-processor and API
+server on loopback, and a REST client that triggers and waits for runs as the UI does.
+``local_airflow_env`` is bench/pipeline.py's (`airflow dags test`)."""
 
 from __future__ import annotations
 
@@ -35,11 +37,43 @@ def local_airflow_env(airflow_home: Path, lookalike_home: Path, **extra: str) ->
     )
 
 
+#: bash's own variables, not the user's environment
+_SHELL_VARS = {"PWD", "OLDPWD", "SHLVL", "_"}
+
+
+def user_env(airflow_home: Path, lookalike_home: Path, port: int, **extra: str) -> dict[str, str]:
+    """The environment ``scripts/env.sh`` gives a user, sourced in a clean shell from the
+    repository (as `make demo` does), for these homes and Airflow port: the variables of the
+    test process (its MLflow, Spark and Airflow settings) are NOT passed on. PATH starts with
+    the virtual environment's bin, as in `make` or an activated venv. ``extra`` adds or
+    overrides variables (a test's smaller budgets)."""
+    clean = {
+        "HOME": os.environ.get("HOME", "/root"),
+        "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LOOKALIKE_HOME": str(lookalike_home),
+        "AIRFLOW_HOME": str(airflow_home),
+        "AIRFLOW_PORT": str(port),
+    }
+    shell = subprocess.run(
+        ["bash", "-c", "source scripts/env.sh && env -0"],
+        env=clean,
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    )
+    pairs = (item.split("=", 1) for item in shell.stdout.decode().split("\0") if "=" in item)
+    return {k: v for k, v in pairs if k not in _SHELL_VARS} | extra
+
+
 @contextmanager
-def airflow_services(env: dict[str, str], port: int, log_dir: Path) -> Iterator[str]:
-    """The real Airflow on loopback: api-server, scheduler (LocalExecutor) and dag-processor,
-    each in its own session, logs in ``log_dir``. Yields the API's base URL once it and the
-    scheduler report healthy; stops all three (SIGTERM, then SIGKILL) on exit."""
+def airflow_services(
+    env: dict[str, str], port: int, log_dir: Path, *, cwd: Path = REPO
+) -> Iterator[str]:
+    """The real Airflow on loopback: api-server, scheduler (LocalExecutor, a process per task)
+    and dag-processor, each in its own session started in ``cwd``, logs in ``log_dir``. Yields
+    the API's base URL once it and the scheduler report healthy; stops all three (SIGTERM,
+    then SIGKILL) on exit."""
     import httpx
 
     url = f"http://127.0.0.1:{port}"
@@ -65,7 +99,7 @@ def airflow_services(env: dict[str, str], port: int, log_dir: Path) -> Iterator[
             stdout=(log_dir / f"{name}.log").open("w"),
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            cwd=REPO,
+            cwd=cwd,
         )
         for name, cmd in commands.items()
     ]
@@ -102,3 +136,88 @@ def api_token(url: str, airflow_home: Path) -> str:
     )
     r.raise_for_status()
     return r.json()["access_token"]
+
+
+class AirflowApi:
+    """The REST calls the UI makes: unpause, trigger with a form, watch a run. A call the API
+    server answers with a 5xx (SQLite's "database is locked" while tasks write, on a
+    one-machine deployment) is retried a few times, as a user would click again."""
+
+    def __init__(self, url: str, airflow_home: Path) -> None:
+        import httpx
+
+        headers = {"Authorization": f"Bearer {api_token(url, airflow_home)}"}
+        self.client = httpx.Client(base_url=url, headers=headers, timeout=30)
+
+    def _call(self, method: str, path: str, **kwargs):
+        for _ in range(5):
+            r = self.client.request(method, path, **kwargs)
+            if r.status_code < 500:
+                return r
+            time.sleep(2)
+        return r
+
+    def dag(self, dag_id: str) -> dict:
+        r = self._call("GET", f"/api/v2/dags/{dag_id}")
+        r.raise_for_status()
+        return r.json()
+
+    def wait_for_dags(self, dag_ids: list[str], timeout: float = 180) -> None:
+        """Until the dag-processor has parsed and serialised every one of ``dag_ids``."""
+        from tests.support.server import wait_for
+
+        def parsed() -> bool:
+            return all(self._call("GET", f"/api/v2/dags/{d}").status_code == 200 for d in dag_ids)
+
+        wait_for(parsed, timeout=timeout, every=1)
+
+    def set_paused(self, dag_id: str, paused: bool) -> None:
+        r = self._call("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})
+        r.raise_for_status()
+
+    def runs(self, dag_id: str) -> list[dict]:
+        r = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns", params={"limit": 100})
+        r.raise_for_status()
+        return r.json()["dag_runs"]
+
+    def trigger(self, dag_id: str, conf: dict | None = None) -> str:
+        """A manual run (the UI's trigger button with its form); returns its run id."""
+        body = {"logical_date": None, "conf": conf or {}}
+        r = self._call("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        assert r.status_code == 200, r.text
+        return r.json()["dag_run_id"]
+
+    def state(self, dag_id: str, run_id: str) -> str:
+        r = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}")
+        r.raise_for_status()
+        return r.json()["state"]
+
+    def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
+        r = self._call("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
+        r.raise_for_status()
+        return {t["task_id"]: t["state"] for t in r.json()["task_instances"]}
+
+    def wait(self, dag_id: str, run_id: str, timeout: float) -> str:
+        """The run's final state (success or failed), polling every 2 s up to ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            state = self.state(dag_id, run_id)
+            if state in ("success", "failed"):
+                return state
+            time.sleep(2)
+        raise AssertionError(
+            f"{dag_id} {run_id} still {state} after {timeout:.0f} s: "
+            f"{self.task_states(dag_id, run_id)}"
+        )
+
+    def run(self, dag_id: str, conf: dict | None = None, timeout: float = 1800) -> str:
+        """Unpause, trigger, wait for success (asserted, with every task's state), pause
+        again; returns the run id."""
+        self.set_paused(dag_id, False)
+        try:
+            run_id = self.trigger(dag_id, conf)
+            state = self.wait(dag_id, run_id, timeout)
+            assert state == "success", (dag_id, run_id, self.task_states(dag_id, run_id))
+        finally:
+            self.set_paused(dag_id, True)
+        return run_id
