@@ -42,32 +42,32 @@ format: setup
 	ruff format .
 
 bench-ingest: setup
-	python bench/ingest.py
+	python -m bench.ingest
 
 bench-quality: setup
-	python bench/quality.py
+	python -m bench.quality
 
 bench-index: setup
-	python bench/index.py
+	python -m bench.index
 
 bench-shopper: setup
-	python bench/get_movielens.py
-	python bench/shopper.py
+	python -m bench.get_movielens
+	python -m bench.shopper
 
 bench-pipeline: setup
-	python bench/pipeline.py
+	python -m bench.pipeline
 
 bench-horovod: setup
-	python bench/data_parallel.py
+	python -m bench.data_parallel
 
 # the photos: PNG icons that Debian's mate-icon-theme ships (one size, context folders = categories)
 bench-byo: setup
 	@[ -d /usr/share/icons/mate/48x48 ] || { s=""; [ "$$(id -u)" = 0 ] || s=sudo; $$s apt-get install -y -qq --no-install-recommends mate-icon-theme >/dev/null; }
-	python bench/byo.py
+	python -m bench.byo
 
 bench-serving: setup
 	@command -v wrk >/dev/null || { s=""; [ "$$(id -u)" = 0 ] || s=sudo; $$s apt-get install -y -qq wrk >/dev/null; }
-	python bench/serving.py
+	python -m bench.serving
 
 clean:
 	rm -rf .lookalike

@@ -1,6 +1,6 @@
 """Benchmark: bring your own catalogue. A real RGB photo set becomes a served model.
 
-    .venv/bin/python bench/byo.py [--icons /usr/share/icons/mate/48x48] [--set KEY=VALUE ...]
+    .venv/bin/python -m bench.byo [--icons /usr/share/icons/mate/48x48] [--set KEY=VALUE ...]
 
 The photos: the PNG icons of Debian's ``mate-icon-theme`` at one size (``make bench-byo``
 installs it); each context folder (actions, apps, devices, mimetypes, places, status, ...)
@@ -23,13 +23,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.process import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -50,12 +51,6 @@ def lookalike(env: dict[str, str], *args: str, timeout: float = 3600) -> dict[st
         sys.stderr.write(proc.stderr[-5000:])
         raise SystemExit(f"lookalike {' '.join(args)} failed ({proc.returncode})")
     return json.loads(proc.stdout)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def query_service(env: dict[str, str], icons: Path, log: Path) -> dict[str, Any]:
@@ -153,7 +148,7 @@ def main() -> None:
     pixels = {k: train["baseline"].get(k) for k in keys}
     out = {
         "benchmark": "byo",
-        "command": "python bench/byo.py" + "".join(f" --set {s}" for s in args.set),
+        "command": "python -m bench.byo" + "".join(f" --set {s}" for s in args.set),
         "icons": str(args.icons),
         "catalogue": {k: ingest[k] for k in ("rows_read", "inserted", "rejected", "version_after")},
         "train_config": train.get("config"),

@@ -1,6 +1,6 @@
 """Benchmark: how much of the convolution block should the saved encoder output?
 
-    .venv/bin/python bench/conv_features.py [--set KEY=VALUE ...] [--weights 0,0.25,0.5,0.75,1]
+    .venv/bin/python -m bench.conv_features [--set KEY=VALUE ...] [--weights 0,0.25,0.5,0.75,1]
 
 ``conv_features_weight`` (lookalike.model.encoder.with_conv_features) appends w x the unit,
 randomly projected last convolution block to the unit embedding; training never sees it, so
@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 KEYS = ("precision_at_1", "recall_at_5", "map_at_r")
 HARD = (6, 2, 4)
 
@@ -125,7 +124,7 @@ def main() -> None:
     ]
     out = {
         "benchmark": "conv_features",
-        "command": "python bench/conv_features.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.conv_features " + " ".join(sys.argv[1:]),
         "config": cfg.as_dict(),
         "conv_features_size": cfg.conv_features_size,
         "train_seconds": {"seen": seen_seconds, "unseen_hard": hard_seconds},

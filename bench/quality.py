@@ -1,6 +1,6 @@
 """Benchmark: retrieval quality of the default encoder trained on all 60k training images.
 
-    .venv/bin/python bench/quality.py [--set epochs=10 ...] [--no-reference] [--skip-unseen]
+    .venv/bin/python -m bench.quality [--set epochs=10 ...] [--no-reference] [--skip-unseen]
 
 Trains through the same pipeline as `lookalike train` (tracked in MLflow under the bench's
 LOOKALIKE_HOME, not registered), evaluates test (10k queries) against train (60k index) by
@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 #: The default configuration of 2026-12-02 (precision@1 0.933, mAP@R 0.866 on 2026-11-30),
 #: pinned: the budget every later default is measured against, in the same run.
@@ -203,7 +202,7 @@ def _report(args: Any, cfg: Any, version: int, main_run: dict, ref: dict | None)
     ratio = round(main_run["train_seconds"] / ref["train_seconds"], 3) if ref else None
     out = {
         "benchmark": "quality",
-        "command": "python bench/quality.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.quality " + " ".join(sys.argv[1:]),
         "config": cfg.as_dict(),
         "catalog_version": version,
         **{k: m[k] for k in ("precision_at_1", "recall_at_5", "recall_at_10", "map_at_r")},

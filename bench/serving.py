@@ -1,10 +1,11 @@
 """Benchmark: the recommendation service under load on loopback, and a hot swap under load.
 
-    .venv/bin/python bench/serving.py [--seconds 20]
+    .venv/bin/python -m bench.serving [--seconds 20]
 
 Starts `lookalike serve` (a real uvicorn process on 127.0.0.1) on the production bundle of
-LOOKALIKE_HOME (run bench/index.py or `make demo` first), then, with an asyncio/aiohttp load
-generator in this process (same 2 cores as the server, which it competes with):
+LOOKALIKE_HOME (run `python -m bench.index` or `make demo` first), then, with the
+asyncio/aiohttp load generator of bench/load.py in this process (same 2 cores as the server,
+which it competes with):
 1. by-id: closed loop, 32 connections, GET /v1/items/{id}/similar?k=10 over rotating ids;
    then the same with wrk (C, one thread, `apt-get install wrk`) at 4, 8, 16 and 32
    connections, a generator that leaves the server most of the CPU; then open loop at
@@ -17,11 +18,11 @@ Latency of open-loop requests is measured from their scheduled start (no coordin
 omission), after 2 s at the same rate that warm the client's connection pool. Every run
 is bounded in time and requests. Writes bench/results/serving.json.
 
-    .venv/bin/python bench/serving.py --synthetic-items 1000000 [--synthetic-swap-seconds 180]
+    .venv/bin/python -m bench.serving --synthetic-items 1000000 [--synthetic-swap-seconds 180]
 
 serves a SYNTHETIC bundle instead, in its own LOOKALIKE_HOME (a temp dir, removed after;
 LOOKALIKE_HOME's own bundles, index versions and aliases are untouched): 1M clustered unit
-vectors (bench/index.py's generator, d=128), a ScaNN index built and published through the
+vectors (bench/synthetic.py's generator, d=128), a ScaNN index built and published through the
 library's full-build steps (recall gate included), an untrained encoder of the default
 architecture (no photos: by-id queries never call it), registered with ``publish_bundle``.
 Measures the bundle's load time in the service (alias move -> loaded), the service's RSS
@@ -39,301 +40,34 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bench.load import (
+    KeepAlivePool,
+    closed_loop,
+    open_loop,
+    run_loop,
+    slow_episodes,
+    stats,
+    wrk_closed_loop,
+)
+from bench.process import free_port, proc_bytes, start_server, stop_server, wait_alive, wait_ready
+from bench.synthetic import (
+    register_stub_encoder,
+    synthetic_id,
+    synthetic_index_versions,
+    use_home,
+)
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
-
-
-def run_loop(coro: Any) -> Any:
-    """Run the load generator on uvloop (as the service runs): asyncio's own loop costs
-    about twice the CPU per request, and on 2 cores the generator shares them with the
-    service under test."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
-
-
-class KeepAlivePool:
-    """A minimal HTTP/1.1 keep-alive GET client for the open-loop generator.
-
-    aiohttp costs this process about 1 ms of CPU per request: at 1,000/s a whole core of the
-    two the service under test also needs (2026-12-01: the generator at 99% CPU, the service
-    starved at 600/s). Raw streams over reused connections cost a few tens of microseconds;
-    every request still gets its own connection while it is in flight (no pipelining), so
-    a slow answer never delays the next request's start.
-    """
-
-    def __init__(self, url: str) -> None:
-        from urllib.parse import urlparse
-
-        parsed = urlparse(url)
-        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-
-    async def get(self, path: str) -> tuple[int, bytes]:
-        """(status, body) of GET ``path``; OSError or IncompleteReadError when it fails.
-        A kept-alive connection the server closed while it was idle (uvicorn: after 5 s)
-        is retried once on a new one, as HTTP clients do for idempotent requests."""
-        while True:
-            reused = bool(self.idle)
-            if reused:
-                conn = self.idle.pop()
-            else:
-                conn = await asyncio.open_connection(self.host, self.port)
-            try:
-                return await self._exchange(conn, path)
-            except (OSError, asyncio.IncompleteReadError):
-                conn[1].close()
-                if not reused:
-                    raise
-
-    async def _exchange(
-        self, conn: tuple[asyncio.StreamReader, asyncio.StreamWriter], path: str
-    ) -> tuple[int, bytes]:
-        reader, writer = conn
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
-        head = await reader.readuntil(b"\r\n\r\n")
-        status = int(head[9:12])
-        at = head.lower().find(b"content-length:")
-        if at < 0:
-            raise OSError(f"no content-length in {head[:200]!r}")
-        body = await reader.readexactly(int(head[at + 15 : head.find(b"\r\n", at)]))
-        self.idle.append(conn)
-        return status, body
-
-    async def close(self) -> None:
-        for _, writer in self.idle:
-            writer.close()
-        self.idle.clear()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(values: list[float], q: float) -> float | None:
-    return round(float(np.percentile(values, q)) * 1000, 2) if values else None
-
-
-def stats(lat: list[float], statuses: list[int], seconds: float) -> dict[str, Any]:
-    ok = sum(1 for s in statuses if s == 200)
-    codes: dict[str, int] = {}
-    for s in statuses:
-        codes[str(s)] = codes.get(str(s), 0) + 1
-    return {
-        "status_codes": codes,
-        "requests": len(statuses),
-        "ok": ok,
-        "failed": len(statuses) - ok,
-        "requests_per_second": round(len(statuses) / seconds, 1),
-        "p50_ms": pct(lat, 50),
-        "p90_ms": pct(lat, 90),
-        "p99_ms": pct(lat, 99),
-        "max_ms": pct(lat, 100),
-    }
-
-
-async def closed_loop(url: str, ids: list[str], seconds: float, conns: int) -> dict[str, Any]:
-    import aiohttp
-
-    lat: list[float] = []
-    statuses: list[int] = []
-    stop = time.perf_counter() + seconds
-    connector = aiohttp.TCPConnector(limit=conns)
-    async with aiohttp.ClientSession(connector=connector) as session:
-
-        async def worker(n: int) -> None:
-            i = n
-            while time.perf_counter() < stop:
-                item = ids[i % len(ids)]
-                i += conns
-                t = time.perf_counter()
-                try:
-                    async with session.get(f"{url}/v1/items/{item}/similar?k=10") as r:
-                        await r.read()
-                        statuses.append(r.status)
-                except aiohttp.ClientError:
-                    statuses.append(0)
-                lat.append(time.perf_counter() - t)
-
-        t0 = time.perf_counter()
-        await asyncio.gather(*(worker(n) for n in range(conns)))
-        elapsed = time.perf_counter() - t0
-    return stats(lat, statuses, elapsed) | {"connections": conns, "seconds": round(elapsed, 1)}
-
-
-WRK_SCRIPT = """
-local ids = {}
-for line in io.lines("%s") do ids[#ids + 1] = line end
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", "/v1/items/" .. ids[(i %% #ids) + 1] .. "/similar?k=10")
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "WRK_JSON {\\"requests\\": %%d, \\"us\\": %%d, \\"socket_errors\\": %%d, \\"non_2xx\\": %%d, "
-      .. "\\"p50\\": %%d, \\"p90\\": %%d, \\"p99\\": %%d, \\"max\\": %%d}\\n",
-    summary.requests, summary.duration, e.connect + e.read + e.write + e.timeout, e.status,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
-
-
-def wrk_closed_loop(url: str, ids: list[str], seconds: float, conns: int) -> dict[str, Any]:
-    """By-id, closed loop with wrk (C, one thread): the generator costs the server little CPU."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "ids.txt").write_text("\n".join(ids) + "\n")
-        script = Path(tmp) / "by_id.lua"
-        script.write_text(WRK_SCRIPT % (Path(tmp) / "ids.txt"))
-        cmd = ["wrk", "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s", "-s", str(script), url]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60)
-    line = next((x for x in done.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
-    if done.returncode != 0 or line is None:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    r = json.loads(line.removeprefix("WRK_JSON "))
-    failed = r["socket_errors"] + r["non_2xx"]
-    return {
-        "generator": "wrk 1 thread",
-        "requests": r["requests"],
-        "ok": r["requests"] - r["non_2xx"],
-        "failed": failed,
-        "requests_per_second": round(r["requests"] / (r["us"] / 1e6), 1),
-        "p50_ms": round(r["p50"] / 1000, 2),
-        "p90_ms": round(r["p90"] / 1000, 2),
-        "p99_ms": round(r["p99"] / 1000, 2),
-        "max_ms": round(r["max"] / 1000, 2),
-        "connections": conns,
-        "seconds": round(r["us"] / 1e6, 1),
-    }
-
-
-async def open_loop(
-    make_request: Any,
-    rate: float,
-    seconds: float,
-    on_tick: Any = None,
-    warmup: float = 2.0,
-    url: str | None = None,
-) -> tuple[list[tuple[float, float, int, str | None]], float]:
-    """Requests at a fixed rate; returns [(scheduled offset, latency, status, version)].
-    ``make_request(client, i)`` gets an aiohttp session, or with ``url`` a ``KeepAlivePool``
-    (GETs only, a fraction of aiohttp's CPU per request).
-
-    Each request is started at its due time by one scheduling loop (creating every task up
-    front made the loop's first pass over thousands of them a stall of its own, reported as
-    the service's latency). The first ``warmup`` seconds run at the same rate but are not
-    reported: they open the client's connection pool. ``on_tick`` starts with the measured
-    period.
-    """
-    import gc
-
-    import aiohttp
-
-    gc.collect()
-    gc.freeze()  # the generator's own full GC passes over this process's heap are not latency
-    results: list[tuple[float, float, int, str | None]] = []
-    warm, n = int(rate * warmup), int(rate * seconds)
-    failures = (aiohttp.ClientError, OSError, asyncio.IncompleteReadError)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-        client = session if url is None else KeepAlivePool(url)
-
-        async def one(i: int, due: float) -> None:
-            try:
-                status, version = await make_request(client, i)
-            except failures:
-                status, version = 0, None
-            if i >= 0:
-                results.append((due - t0, time.perf_counter() - due, status, version))
-
-        t0 = time.perf_counter() + warmup
-        tasks = []
-        for i in range(-warm, n):
-            due = t0 + i / rate
-            if i == 0 and on_tick is not None:
-                tasks.append(asyncio.create_task(on_tick(t0)))
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, due)))
-        await asyncio.gather(*tasks)
-        elapsed = time.perf_counter() - t0
-        if isinstance(client, KeepAlivePool):
-            await client.close()
-    return sorted(results), elapsed
-
-
-def start_server(port: int, env: dict[str, str]) -> subprocess.Popen:
-    lookalike = str(Path(sys.executable).parent / "lookalike")
-    return subprocess.Popen(
-        [lookalike, "serve", "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=open(REPO / "bench" / "results" / "serving-server.log", "w"),
-    )
-
-
-def stop_server(server: subprocess.Popen) -> None:
-    server.terminate()
-    server.wait(timeout=30)
-
-
-def wait_ready(url: str, timeout: float = 300, poll: float = 0.5) -> dict[str, Any]:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            r = httpx.get(f"{url}/readyz", timeout=2)
-            if r.status_code == 200:
-                return r.json()["versions"]
-        except httpx.HTTPError:
-            pass
-        time.sleep(poll)
-    raise RuntimeError(f"service at {url} not ready after {timeout} s")
-
-
-def wait_alive(url: str, timeout: float = 300) -> None:
-    """The process answers (/healthz), whether or not a bundle is loaded."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"service at {url} not alive after {timeout} s")
-
-
-def proc_bytes(pid: int, field: str = "VmRSS") -> int:
-    """A memory field of /proc/<pid>/status (VmRSS now, VmHWM peak) in bytes."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/{pid}/status")
 
 
 def parse_args() -> argparse.Namespace:
@@ -385,7 +119,7 @@ def main() -> None:
 def header() -> dict[str, Any]:
     return {
         "benchmark": "serving",
-        "command": "python bench/serving.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.serving " + " ".join(sys.argv[1:]),
         "cpus": os.cpu_count(),
         "note": "load generator and server share the same cores",
     }
@@ -401,7 +135,10 @@ def run_catalogue(args: argparse.Namespace) -> dict[str, Any]:
 
     settings = get_settings()
     if production_version(settings) is None:
-        sys.exit("no production bundle in LOOKALIKE_HOME: run bench/index.py or `make demo` first")
+        sys.exit(
+            "no production bundle in LOOKALIKE_HOME: "
+            "run `python -m bench.index` or `make demo` first"
+        )
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(port, os.environ | {"LOOKALIKE_SERVE_POLL_SECONDS": "1"})
@@ -460,33 +197,6 @@ def by_id_runs(url: str, ids: list[str], args: argparse.Namespace) -> dict[str, 
         print("[bench] wrk not found (apt-get install wrk): skipping the wrk runs", flush=True)
     out["by_id_open_loop"] = by_id_open_loop(url, ids, args.by_id_rate, args.seconds)
     return out
-
-
-def slow_episodes(
-    res: list[tuple[float, float, int, str | None]], over_s: float = 0.02, gap_s: float = 0.2
-) -> list[dict[str, float]]:
-    """When the slow requests (latency > ``over_s``) happened: runs of them closer than
-    ``gap_s`` apart, with their count and worst latency. One long run is a stall (of the
-    server or the generator); many short ones are queueing at saturation."""
-    episodes: list[dict[str, float]] = []
-    for offset, latency, _, _ in res:
-        if latency <= over_s:
-            continue
-        if episodes and offset - episodes[-1]["end_s"] < gap_s:
-            e = episodes[-1]
-            e["end_s"], e["requests"] = round(offset, 3), e["requests"] + 1
-            e["max_ms"] = max(e["max_ms"], round(latency * 1000, 1))
-        else:
-            start = round(offset, 3)
-            episodes.append(
-                {
-                    "start_s": start,
-                    "end_s": start,
-                    "requests": 1,
-                    "max_ms": round(latency * 1000, 1),
-                }
-            )
-    return episodes
 
 
 def by_id_open_loop(url: str, ids: list[str], rate: float, seconds: float) -> dict[str, Any]:
@@ -587,103 +297,6 @@ def catalogue_targets(out: dict[str, Any], args: argparse.Namespace) -> dict[str
 
 
 # ----------------------------------------------------------------- synthetic bundle
-
-
-def use_home(home: Path) -> Any:
-    """Point this process, and the service and CLI it starts, at ``home`` alone (its own
-    store, MLflow registry and caches): LOOKALIKE_HOME's bundles, index versions and aliases
-    are never touched by the synthetic run."""
-    from lookalike.config import get_settings
-
-    for name in ("LOOKALIKE_STORE_URI", "LOOKALIKE_LAKE_URI", "LOOKALIKE_MLFLOW_TRACKING_URI"):
-        os.environ.pop(name, None)
-    os.environ["LOOKALIKE_HOME"] = str(home)
-    get_settings.cache_clear()
-    return get_settings()
-
-
-def synthetic_id(row: int) -> str:
-    """Zero-padded, so sorted ids are row order (the library keeps items sorted by id)."""
-    return f"syn-{row:07d}"
-
-
-def register_stub_encoder(settings: Any, dim: int) -> Any:
-    """An untrained encoder of the default architecture (28x28 grey in, ``dim`` out), logged
-    and registered as a trained one is: the synthetic home has no catalogue to train on,
-    by-id queries never call it, and the service still loads it (its memory is in the RSS)."""
-    import mlflow
-
-    from lookalike.model import tracking
-    from lookalike.model.config import TrainConfig
-    from lookalike.model.encoder import build_encoder
-    from lookalike.registry.encoders import fetch_encoder
-    from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.registry.versions import register
-
-    # the embedding alone (no conv features): the synthetic vectors have ``dim`` dimensions
-    cfg = TrainConfig(
-        input_size=28, channels=1, embedding_size=dim, augment=False, conv_features_weight=0.0
-    )
-    setup_mlflow(settings)
-    with mlflow.start_run(run_name="bench-synthetic-encoder"):
-        info = tracking.log_encoder(build_encoder(cfg), cfg, np.zeros((2, 28, 28, 1), np.uint8))
-    return fetch_encoder(settings, register(info.model_uri, settings.encoder_model_name))
-
-
-def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> dict[str, Any]:
-    """n clustered unit vectors (bench/index.py's generator) indexed with the library's own
-    steps of a full build (``IndexParams.for_size``, ``build_searcher``, then the recall gate
-    and the versioned write), published twice: v1 is served first, v2 is the swap's."""
-    import pyarrow as pa
-
-    from bench.index import clustered_vectors
-    from lookalike.index import builder
-    from lookalike.index import scann_index as sx
-
-    # ~500 items per centre at any n (2,000 centres at 1M: bench/index.py's set): a small
-    # smoke-test set stays clustered instead of one or two items per centre
-    vectors, labels, _, _ = clustered_vectors(n, dim, centres=min(2000, max(1, n // 500)))
-    category = (labels % 10).astype(np.int32)
-    items = pa.table(
-        {
-            "item_id": [synthetic_id(j) for j in range(n)],
-            "category": category,
-            "category_name": [f"synthetic-{c}" for c in category.tolist()],
-            "content_hash": [""] * n,  # no photos: by-id queries only
-        },
-        schema=builder.ITEMS_SCHEMA,
-    )
-    params = sx.IndexParams.for_size(n)
-    print(f"[bench] ScaNN over {n} synthetic vectors ({params})", flush=True)
-    t = time.monotonic()
-    searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
-    out: dict[str, Any] = {
-        "params": asdict(params),
-        "build_seconds": round(time.monotonic() - t, 1),
-    }
-    manifest = {
-        "kind": "full",
-        "encoder": builder._encoder_dict(encoder),
-        "catalog_version": 0,
-        "params": asdict(params),
-        "base_index_version": None,
-        "changed_since_rebalance": 0,
-        "source": "bench/serving.py --synthetic-items",
-    }
-    out["versions"] = []
-    for _ in range(2):
-        t = time.monotonic()
-        name, path, full = builder.publish_searcher(settings, searcher, vectors, items, manifest)
-        out["versions"].append(
-            {
-                "index_version": name,
-                "path": str(path),
-                "recall_at_10": full["recall_at_10"],
-                "recall_at_10_strict": full["recall_at_10_strict"],
-                "check_and_write_seconds": round(time.monotonic() - t, 1),
-            }
-        )
-    return out
 
 
 def load_first_bundle(settings: Any, url: str, index_dir: Path) -> dict[str, Any]:

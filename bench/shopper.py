@@ -1,6 +1,6 @@
 """Benchmark: shopper recommendations, MF against Spark ML ALS and popularity on one split.
 
-    .venv/bin/python bench/shopper.py [--set epochs=12 ...] [--tune auto|N] [--no-ablation]
+    .venv/bin/python -m bench.shopper [--set epochs=12 ...] [--tune auto|N] [--no-ablation]
         [--movielens FILE] [--only simulator|categories|movielens]
 
 On the default data (the seeded shopper simulator over the whole catalogue: 5,000 users,
@@ -12,7 +12,7 @@ the full catalogue ranking, the 99-sampled-negatives variant, item coverage. The
 repeats MF at the same parameters without the visual item tower. ``--movielens`` runs the
 same on a MovieLens-format ratings file in a separate home (no catalogue there, so no visual
 tower) for comparison with He et al. 2017 (NeuMF/GMF HR@10 about 0.70 on MovieLens-1M with 99
-sampled negatives). Without it, the real MovieLens-100k fetched by `bench/get_movielens.py`
+sampled negatives). Without it, the real MovieLens-100k fetched by `python -m bench.get_movielens`
 (`make bench-shopper` does that) is used when present, else the tiny MovieLens-format sample
 that ships with pyspark (a pipeline check only). On MovieLens, ``mf`` is MF as the command
 trains it, ``mf_untuned`` the untuned defaults beside it, and ALS and EASE are tuned on the
@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 PUBLISHED_ML1M_HR10 = (0.65, 0.73)  # He et al. 2017, GMF/MLP/NeuMF at 8-64 factors
 SPARK_SAMPLE = "data/mllib/als/sample_movielens_ratings.txt"  # ships with pyspark
@@ -262,7 +261,8 @@ def _movielens_section(args: argparse.Namespace, settings: Any, spark: Any) -> d
         section["note"] = (
             "pyspark's MovieLens-format sample (30 users, 100 items): a format and pipeline "
             "check only; with 100 items the 99-negatives protocol ranks the whole catalogue. "
-            "run bench/get_movielens.py for MovieLens-100k, or pass --movielens ratings.dat"
+            "run `python -m bench.get_movielens` for MovieLens-100k, or pass --movielens "
+            "ratings.dat"
         )
     return section
 
@@ -292,7 +292,7 @@ def main() -> None:
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
-    command = "python bench/shopper.py " + " ".join(sys.argv[1:])
+    command = "python -m bench.shopper " + " ".join(sys.argv[1:])
     report: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "command": command,

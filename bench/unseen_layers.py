@@ -1,6 +1,6 @@
 """Benchmark: which layer of the encoder ranks UNSEEN hard categories best?
 
-    .venv/bin/python bench/unseen_layers.py [--set KEY=VALUE ...] [--held-out 6,2,4]
+    .venv/bin/python -m bench.unseen_layers [--set KEY=VALUE ...] [--held-out 6,2,4]
 
 Trains the configuration (the default unless ``--set``) without the held-out categories
 (Shirt, Pullover, Coat), then searches their test photos against their training photos
@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 KEYS = ("precision_at_1", "recall_at_5", "map_at_r")
 
 
@@ -96,7 +95,7 @@ def main() -> None:
         "embedding_plus_conv_block": score(np.hstack([eq, conv_q]), np.hstack([ei, conv_i])),
     }
     out = {
-        "command": "python bench/unseen_layers.py " + " ".join(sys.argv[1:]),
+        "command": "python -m bench.unseen_layers " + " ".join(sys.argv[1:]),
         "held_out": list(held),
         "config": cfg.as_dict(),
         "train_seconds": round(train_seconds, 1),

@@ -170,7 +170,10 @@ def publish_searcher(
     return versions.publish(settings, write)
 
 
-def _encoder_dict(encoder: EncoderRef) -> dict[str, Any]:
+def encoder_manifest(encoder: EncoderRef) -> dict[str, Any]:
+    """The encoder as an index version's manifest records it (its ``"encoder"`` entry):
+    name, version and the input and output shapes the version was built for. For a
+    manifest written outside ``build_full`` (a benchmark's synthetic index version)."""
     return {
         "name": encoder.name,
         "version": encoder.version,
@@ -230,7 +233,7 @@ def _build_full(
             items,
             {
                 "kind": "full",
-                "encoder": _encoder_dict(encoder),
+                "encoder": encoder_manifest(encoder),
                 "catalog_version": version,
                 "params": asdict(params),
                 "base_index_version": None,

@@ -1,29 +1,6 @@
-"""New product photos for the refresh path: Fashion-MNIST test images landed as files."""
+"""New product photos for the refresh path: moved to ``bench.photos`` (the pipeline benchmark
+lands them too); re-exported here for the tests."""
 
-from __future__ import annotations
+from bench.photos import land_fashion_mnist_photos
 
-from collections.abc import Iterable
-from pathlib import Path
-
-from lookalike import storage
-from lookalike.catalog.idx import read_idx
-from lookalike.catalog.sources import FASHION_MNIST_LABELS, fashion_mnist_files, folder_item_id
-from lookalike.images import encode_pixels
-
-
-def land_fashion_mnist_photos(
-    data_dir: Path, landing: str | Path, indexes: Iterable[int], *, mirror: bool = False
-) -> dict[str, str]:
-    """Fashion-MNIST ``test`` photos written as new products into a landing folder (local or
-    on the store; one folder per category name), to exercise the refresh path in tests and
-    benchmarks. ``mirror`` flips them left-right so no catalogue item has the same pixels.
-    Returns item id -> the photo's location."""
-    images, labels = fashion_mnist_files(data_dir)["test"]
-    landed = {}
-    for i in indexes:
-        pixels = read_idx(images, i, 1)[0]
-        rel = f"{FASHION_MNIST_LABELS[int(read_idx(labels, i, 1)[0])]}/new photo {i:05d}.png"
-        uri = storage.join(landing, rel)
-        storage.write_bytes(uri, encode_pixels(pixels[:, ::-1].copy() if mirror else pixels).png)
-        landed[folder_item_id(rel)] = uri
-    return landed
+__all__ = ["land_fashion_mnist_photos"]

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-_SPEC = importlib.util.spec_from_file_location(
-    "bench_index", Path(__file__).resolve().parents[2] / "bench" / "index.py"
-)
-assert _SPEC and _SPEC.loader
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
+from bench import index
 
 
 def test_recall_keys_are_strict_and_with_ties_from_the_library() -> None:
@@ -20,9 +12,9 @@ def test_recall_keys_are_strict_and_with_ties_from_the_library() -> None:
     queries = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
     truth = np.array([[0], [2]])
     # query 1 gets a near-tie (counts with ties only), query 2 a far item (never counts)
-    keys = bench.recall_keys([np.array([1]), np.array([0])], truth, vectors, queries)
+    keys = index.recall_keys([np.array([1]), np.array([0])], truth, vectors, queries)
     assert keys == {"recall_at_10": 0.0, "recall_at_10_ties": 0.5}
-    exact = bench.recall_keys([np.array([0]), np.array([2])], truth, vectors, queries)
+    exact = index.recall_keys([np.array([0]), np.array([2])], truth, vectors, queries)
     assert exact == {"recall_at_10": 1.0, "recall_at_10_ties": 1.0}
 
 
@@ -38,12 +30,12 @@ def _rows() -> list[dict]:
 
 
 def test_summary_picks_fastest_scann_at_target_and_hnswlib_at_equal_recall() -> None:
-    s = bench.summarise(_rows())
+    s = index.summarise(_rows())
     assert s["scann"]["qps"] == 4000.0
     assert s["scann_vs_exact"] == 40.0
     assert s["hnswlib_at_equal_recall"]["qps"] == 5000.0
     assert s["scann_vs_hnswlib"] == 0.8
-    t = bench.summarise(_rows(), key="recall_at_10_ties")
+    t = index.summarise(_rows(), key="recall_at_10_ties")
     assert t["scann"]["qps"] == 9000.0
     assert t["hnswlib_at_equal_recall"]["qps"] == 8000.0
     # the ceiling (fastest ScaNN at any recall) against hnswlib's fastest at the target
@@ -53,7 +45,7 @@ def test_summary_picks_fastest_scann_at_target_and_hnswlib_at_equal_recall() -> 
 
 def test_summary_without_a_scann_setting_at_target() -> None:
     rows = [r for r in _rows() if not (r["method"] == "scann" and r["recall_at_10"] > 0.6)]
-    assert bench.summarise(rows)["scann"] is None
+    assert index.summarise(rows)["scann"] is None
 
 
 def test_near_ties_counts_the_crowd_at_the_kth_place() -> None:
@@ -61,10 +53,10 @@ def test_near_ties_counts_the_crowd_at_the_kth_place() -> None:
     vectors = rng.normal(size=(50, 8)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     crowded = np.vstack([vectors, np.repeat(vectors[:1], 20, axis=0)])
-    assert bench.near_ties(crowded, crowded[:1], k=10)["median_items_within_1e-3_of_kth"] >= 21
-    assert bench.near_ties(vectors, vectors[:1], k=10)["median_items_within_1e-3_of_kth"] < 21
+    assert index.near_ties(crowded, crowded[:1], k=10)["median_items_within_1e-3_of_kth"] >= 21
+    assert index.near_ties(vectors, vectors[:1], k=10)["median_items_within_1e-3_of_kth"] < 21
 
 
 def test_summary_without_an_exact_row_compares_with_hnswlib_only() -> None:
-    s = bench.summarise([r for r in _rows() if r["method"] != "exact-numpy"])
+    s = index.summarise([r for r in _rows() if r["method"] != "exact-numpy"])
     assert "scann_vs_exact" not in s and s["scann_vs_hnswlib"] == 0.8

@@ -3,19 +3,11 @@ time ratio, the targets, and the pinned reference is a valid configuration."""
 
 from __future__ import annotations
 
-import importlib.util
 import types
-from pathlib import Path
 
 import lookalike  # noqa: F401  (legacy Keras switch before TrainConfig's imports)
+from bench import quality
 from lookalike.model.config import TrainConfig
-
-_SPEC = importlib.util.spec_from_file_location(
-    "bench_quality", Path(__file__).resolve().parents[2] / "bench" / "quality.py"
-)
-assert _SPEC and _SPEC.loader
-bench = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(bench)
 
 
 def _run(p1: float, seconds: float) -> dict:
@@ -37,7 +29,7 @@ def _run(p1: float, seconds: float) -> dict:
 
 
 def test_reference_is_the_pinned_default_and_valid():
-    ref = TrainConfig.from_dict(bench.REFERENCE)
+    ref = TrainConfig.from_dict(quality.REFERENCE)
     assert ref.backbone == "convnet" and ref.precision == "float32"
     assert ref.classes_per_batch * ref.examples_per_class == 100  # batches of 100
 
@@ -45,15 +37,15 @@ def test_reference_is_the_pinned_default_and_valid():
 def test_time_ratio_and_target_come_from_the_same_run():
     cfg = TrainConfig(epochs=10)
     args = types.SimpleNamespace()
-    fast = bench._report(args, cfg, 1, _run(0.951, 300.0), _run(0.933, 400.0))
+    fast = quality._report(args, cfg, 1, _run(0.951, 300.0), _run(0.933, 400.0))
     assert fast["train_time_ratio"] == 0.75 and fast["target"]["met"] is True
     assert fast["reference"]["precision_at_1"] == 0.933
     assert fast["reference"]["train_seconds"] == 400.0
-    slow = bench._report(args, cfg, 1, _run(0.96, 500.0), _run(0.933, 400.0))
+    slow = quality._report(args, cfg, 1, _run(0.96, 500.0), _run(0.933, 400.0))
     assert slow["train_time_ratio"] == 1.25 and slow["target"]["met"] is False
-    weak = bench._report(args, cfg, 1, _run(0.94, 300.0), _run(0.933, 400.0))
+    weak = quality._report(args, cfg, 1, _run(0.94, 300.0), _run(0.933, 400.0))
     assert weak["target"]["met"] is False
-    alone = bench._report(args, cfg, 1, _run(0.96, 300.0), None)
+    alone = quality._report(args, cfg, 1, _run(0.96, 300.0), None)
     assert "reference" not in alone and alone["target"]["met"] is False
 
 
@@ -62,6 +54,6 @@ def test_unseen_hard_must_beat_pixels_on_both_metrics():
         "encoder": {"precision_at_1": 0.7, "map_at_r": 0.4},
         "raw_pixels": {"precision_at_1": 0.72, "map_at_r": 0.3},
     }
-    assert bench._beats(section) is False
+    assert quality._beats(section) is False
     section["encoder"]["precision_at_1"] = 0.75
-    assert bench._beats(section) is True
+    assert quality._beats(section) is True
