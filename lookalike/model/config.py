@@ -62,35 +62,37 @@ class TrainConfig:
     loss_epsilon: float = 0.1  # pair-mining slack
     # > 0: beside MultiSimilarityLoss, a cosine-softmax loss (one learned, L2-normalised proxy
     # per category; logits = proxy_scale x cosine) at this weight. Training only: the saved
-    # encoder is the same network. Measured on Fashion-MNIST: mAP@R +0.014, p@1 unchanged,
-    # ~3% more training time (bench/results/quality-proxy.json).
+    # encoder is the same network. Off by default: it raises mAP@R but not p@1, at a small
+    # training cost. Measured: docs/benchmarks.md#current-figures (proxy head).
     proxy_loss_weight: float = 0.0
     proxy_scale: float = 16.0
     # > 0: the saved encoder outputs the embedding concatenated with this weight x its last
     # convolution block (flattened; a keras: application's pooled features), randomly
     # projected (fixed, seeded) to conv_features_size and L2-normalised; 0 = the embedding
     # alone. Training is unchanged (the loss sees the embedding only). Why: on categories the
-    # model never saw, the convolution features keep what the embedding discards. Measured
-    # (bench/conv_features.py, Fashion-MNIST): at 0.5 unseen hard categories beat raw pixels
-    # (p@1 0.807 vs 0.796, mAP@R 0.220 vs 0.199; the embedding alone 0.766 / 0.212), seen
-    # ones p@1 +0.002, mAP@R -0.005; the index stores conv_features_size more floats per item.
+    # model never saw, the convolution features keep what the embedding discards; 0.5 is the
+    # smallest weight whose unseen hard categories beat raw pixels, at a small cost in seen
+    # mAP@R; the index stores conv_features_size more floats per item. Measured:
+    # docs/benchmarks.md#current-figures (convolution features, and its weight sweep)
     conv_features_weight: float = 0.5
     conv_features_size: int = 256
     # True (with augment, which trains the model to see a mirror image as the same product):
     # the saved encoder outputs the mean of a photo's output and its mirror image's,
     # re-normalised, so catalogue items and queries alike are embedded flip-invariantly.
-    # Training is unchanged; inference does twice the work. Measured on Fashion-MNIST (the
-    # default trained once, 10,000 queries against 60,000): p@1 0.9358 -> 0.9398, mAP@R
-    # 0.8622 -> 0.8664; adding 1-pixel shifts as well did not help (0.9392 / 0.8570).
+    # Training is unchanged; inference does twice the work, for higher p@1 and mAP@R (1-pixel
+    # shifts as well did not help). Measured:
+    # docs/benchmarks.md#2026-12-03-evening-bfloat16-on-a-cpu-with-amx-and-mirror-averaging
     flip_average: bool = True
     # None: from the catalogue (``for_items``): an epoch is one pass over the training items
     # (Fashion-MNIST: 600 steps x 100 images), and DEFAULT_EPOCHS epochs but at least
-    # MIN_TRAIN_STEPS steps, so a small catalogue gets more passes. ~17.5 min on 2 CPU cores
-    # for Fashion-MNIST's 60k.
+    # MIN_TRAIN_STEPS steps, so a small catalogue gets more passes. Training time on
+    # Fashion-MNIST's 60k: docs/benchmarks.md#retrieval-quality
     epochs: int | None = None
     steps_per_epoch: int | None = None
     classes_per_batch: int = 10
-    examples_per_class: int = 10  # batches of 100: twice the updates of 200, p@1 +0.011
+    # batches of 100: twice the updates of 200 for the same images, which fits better at this
+    # budget. Measured: docs/benchmarks.md#earlier-runs
+    examples_per_class: int = 10
     seed: int = 42
     train_limit: int | None = None  # at most this many training items (small runs, tests)
     exclude_categories: tuple[int, ...] = ()  # held out of training: the "unseen" evaluation
