@@ -1,7 +1,6 @@
 """A local Airflow for this repository's DAGs, Spark ``local[2]``: the environment a user gets
 from ``scripts/env.sh`` (the end-to-end DAG tests), the real scheduler, dag-processor and API
-server on loopback, and a REST client that triggers and waits for runs as the UI does.
-``local_airflow_env`` is bench/pipeline.py's (`airflow dags test`)."""
+server on loopback, and a REST client that triggers and waits for runs as the UI does."""
 
 from __future__ import annotations
 
@@ -17,24 +16,6 @@ from pathlib import Path
 from tests.support.server import stop_process_groups
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def local_airflow_env(airflow_home: Path, lookalike_home: Path, **extra: str) -> dict[str, str]:
-    """Environment for running this repository's DAGs with a local Airflow (`airflow dags
-    test`, Spark ``local[2]``). ``extra`` adds or overrides variables."""
-    return (
-        dict(os.environ)
-        | {
-            "AIRFLOW_HOME": str(airflow_home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
-            "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-            "LOOKALIKE_HOME": str(lookalike_home),
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        }
-        | extra
-    )
 
 
 #: bash's own variables, not the user's environment
