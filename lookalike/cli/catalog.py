@@ -182,7 +182,9 @@ def _ingest_options() -> argparse.ArgumentParser:
 
 def add_parser(sub: Any) -> None:
     """``ingest fashion-mnist|folder`` and ``catalog stats|changes|rejects``."""
-    ingest = sub.add_parser("ingest", help="ingest products into the catalogue (Spark)")
+    ingest = sub.add_parser(
+        "ingest", help="add, update and delete products in the catalogue (Spark)"
+    )
     kinds = ingest.add_subparsers(dest="source_kind", required=True)
     common = _ingest_options()
     fm = kinds.add_parser("fashion-mnist", parents=[common], help="the Fashion-MNIST catalogue")
@@ -202,7 +204,9 @@ def add_parser(sub: Any) -> None:
     )
     folder.set_defaults(func=cmd_ingest)
 
-    catalog = sub.add_parser("catalog", help="inspect the catalogue")
+    catalog = sub.add_parser(
+        "catalog", help="the catalogue: its version and counts, changes, rejected inputs"
+    )
     csub = catalog.add_subparsers(dest="catalog_command", required=True)
     csub.add_parser("stats", help="version, rows, counts per category and split").set_defaults(
         func=cmd_catalog_stats

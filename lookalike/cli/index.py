@@ -155,12 +155,14 @@ def add_parser(sub: Any) -> None:
     """``embed``, ``index build|update|list|verify``, ``bundle show|publish``, ``promote``,
     ``rollback``."""
     out_opts = output_options()
-    emb = sub.add_parser("embed", parents=[out_opts], help="embed the catalogue (Spark)")
+    emb = sub.add_parser(
+        "embed", parents=[out_opts], help="embed the catalogue with an encoder (Spark)"
+    )
     emb.add_argument("--encoder", default=CHAMPION, help=f"alias or version (default {CHAMPION})")
     emb.add_argument("--catalog-version", type=int)
     emb.set_defaults(func=cmd_embed)
 
-    index = sub.add_parser("index", help="ScaNN index versions")
+    index = sub.add_parser("index", help="ScaNN index versions: build, update, list, verify")
     isub = index.add_subparsers(dest="index_command", required=True)
     ib = isub.add_parser(
         "build", parents=[out_opts], help="full build: embed, index, check, publish"
@@ -187,7 +189,9 @@ def add_parser(sub: Any) -> None:
     iv.add_argument("version", nargs="?", help="default: the latest")
     iv.set_defaults(func=cmd_index_verify)
 
-    bundle = sub.add_parser("bundle", help="the lookalike-recommender bundle in MLflow")
+    bundle = sub.add_parser(
+        "bundle", help="what the service serves: show it, publish an index version"
+    )
     bsub = bundle.add_subparsers(dest="bundle_command", required=True)
     bsub.add_parser("show", help="the production bundle").set_defaults(func=cmd_bundle_show)
     bp = bsub.add_parser("publish", parents=[out_opts], help="publish an index version")
@@ -195,7 +199,9 @@ def add_parser(sub: Any) -> None:
     bp.set_defaults(func=cmd_bundle_publish)
 
     pr = sub.add_parser(
-        "promote", parents=[out_opts], help="gate challenger vs champion; index; production"
+        "promote",
+        parents=[out_opts],
+        help="gate challenger vs champion; a winner is indexed and served",
     )
     pr.add_argument("--challenger", default=CHALLENGER, help="alias or version")
     pr.add_argument("--margin", type=float, help="default: LOOKALIKE_PROMOTE_MARGIN")

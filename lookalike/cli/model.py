@@ -104,14 +104,18 @@ def add_parser(sub: Any) -> None:
     model_opts.add_argument("--catalog-version", type=int, help="default: the latest version")
     parents = [model_opts, output_options()]
 
-    train = sub.add_parser("train", parents=parents, help="train + evaluate + register")
+    train = sub.add_parser(
+        "train", parents=parents, help="train an encoder, evaluate it, register it as challenger"
+    )
     train.add_argument(
         "--horovod", type=int, metavar="N", help="data-parallel on N Spark tasks (0: in-process)"
     )
     train.add_argument("--eval-limit", type=int, help="evaluate on the first N test items")
     train.add_argument("--no-register", action="store_true", help="log, but do not register")
     train.set_defaults(func=cmd_train)
-    tune = sub.add_parser("tune", parents=parents, help="Hyperopt search on Spark")
+    tune = sub.add_parser(
+        "tune", parents=parents, help="search training settings (Hyperopt on Spark)"
+    )
     tune.add_argument("--trials", type=int, default=8)
     tune.add_argument("--parallelism", type=int, help="default: LOOKALIKE_TUNE_PARALLELISM")
     tune.set_defaults(func=cmd_tune)

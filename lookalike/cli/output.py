@@ -9,9 +9,27 @@ import sys
 from collections.abc import Iterator
 from typing import Any, TextIO
 
+#: Exit statuses of every command (``lookalike --help`` lists them).
+EXIT_OK = 0
+#: The operation failed: one line ``lookalike: error: ...`` on stderr says why.
+EXIT_FAILED = 1
+#: The command line is wrong: the usage and the argument at fault on stderr (argparse's).
+EXIT_USAGE = 2
 
-class UsageError(Exception):
-    """A command-line argument is wrong; the message names it (exit 2)."""
+
+class CommandError(Exception):
+    """A user error: the command could not do what was asked, and its message (one line,
+    ``lookalike: error: ...``) says why and what to do. The base of the command line's own
+    errors; ``exit_code`` is the process's status. Library errors that are the user's to
+    fix (an unknown encoder, no index yet, a lease held...) are reported the same way."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(CommandError):
+    """A command-line argument is wrong; the message names it (exit 2, after the usage)."""
+
+    exit_code = EXIT_USAGE
 
 
 #: Commands whose result is always JSON accept --json too, so scripts can pass it everywhere.

@@ -237,7 +237,7 @@ def _mf_options() -> argparse.ArgumentParser:
 
 def add_parser(sub: Any) -> None:
     """``shopper simulate|ingest|train|promote|show|recommend``."""
-    shop = sub.add_parser("shopper", help="shopper recommendations (matrix factorisation)")
+    shop = sub.add_parser("shopper", help="recommendations for shoppers: data, model, gate")
     ssub = shop.add_subparsers(dest="shopper_command", required=True)
     out = output_options("the result is JSON on stdout (always)")
 

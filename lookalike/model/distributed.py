@@ -88,12 +88,7 @@ def rank_main(
     pin_gpu(hvd.local_rank())  # one GPU per rank on a GPU host; nothing on a CPU-only one
     rank, size = hvd.rank(), hvd.size()
     shard = load_training_items(cfg, ref, shard=(rank, size))
-    callbacks: list[Any] = [
-        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
-        hvd.callbacks.MetricAverageCallback(),
-    ]
-    if rank == 0 and run_id and tracking_uri:
-        callbacks.append(_epoch_logger(tracking_uri, run_id))
+    callbacks = _rank_callbacks(hvd, rank, size, cfg, tracking_uri, run_id)
     # Same number of examples per epoch as one process: each rank does 1/size of the steps
     # with a size-times larger effective batch, so the learning rate scales with size.
     rank_cfg = cfg.replace(steps_per_epoch=max(1, cfg.n_steps // size))
@@ -120,6 +115,25 @@ def rank_main(
         "weights": weights if rank == 0 else None,
         "history": history,
     }
+
+
+def _rank_callbacks(
+    hvd: Any, rank: int, size: int, cfg: TrainConfig, tracking_uri: str | None, run_id: str | None
+) -> list[Any]:
+    """A rank's Keras callbacks: rank 0's weights broadcast, metrics averaged; rank 0 also
+    logs every epoch to the driver's MLflow run and one progress line per epoch on its
+    stderr (the Spark task's, which a local master writes to the driver's)."""
+    from lookalike.model.progress import epoch_progress, to_stderr
+
+    callbacks: list[Any] = [
+        hvd.callbacks.BroadcastGlobalVariablesCallback(0),
+        hvd.callbacks.MetricAverageCallback(),
+    ]
+    if rank == 0 and run_id and tracking_uri:
+        callbacks.append(_epoch_logger(tracking_uri, run_id))
+    if rank == 0:
+        callbacks.append(epoch_progress(cfg.n_epochs, to_stderr, f"epoch (rank 0 of {size})"))
+    return callbacks
 
 
 def _epoch_logger(tracking_uri: str, run_id: str) -> Any:

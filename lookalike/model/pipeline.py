@@ -184,13 +184,15 @@ def _train(
     reads its shard of ``ref``; rank 0's weights come back)."""
     from lookalike.model import tracking
     from lookalike.model.encoder import encoder_from_weights, train_encoder
+    from lookalike.model.progress import epoch_progress
 
-    if num_proc:
+    if num_proc:  # rank 0 logs its epochs (see ``distributed.rank_main``)
         from lookalike.model.distributed import horovod_train
 
         weights, history = horovod_train(spark, cfg, ref, num_proc, settings.tracking_uri, run_id)
         return encoder_from_weights(cfg, weights), history
-    return train_encoder(cfg, train, callbacks=[tracking.epoch_logger(), *callbacks])
+    progress = epoch_progress(cfg.epochs)  # one line per epoch, with the seconds left
+    return train_encoder(cfg, train, callbacks=[tracking.epoch_logger(), progress, *callbacks])
 
 
 def _evaluate_unseen(

@@ -184,16 +184,20 @@ def spark_search(
     parent_id: str,
     gpus_per_task: float = 0.0,
     timeout_seconds: float | None = None,
+    metric: str = "val_map_at_r",
 ) -> tuple[dict[str, Any], float, int]:
     """TPE over ``space`` with SparkTrials; returns (best parameters, best validation score
     (= -loss), trials that succeeded). All trials failing is an error. After
     ``timeout_seconds`` SparkTrials starts no more trials and cancels running ones (the
     best finished one wins). An objective may return the ``params`` its trial really used
     (the shopper's, cut by a time budget, ran fewer epochs); they are returned for the best
-    trial instead of its point of ``space``. The shopper model's search uses it too."""
+    trial instead of its point of ``space``. The shopper model's search uses it too. Every
+    trial that ends logs one line on the driver (``metric`` = -loss, see ``TrialProgress``)."""
     import numpy as np
     from hyperopt import STATUS_OK, SparkTrials, fmin, space_eval, tpe
     from hyperopt.exceptions import AllTrialsFailed
+
+    from lookalike.model.progress import TrialProgress
 
     spark_trials = SparkTrials(
         parallelism=parallelism,
@@ -201,6 +205,7 @@ def spark_search(
         resource_profile=gpu_resource_profile(gpus_per_task),
         timeout=timeout_seconds,
     )
+    progress = TrialProgress(trials, metric)
     try:
         best = fmin(
             objective,
@@ -210,6 +215,7 @@ def spark_search(
             trials=spark_trials,
             rstate=np.random.default_rng(seed),
             show_progressbar=False,
+            early_stop_fn=progress,  # on the driver, as trials end; never stops the search
         )
     except AllTrialsFailed:
         best = None
@@ -217,6 +223,8 @@ def spark_search(
         if any(t["result"].get("status") == STATUS_OK for t in spark_trials.trials):
             raise
         best = None
+    finally:
+        progress.report(spark_trials.trials)  # the last ones, and failures since the last ok
     ok = [t for t in spark_trials.trials if t["result"].get("status") == STATUS_OK]
     if not ok or best is None:
         errors = {t["result"].get("error", "cancelled") for t in spark_trials.trials}

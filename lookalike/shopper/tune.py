@@ -388,8 +388,8 @@ def _search(
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
         parent_id = parent.info.run_id
         inputs = (split_path, features_path, experiment_id, parent_id, settings.tracking_uri)
-        scored = _objective(base, *inputs, run_name="base")({"loss": searched_params(base)})
-        base_score = -scored["loss"] if scored["status"] == "ok" else None
+        base_score = _score_base(base, inputs)
+        log.info(f"searching {trials} trials, {parallelism} at a time, {budget:.0f} s each at most")
         objective = _objective(base, *inputs, budget_seconds=budget)
         search = (objective, trials, parallelism, spark, parent_id)
         try:
@@ -412,6 +412,20 @@ def _search(
         shape=shape,
         base_val_ndcg_at_10=None if base_score is None else round(base_score, 5),
     )
+
+
+def _score_base(base: MFConfig, inputs: tuple[Any, ...]) -> float | None:
+    """The base configuration's validation NDCG@10 (on the driver; None: it failed), and its
+    progress line."""
+    t0 = time.monotonic()
+    scored = _objective(base, *inputs, run_name="base")({"loss": searched_params(base)})
+    if scored["status"] != "ok":
+        log.info(f"base configuration failed: {scored.get('error')}")
+        return None
+    log.info(
+        f"base configuration: val_ndcg_at_10 {-scored['loss']:.4g} in {time.monotonic() - t0:.0f} s"
+    )
+    return -scored["loss"]
 
 
 def _best_of_trials(
@@ -439,6 +453,7 @@ def _best_of_trials(
             parent_id,
             settings.gpus_per_task,
             timeout_seconds=settings.shopper_tune_minutes * 60,
+            metric="val_ndcg_at_10",  # each trial's progress line
         )
     except RuntimeError as e:  # no trial finished (failed, or cut by the time limit)
         if base_score is None:
