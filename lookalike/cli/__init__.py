@@ -36,17 +36,32 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--version", action=VersionAction)
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also debug lines, and the warnings and logs of third-party libraries",
-    )
+    p.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
     for group in (catalog, model, index, serve, shopper):
         group.add_parser(sub)
     helptext.apply(p)
+    _verbose_after_the_command(p)
     return p
+
+
+VERBOSE_HELP = "also debug lines, and the warnings and logs of third-party libraries"
+
+
+def _verbose_after_the_command(parser: argparse.ArgumentParser) -> None:
+    """``--verbose`` after a command too (``spark_jobs/*.py`` put the command first); absent
+    there, it leaves the top-level value alone."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                child.add_argument(
+                    "-v",
+                    "--verbose",
+                    action="store_true",
+                    default=argparse.SUPPRESS,
+                    help=VERBOSE_HELP,
+                )
+                _verbose_after_the_command(child)
 
 
 def _known_errors() -> tuple[type[BaseException], ...]:

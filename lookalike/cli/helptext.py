@@ -33,8 +33,8 @@ exit status:
   {EXIT_USAGE}  the command line is wrong; stderr shows the usage and the argument at fault
 
 Help on one command: lookalike COMMAND --help (e.g. lookalike index --help).
-lookalike --verbose COMMAND ... also shows debug lines, and the warnings and log lines of the
-libraries underneath (TensorFlow, MLflow...), which are hidden otherwise."""
+--verbose (before or after the command) also shows debug lines, and the warnings and log
+lines of the libraries underneath (TensorFlow, MLflow...), which are hidden otherwise."""
 
 #: Per top-level command: (what it does, for the person typing it; examples).
 GROUPS: dict[str, tuple[str, list[str]]] = {

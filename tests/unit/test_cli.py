@@ -86,6 +86,19 @@ def test_top_level_help_is_written_for_the_user(capsys):
     assert "lookalike ingest fashion-mnist" in text
 
 
+@pytest.mark.parametrize(
+    ("argv", "verbose"),
+    [
+        (["index", "update"], False),
+        (["--verbose", "index", "update"], True),
+        (["index", "update", "-v"], True),  # spark_jobs/*.py put the command first
+        (["train", "--set", "epochs=1", "--verbose"], True),
+    ],
+)
+def test_verbose_before_or_after_the_command(argv, verbose):
+    assert build_parser().parse_args(argv).verbose is verbose
+
+
 def test_nested_commands_describe_themselves():
     index = _groups()["index"]
     sub = next(a for a in index._actions if isinstance(a, argparse._SubParsersAction))
