@@ -61,7 +61,8 @@ def progress_line(
 
 def to_stderr(line: str) -> None:
     """Emit for a process without logging set up (a Horovod rank): the line on stderr."""
-    print(f"lookalike.model.progress {line}", file=sys.stderr, flush=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")  # as the command's log lines (logs.FORMAT)
+    print(f"{stamp} lookalike.model.progress {line}", file=sys.stderr, flush=True)
 
 
 def epoch_progress(total_epochs: int | None, emit: Emit | None = None, what: str = "epoch") -> Any:
@@ -91,9 +92,14 @@ def epoch_progress(total_epochs: int | None, emit: Emit | None = None, what: str
 
 
 def _epoch_metrics(logs: Mapping[str, Any]) -> dict[str, float]:
-    """Keras logs as numbers, ``loss`` first."""
-    keys = sorted(logs, key=lambda k: (k != "loss", k))
-    return {k: float(logs[k]) for k in keys if isinstance(logs[k], int | float)}
+    """Keras logs as numbers (numpy scalars too), ``loss`` first."""
+    out: dict[str, float] = {}
+    for k in sorted(logs, key=lambda k: (k != "loss", k)):
+        try:
+            out[k] = float(logs[k])
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 #: Hyperopt's trial states for a trial that ended (done, error, cancelled).

@@ -14,6 +14,7 @@ import warnings
 from datetime import datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import lookalike
@@ -270,7 +271,7 @@ def test_an_epoch_logs_one_line_with_loss_first():
     callback.on_epoch_begin(0)
     callback.on_epoch_end(0, {"mse": 2.0, "loss": 0.5})
     callback.on_epoch_begin(1)
-    callback.on_epoch_end(1, {"loss": 0.25})
+    callback.on_epoch_end(1, {"loss": np.float32(0.25), "note": "not a number"})
     assert len(lines) == 2
     assert lines[0].startswith("epoch 1/3: loss 0.5, mse 2; ")
     assert lines[1].startswith("epoch 2/3: loss 0.25; ") and "left" in lines[1]
