@@ -7,10 +7,10 @@ more than the one core the service's event loop has. This wrapper answers only t
 well-formed request, ``GET /v1/items/{item_id}/similar`` with at most ``k``, ``category``
 and ``exclude_self`` spelled as plain numbers and ``true``/``false``, for an item the live
 bundle indexes, with the route's own search and answer builder. Everything else (a value
-to refuse, another spelling, a repeated or unknown parameter, an unknown item, no bundle
-yet) goes to FastAPI unchanged, so every error keeps its documented body and the OpenAPI
-schema stays the route's. ``tests/serving/test_fast_path.py`` checks both give the same
-answers.
+to refuse, another spelling, a category by name, a repeated or unknown parameter, an unknown
+item, no bundle yet) goes to FastAPI unchanged, so every error keeps its documented body
+and the OpenAPI schema stays the route's. ``tests/serving/test_fast_path.py`` checks both
+give the same answers.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from serving import errors
 from serving.fast_path import FastSimilar
 from serving.metrics import Metrics
 from serving.metrics_middleware import MetricsMiddleware
-from serving.routes import items, page, shoppers, similar, system
+from serving.routes import categories, items, page, shoppers, similar, system
 from serving.state import Followed, ServiceState
 
 
@@ -55,7 +55,7 @@ def create_app(
     app.state.shopper = shopper
 
     errors.install(app)
-    for module in (system, items, similar, shoppers, page):
+    for module in (system, items, categories, similar, shoppers, page):
         app.include_router(module.router)
     # the last middleware added runs first: metrics see the fast path's answers too
     by_id = next(r for r in app.routes if getattr(r, "endpoint", None) is items.similar_to_item)

@@ -28,8 +28,33 @@ class Item(BaseModel):
     image_url: str
 
 
+SIMILARITY_SCORE = (
+    "cosine similarity of the query's and this item's embeddings (both L2-normalised: their "
+    "dot product), rounded to 6 decimals: -1 to 1, higher is more alike; 1.0 for the item "
+    "itself (exclude_self=false), about 1.0 for an upload of an indexed item's own photo"
+)
+RECOMMENDATION_SCORE = (
+    "how the model ranks this item for the shopper, on the scale `mode` says. personal: the "
+    "matrix-factorisation model's raw score (the dot product of shopper and item factors plus "
+    "the item's bias, plus the NeuMF head when the model has one), a logit with no fixed "
+    "range (e.g. 5.25): compare it only within one answer. personal+visual: "
+    "(1 - blend) x that score rescaled to 0..1 over the candidates + blend x (cosine "
+    "similarity to the shopper's last item + 1) / 2, in 0..1. fallback:popular-diverse: "
+    "the item's popularity relative to the most popular item, in 0..1 (also the score of "
+    "fallback items that top up a known shopper's list when too few unseen items remain)"
+)
+
+
 class ScoredItem(Item):
-    score: float = Field(description="cosine similarity to the query (1 = identical)")
+    """An item similar to the query (the similarity routes)."""
+
+    score: float = Field(description=SIMILARITY_SCORE)
+
+
+class RecommendedItem(Item):
+    """An item recommended to a shopper (the user route): the score is not a similarity."""
+
+    score: float = Field(description=RECOMMENDATION_SCORE)
 
 
 class SimilarResponse(BaseModel):
@@ -42,6 +67,17 @@ class SimilarResponse(BaseModel):
 class ItemList(BaseModel):
     items: list[Item]
     total: int
+    versions: Versions
+
+
+class Category(BaseModel):
+    id: int = Field(description="what `category` on the similarity routes takes (or the name)")
+    name: str = Field(description="as the catalogue names it; `category` matches it ignoring case")
+    items: int = Field(description="items of this category the live bundle indexes")
+
+
+class CategoryList(BaseModel):
+    categories: list[Category] = Field(description="every category of the live bundle, by id")
     versions: Versions
 
 
@@ -115,7 +151,7 @@ class UserRecommendations(BaseModel):
         "not know: popular items, at most a few per category)"
     )
     known_user: bool
-    items: list[ScoredItem]
+    items: list[RecommendedItem]
     versions: ShopperVersions
 
 

@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
+import numpy as np
+
 from lookalike.config import Settings
 from lookalike.registry import cache
 from lookalike.registry.cache import load_registered
@@ -57,6 +59,12 @@ class Live:
             "bundle_version": self.bundle_version,
             "loaded_at": self.loaded_at.isoformat(),
         }
+
+    @cached_property
+    def category_counts(self) -> dict[int, int]:
+        """Indexed items per category id (similarity bundles; once per bundle)."""
+        ids, counts = np.unique(self.rec.categories, return_counts=True)
+        return dict(zip(ids.tolist(), counts.tolist(), strict=True))
 
 
 @dataclass

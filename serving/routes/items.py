@@ -9,13 +9,14 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel
 
 from lookalike.bundle.recommender import Hit
+from serving.categories import CategoryParam, category_id
 from serving.deps import get_live
 from serving.errors import problems
 from serving.schemas import (
     MAX_K,
     Item,
     ItemList,
-    ScoredItem,
+    RecommendedItem,
     SimilarResponse,
     image_url,
     similar_body,
@@ -31,9 +32,10 @@ def json_response(body: BaseModel) -> Response:
     return Response(body.model_dump_json(), media_type="application/json")
 
 
-def scored(hits: list[Hit]) -> list[ScoredItem]:
+def recommended(hits: list[Hit]) -> list[RecommendedItem]:
+    """A shopper's picks as response items (their scores are the shopper model's)."""
     return [
-        ScoredItem(
+        RecommendedItem(
             item_id=h.item_id,
             category=h.category,
             category_name=h.category_name,
@@ -105,18 +107,21 @@ def get_image(item_id: str, live: LiveDep) -> Response:
     return Response(content=png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
 
 
-@router.get("/{item_id}/similar", response_model=SimilarResponse, responses=problems(404, 422, 503))
+@router.get(
+    "/{item_id}/similar",
+    response_model=SimilarResponse,
+    responses=problems(404, 422, 503, s404="unknown item, or no single category of that name"),
+)
 async def similar_to_item(
     item_id: str,
     live: LiveDep,
     k: Annotated[int, Query(ge=1, le=MAX_K, description="how many results")] = 10,
-    category: Annotated[
-        int | None, Query(ge=0, description="only items of this category id")
-    ] = None,
+    category: CategoryParam = None,
     exclude_self: Annotated[bool, Query(description="leave the item itself out")] = True,
 ) -> Response:
-    """The k catalogue items most similar to this one (ScaNN; a category filter searches
-    exactly inside that category)."""
+    """The k catalogue items most similar to this one (ScaNN; a category filter, by id or
+    name, searches exactly inside that category). ``score``: cosine similarity, -1 to 1."""
     _known(live, item_id)
-    hits = live.rec.similar_to_items([item_id], k, exclude_self=exclude_self, category=category)[0]
+    cat = category_id(live.rec.category_labels, category)
+    hits = live.rec.similar_to_items([item_id], k, exclude_self=exclude_self, category=cat)[0]
     return similar_answer(item_id, k, hits, live)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query, Response
 from lookalike.shopper.interactions import USER_ID_PATTERN
 from serving.deps import get_shopper_state, shopper_live
 from serving.errors import problems
-from serving.routes.items import json_response, scored
+from serving.routes.items import json_response, recommended
 from serving.schemas import MAX_K, ShopperVersions, UserRecommendations
 from serving.state import ServiceState
 
@@ -46,7 +46,7 @@ def recommendations(
         k=k,
         mode=mode,
         known_user=user_id in live.rec.user_row,
-        items=scored(hits),
+        items=recommended(hits),
         versions=ShopperVersions(**live.versions()),
     )
     return json_response(body)

@@ -33,6 +33,7 @@ OPERATIONS = [
     ("GET", "/v1/items"),
     ("GET", "/v1/items/{item_id}"),
     ("GET", "/v1/items/{item_id}/image"),
+    ("GET", "/v1/categories"),
     ("GET", "/v1/items/{item_id}/similar"),
     ("POST", "/v1/similar"),
     ("GET", "/v1/users/{user_id}/recommendations"),

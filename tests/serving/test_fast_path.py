@@ -40,6 +40,10 @@ def test_plain_parameters_are_parsed(raw, parsed):
         b"k=1&k=2",  # repeated
         b"category=-1",
         b"category=1234567890",  # longer than any category id
+        b"category=Bag",  # a name: the route looks it up
+        b"category=bag&k=3",
+        b"category=Ankle%20boot",
+        b"category=T-shirt%2Ftop",
         b"exclude_self=1",  # another spelling of a boolean
         b"exclude_self=True",
         b"k=5&seed=1",  # unknown to the route
@@ -91,6 +95,38 @@ def test_the_fast_answer_is_the_routes_answer(client, live, query):
     assert headers[b"content-type"] == routed.headers["content-type"].encode()
     assert int(headers[b"content-length"]) == len(body)
     assert body == routed.content
+
+
+@pytest.mark.parametrize("name", ["Bag", "bag", "BAG"])
+def test_a_category_name_is_passed_on_and_answered_by_the_route(live, name):
+    """A name never reaches the fast path's search: the route resolves it."""
+    passed: list[bytes] = []
+
+    async def route(scope, receive, send):
+        passed.append(scope["query_string"])
+
+    path = f"/v1/items/{ITEM}/similar"
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "query_string": b"category=" + name.encode(),
+    }
+    the_route = SimpleNamespace(path="/v1/items/{item_id}/similar")
+    asyncio.run(FastSimilar(route, route=the_route, live=lambda: live)(scope, None, None))
+    assert passed == [b"category=" + name.encode()] and "route" not in scope
+
+
+@pytest.mark.parametrize("name", ["Bag", "bag", "Sneaker"])
+def test_a_category_name_through_the_whole_app(client, live, name):
+    """The same answer as by id (here through the fast path), or the route's 404."""
+    r = client.get(f"/v1/items/{ITEM}/similar?k=5&category={name}")
+    if name == "Sneaker":
+        assert r.status_code == 404 and "known categories" in r.json()["detail"]
+        return
+    assert r.status_code == 200
+    _, _, fast = _fast(live, f"/v1/items/{ITEM}/similar", b"k=5&category=2")
+    assert r.content == fast
 
 
 def test_errors_keep_the_routes_bodies(client):

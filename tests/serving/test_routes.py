@@ -242,6 +242,7 @@ def test_openapi_lists_every_route_with_only_its_own_parameters(client):
         ("/v1/items", "get"): ["limit", "seed"],
         ("/v1/items/{item_id}", "get"): ["item_id"],
         ("/v1/items/{item_id}/image", "get"): ["item_id"],
+        ("/v1/categories", "get"): [],
         ("/v1/items/{item_id}/similar", "get"): ["category", "exclude_self", "item_id", "k"],
         ("/v1/similar", "post"): ["category", "k"],
         ("/v1/users/{user_id}/recommendations", "get"): ["blend", "exclude_seen", "k", "user_id"],
@@ -382,7 +383,14 @@ def test_unknown_items_and_missing_images_are_404(client, path, message):
 
 @pytest.mark.parametrize(
     "path",
-    ["/v1/items", f"/v1/items/{ITEM}", f"/v1/items/{ITEM}/image", f"/v1/items/{ITEM}/similar"],
+    [
+        "/v1/items",
+        f"/v1/items/{ITEM}",
+        f"/v1/items/{ITEM}/image",
+        f"/v1/items/{ITEM}/similar",
+        f"/v1/items/{ITEM}/similar?category=Bag",
+        "/v1/categories",
+    ],
 )
 def test_item_routes_are_503_until_a_bundle_is_loaded(empty, path):
     expected = "not ready: " + NOT_LOADED.format("lookalike-recommender")
@@ -445,6 +453,92 @@ def test_similar_to_an_item_rejects_bad_parameters(client, params, message):
     assert r.json()["errors"]  # FastAPI's usual details, too
 
 
+# ---------------------------------------------------------------- categories
+
+BAG = next(c for c, name in CATEGORIES.items() if name == "Bag")
+KNOWN = "'T-shirt/top' (0), 'Trouser' (1), 'Bag' (2)"
+
+
+def test_categories_lists_the_live_bundles_categories_with_their_sizes(client):
+    r = client.get("/v1/categories")
+    assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+    assert r.json() == {
+        "categories": [
+            {"id": c, "name": name, "items": PER_CATEGORY} for c, name in CATEGORIES.items()
+        ],
+        "versions": VERSIONS,
+    }
+
+
+def test_categories_route_is_declared_with_its_response_model(client):
+    spec = client.get("/openapi.json").json()
+    op = spec["paths"]["/v1/categories"]["get"]
+    ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+    assert ok == {"$ref": "#/components/schemas/CategoryList"}
+    assert set(spec["components"]["schemas"]["Category"]["properties"]) == {"id", "name", "items"}
+    assert {"200", "500", "503"} == set(op["responses"])
+
+
+@pytest.mark.parametrize("name", ["Bag", "bag", "BAG", "bAg"])
+def test_similar_to_an_item_inside_a_category_given_by_name(client, name):
+    by_name = client.get(f"/v1/items/{ITEM}/similar", params={"k": 10, "category": name})
+    by_id = client.get(f"/v1/items/{ITEM}/similar", params={"k": 10, "category": BAG})
+    assert by_name.status_code == 200, by_name.text
+    assert by_name.content == by_id.content
+    assert {i["category_name"] for i in by_name.json()["items"]} == {"Bag"}
+    assert len(by_name.json()["items"]) == PER_CATEGORY
+
+
+def test_a_category_name_with_a_slash_and_an_id_spelled_as_pydantic_reads_it(client):
+    tops = client.get(f"/v1/items/{ITEM}/similar", params={"category": "t-shirt/TOP"}).json()
+    assert {i["category"] for i in tops["items"]} == {0}
+    for spelling in ("+2", " 2", "02"):  # integers, as before names were accepted
+        r = client.get(f"/v1/items/{ITEM}/similar", params={"category": spelling})
+        assert {i["category"] for i in r.json()["items"]} == {2}, spelling
+
+
+@pytest.mark.parametrize("name", ["Sneaker", "Ba g", "Bag ", "1.5", "Bags"])
+def test_an_unknown_category_name_is_404_naming_the_known_ones(client, name):
+    detail = _detail(client.get(f"/v1/items/{ITEM}/similar", params={"category": name}), 404)
+    assert detail == (
+        f"unknown category {name!r}; known categories: {KNOWN} (GET /v1/categories lists them)"
+    )
+
+
+def test_an_unknown_item_is_404_before_its_category_is_looked_up(client):
+    r = client.get("/v1/items/nope/similar", params={"category": "Sneaker"})
+    assert _detail(r, 404) == "unknown item 'nope'"
+
+
+def test_an_empty_category_is_422(client):
+    r = client.get(f"/v1/items/{ITEM}/similar", params={"category": ""})
+    assert _detail(r, 422) == "category: Input should be a category id or name"
+
+
+def test_the_schema_says_category_is_an_id_or_a_name(client):
+    spec = client.get("/openapi.json").json()
+    for path, method in (("/v1/items/{item_id}/similar", "get"), ("/v1/similar", "post")):
+        op = spec["paths"][path][method]
+        (param,) = [p for p in op["parameters"] if p["name"] == "category"]
+        assert param["schema"]["anyOf"] == [
+            {"type": "integer", "minimum": 0},
+            {"type": "string", "pattern": r"[^\s0-9_.+-]"},
+        ]
+        assert "name" in param["description"]
+        assert "category" in op["responses"]["404" if method == "get" else "400"]["description"]
+
+
+def test_each_routes_score_is_described_as_what_it_is(client):
+    schemas = client.get("/openapi.json").json()["components"]["schemas"]
+    similar = schemas["ScoredItem"]["properties"]["score"]["description"]
+    assert similar.startswith("cosine similarity") and "-1 to 1" in similar
+    items = schemas["UserRecommendations"]["properties"]["items"]["items"]
+    assert items == {"$ref": "#/components/schemas/RecommendedItem"}
+    shopper = schemas["RecommendedItem"]["properties"]["score"]["description"]
+    assert "matrix-factorisation" in shopper and "no fixed range" in shopper
+    assert "cosine similarity of" not in shopper
+
+
 # ---------------------------------------------------------------- similar to a photo
 
 
@@ -459,6 +553,20 @@ def test_a_photo_of_a_catalogue_item_finds_that_item_first(client):
     assert body["query"] == "upload" and body["k"] == 10 and body["versions"] == VERSIONS
     assert len(body["items"]) == 10
     assert body["items"][0]["item_id"] == ITEM and body["items"][0]["score"] > 0.999
+
+
+@pytest.mark.parametrize("category", ["bag", "Bag", BAG])
+def test_a_photo_inside_a_category_given_by_name_or_id(client, category):
+    r = _upload(client, item_png(ITEM), k=10, category=category)
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    assert len(items) == PER_CATEGORY and {i["category_name"] for i in items} == {"Bag"}
+
+
+def test_a_photo_with_an_unknown_category_name_is_400_naming_the_known_ones(client):
+    """400 here (the upload route's "cannot answer this request" status), 404 by id."""
+    detail = _detail(_upload(client, item_png(ITEM), category="Sneaker"), 400)
+    assert detail.startswith(f"unknown category 'Sneaker'; known categories: {KNOWN}")
 
 
 def test_a_jpeg_photo_of_another_size_and_a_category_filter(client):
