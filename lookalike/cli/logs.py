@@ -48,10 +48,15 @@ def configure_logging(level: int = logging.INFO, *, verbose: bool = False) -> No
     logger.setLevel(logging.DEBUG if verbose else level)
 
 
-#: Environment that quiets libraries as they load (read at import, also by Spark's Python
-#: workers this process starts): TensorFlow's C++ log lines (CUDA probing, oneDNN, CPU
-#: features), MLflow's INFO lines (creating its database...). A value already set wins.
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "MLFLOW_LOGGING_LEVEL": "WARNING"}
+#: Environment that quiets libraries (read as they load, also by the Spark Python workers
+#: this process starts): TensorFlow's C++ log lines (CUDA probing, oneDNN, CPU features);
+#: MLflow's INFO and WARNING lines (creating its database, how it pickles a model) and its
+#: download progress bars. A value already set wins.
+QUIET_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "3",
+    "MLFLOW_LOGGING_LEVEL": "ERROR",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
 
 #: Python loggers of libraries that log warnings a user cannot act on (absl puts a handler
 #: on the root logger, so TensorFlow's deprecation notes would reach stderr).

@@ -122,7 +122,7 @@ def _rank_callbacks(
 ) -> list[Any]:
     """A rank's Keras callbacks: rank 0's weights broadcast, metrics averaged; rank 0 also
     logs every epoch to the driver's MLflow run and one progress line per epoch on its
-    stderr (the Spark task's, which a local master writes to the driver's)."""
+    stderr (Horovod prefixes it ``[0]<stderr>:``; a local master writes it to the driver's)."""
     from lookalike.model.progress import epoch_progress, to_stderr
 
     callbacks: list[Any] = [
