@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.conv_features [--set KEY=VALUE ...] [--weights 0,0.25,0.5,0.75,1]
 
-``conv_features_weight`` (lookalike.model.encoder.with_conv_features) appends w x the unit,
+``conv_features_weight`` (lookalike.similarity.model.with_conv_features) appends w x the unit,
 randomly projected last convolution block to the unit embedding; training never sees it, so
 one trained model answers for every w. This trains the configuration (the default unless
 ``--set``; its own ``conv_features_weight`` is ignored) twice, side by side in one run:
@@ -35,8 +35,8 @@ def _parts(model: Any, cfg: Any, x: Any) -> tuple[Any, Any]:
     import numpy as np
     import tensorflow as tf
 
-    from lookalike.model.encoder import embed, with_conv_features
-    from lookalike.model.evaluate import l2_normalise
+    from lookalike.similarity.evaluate import l2_normalise
+    from lookalike.similarity.model import embed, with_conv_features
 
     wrapped = with_conv_features(model, cfg.replace(conv_features_weight=1.0))
     sub = tf.keras.Model(
@@ -53,7 +53,7 @@ def _sweep(weights: list[float], q: tuple, i: tuple, yq: Any, yi: Any) -> dict[s
     """Metrics of [e, w x c] (unit length) for each weight w."""
     import numpy as np
 
-    from lookalike.model.evaluate import l2_normalise, retrieval_metrics
+    from lookalike.similarity.evaluate import l2_normalise, retrieval_metrics
 
     out = {}
     for w in weights:
@@ -66,8 +66,8 @@ def _sweep(weights: list[float], q: tuple, i: tuple, yq: Any, yi: Any) -> dict[s
 
 
 def _trained(cfg: Any, uri: str, version: int, held: tuple[int, ...]) -> tuple[Any, float]:
-    from lookalike.model.data import load_split
-    from lookalike.model.encoder import train_encoder
+    from lookalike.similarity.data import load_split
+    from lookalike.similarity.model import train_encoder
 
     size = {"input_size": cfg.input_size, "channels": cfg.channels}
     train = load_split(uri, version, "train", exclude_categories=list(held), **size)
@@ -88,14 +88,14 @@ def main() -> None:
 
     from bench.catalogue import catalogue_version
     from lookalike.config import get_settings
-    from lookalike.model.config import TrainConfig, parse_overrides
-    from lookalike.model.data import fit_to_catalogue, load_split
-    from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
+    from lookalike.similarity.config import TrainConfig, parse_overrides
+    from lookalike.similarity.data import fit_to_catalog, load_split
+    from lookalike.similarity.evaluate import raw_pixel_embeddings, retrieval_metrics
 
     uri, version = catalogue_version(get_settings())
     # the network alone: this bench adds the convolution features at each weight itself
     values = parse_overrides(args.set) | {"conv_features_weight": 0.0, "flip_average": False}
-    cfg = fit_to_catalogue(TrainConfig.from_dict(values), uri, version)
+    cfg = fit_to_catalog(TrainConfig.from_dict(values), uri, version)
     weights = [float(w) for w in args.weights.split(",")]
     size = {"input_size": cfg.input_size, "channels": cfg.channels}
 

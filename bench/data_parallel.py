@@ -47,15 +47,16 @@ def main() -> None:
     from bench.catalogue import catalogue_version
 
     uri, version = catalogue_version(settings)
-    from lookalike.model.config import DataRef, TrainConfig, parse_overrides
-    from lookalike.model.data import fit_to_catalogue, load_split, load_training_items
-    from lookalike.model.distributed import check_consistent, horovod_run
-    from lookalike.model.encoder import embed, encoder_from_weights
-    from lookalike.model.evaluate import retrieval_metrics
+    from lookalike.similarity.config import DataRef, TrainConfig, parse_overrides
+    from lookalike.similarity.data import fit_to_catalog, load_split, load_training_items
+    from lookalike.similarity.distributed import horovod_run
+    from lookalike.similarity.evaluate import retrieval_metrics
+    from lookalike.similarity.model import embed, encoder_from_weights
     from lookalike.spark import spark_session
+    from lookalike.training.horovod import check_consistent
 
     cfg = TrainConfig.from_dict({"epochs": args.epochs} | parse_overrides(args.set))
-    cfg = fit_to_catalogue(cfg, uri, version)
+    cfg = fit_to_catalog(cfg, uri, version)
     ref = DataRef(uri, version, {"split": "train"})
     index = load_training_items(cfg, ref)
     queries = load_split(

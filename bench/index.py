@@ -307,8 +307,8 @@ def summarise(
 
 def ensure_champion(settings: Any, epochs: int) -> dict[str, Any]:
     """Catalogue + champion encoder + production bundle, created when missing."""
-    from lookalike.bundle.registry import production_version
     from lookalike.registry.encoders import EncoderNotFound, fetch_encoder
+    from lookalike.similarity.registry import production_version
 
     made: dict[str, Any] = {}
     lookalike = str(Path(sys.executable).parent / "lookalike")
@@ -375,8 +375,8 @@ def reindex_comparison(settings: Any, spark: Any) -> dict[str, Any]:
     """
     from deltalake import DeltaTable
 
-    from lookalike.index.builder import build_full, update_index
     from lookalike.registry.encoders import fetch_encoder, load_predict
+    from lookalike.similarity.index import build_full, update_index
 
     encoder = fetch_encoder(settings, "champion")
     lookalike = str(Path(sys.executable).parent / "lookalike")

@@ -63,8 +63,8 @@ def _curve_callback(cfg: Any, probe_q: Any, probe_i: Any) -> Any:
     import numpy as np
     import tensorflow as tf
 
-    from lookalike.model.encoder import embed, encoder_of
-    from lookalike.model.evaluate import l2_normalise, retrieval_metrics
+    from lookalike.similarity.evaluate import l2_normalise, retrieval_metrics
+    from lookalike.similarity.model import embed, encoder_of
 
     class LearningCurve(tf.keras.callbacks.Callback):
         def __init__(self) -> None:
@@ -108,7 +108,7 @@ def _warm_up(cfgs: list[Any], probes: dict[tuple, tuple[Any, Any]]) -> None:
     on whichever timed run goes first. Trains on the first 2,000 of its probe's train items."""
     import numpy as np
 
-    from lookalike.model.encoder import train_encoder
+    from lookalike.similarity.model import train_encoder
 
     for cfg in cfgs:
         train = probes[_size(cfg)][1]
@@ -127,7 +127,7 @@ def _size(cfg: Any) -> tuple[int, int]:
 def _probes(cfgs: list[Any], uri: str, version: int) -> dict[tuple, tuple[Any, Any]]:
     """For each photo size among ``cfgs``: the learning curve's 2,000 test queries and
     60,000 train items, read once per run (the warm-up trains on the same items)."""
-    from lookalike.model.data import load_split
+    from lookalike.similarity.data import load_split
 
     probes: dict[tuple, tuple[Any, Any]] = {}
     for cfg in cfgs:
@@ -145,7 +145,7 @@ def _train(
 ) -> dict[str, Any]:
     """Train and evaluate ``cfg`` on the standard protocol; its metrics, training seconds
     (without the learning curve's evaluations) and, given a ``probe``, the learning curve."""
-    from lookalike.model.pipeline import run_training
+    from lookalike.similarity.training import run_training
 
     callbacks = [_curve_callback(cfg, *probe)] if probe is not None else []
     print(f"[bench] training {run_name}: {cfg.as_dict()}", flush=True)
@@ -243,14 +243,14 @@ def main() -> None:
     from bench.catalogue import catalogue_version
     from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
-    from lookalike.model.config import TrainConfig, parse_overrides
-    from lookalike.model.data import fit_to_catalogue
+    from lookalike.similarity.config import TrainConfig, parse_overrides
+    from lookalike.similarity.data import fit_to_catalog
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
     uri, version = catalogue_version(settings)
-    cfg = fit_to_catalogue(TrainConfig.from_dict(parse_overrides(args.set)), uri, version)
-    ref_cfg = fit_to_catalogue(TrainConfig.from_dict(REFERENCE), uri, version)
+    cfg = fit_to_catalog(TrainConfig.from_dict(parse_overrides(args.set)), uri, version)
+    ref_cfg = fit_to_catalog(TrainConfig.from_dict(REFERENCE), uri, version)
     timed = [cfg] if args.no_reference else [cfg, ref_cfg]
     probes = _probes(timed, uri, version)
     _warm_up(timed, probes)

@@ -130,8 +130,8 @@ def run_catalogue(args: argparse.Namespace) -> dict[str, Any]:
     freshly built index version of the same catalogue."""
     import httpx
 
-    from lookalike.bundle.registry import production_version
     from lookalike.config import get_settings
+    from lookalike.similarity.registry import production_version
 
     settings = get_settings()
     if production_version(settings) is None:
@@ -157,9 +157,9 @@ def run_catalogue(args: argparse.Namespace) -> dict[str, Any]:
         out["upload"] = upload_run(url, photos, args.upload_rate, args.seconds)
 
         print("[bench] hot swap under load: preparing a new index version", flush=True)
-        from lookalike.bundle.registry import publish_bundle
-        from lookalike.index.builder import build_full
         from lookalike.registry.encoders import fetch_encoder
+        from lookalike.similarity.index import build_full
+        from lookalike.similarity.registry import publish_bundle
 
         new_index = build_full(settings, fetch_encoder(settings, "champion"))
         import pyarrow.parquet as pq
@@ -305,7 +305,7 @@ def load_first_bundle(settings: Any, url: str, index_dir: Path) -> dict[str, Any
     to /readyz answering."""
     from datetime import datetime
 
-    from lookalike.bundle.registry import publish_bundle
+    from lookalike.similarity.registry import publish_bundle
 
     print("[bench] publishing the synthetic bundle (v1)", flush=True)
     t = time.monotonic()

@@ -76,8 +76,8 @@ def _train(
     default) searches on a home that has no search for this data yet, a number searches
     that many trials, 0 trains the given settings."""
     from lookalike.shopper.model import MFConfig
-    from lookalike.shopper.pipeline import train_shopper
-    from lookalike.shopper.tune import tuned_config
+    from lookalike.shopper.training import train_shopper
+    from lookalike.shopper.tuning import tuned_config
 
     t = time.monotonic()
     cfg, found = tuned_config(settings, MFConfig.from_overrides(overrides), tune, spark=spark)
@@ -94,7 +94,7 @@ def _tuned_baselines(settings: Any, spark: Any, version: int | None) -> dict[str
     as MF is. EASE is skipped, with the reason, above ``EASE_MAX_ITEMS`` items."""
     from lookalike.shopper import baselines as bl
     from lookalike.shopper.evaluate import factor_scorer, rank_metrics
-    from lookalike.shopper.pipeline import read_split
+    from lookalike.shopper.training import read_split
 
     _, split, _ = read_split(settings, version)
     keep = ("hr_at_10", "ndcg_at_10", "sampled_hr_at_10", "sampled_ndcg_at_10", "item_coverage")

@@ -62,12 +62,12 @@ def register_stub_encoder(settings: Any, dim: int) -> Any:
     by-id queries never call it, and the service still loads it (its memory is in the RSS)."""
     import mlflow
 
-    from lookalike.model import tracking
-    from lookalike.model.config import TrainConfig
-    from lookalike.model.encoder import build_encoder
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.registry.mlflow_setup import setup_mlflow
     from lookalike.registry.versions import register
+    from lookalike.similarity import tracking
+    from lookalike.similarity.config import TrainConfig
+    from lookalike.similarity.model import build_encoder
 
     # the embedding alone (no conv features): the synthetic vectors have ``dim`` dimensions
     cfg = TrainConfig(
@@ -85,8 +85,8 @@ def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> d
     and the versioned write), published twice: v1 is served first, v2 is the swap's."""
     import pyarrow as pa
 
-    from lookalike.index import builder
     from lookalike.index import scann_index as sx
+    from lookalike.similarity import index as builder
 
     # ~500 items per centre at any n (2,000 centres at 1M: bench/index.py's set): a small
     # smoke-test set stays clustered instead of one or two items per centre

@@ -50,15 +50,15 @@ def main() -> None:
 
     from bench.catalogue import catalogue_version
     from lookalike.config import get_settings
-    from lookalike.model.config import TrainConfig, parse_overrides
-    from lookalike.model.data import fit_to_catalogue, load_split
-    from lookalike.model.encoder import embed, train_encoder
-    from lookalike.model.evaluate import l2_normalise, raw_pixel_embeddings, retrieval_metrics
+    from lookalike.similarity.config import TrainConfig, parse_overrides
+    from lookalike.similarity.data import fit_to_catalog, load_split
+    from lookalike.similarity.evaluate import l2_normalise, raw_pixel_embeddings, retrieval_metrics
+    from lookalike.similarity.model import embed, train_encoder
 
     settings = get_settings()
     uri, version = catalogue_version(settings)
     held = tuple(int(c) for c in args.held_out.split(","))
-    cfg = fit_to_catalogue(
+    cfg = fit_to_catalog(
         # the embedding alone (conv features off): each layer's features are compared here
         TrainConfig.from_dict(
             parse_overrides(args.set)

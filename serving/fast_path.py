@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from lookalike.bundle.recommender import UnknownItem
+from lookalike.similarity.bundle import UnknownItem
 from serving.schemas import MAX_K, similar_body
 from serving.state import Live
 

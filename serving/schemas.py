@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from lookalike.bundle.recommender import Hit
+from lookalike.index.hits import Hit
 
 MAX_K = 100
 

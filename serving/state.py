@@ -44,7 +44,7 @@ SERVING, NOT_DEPLOYED, NOT_READY = "serving", "not deployed", "not ready"
 
 @dataclass(frozen=True)
 class Live:
-    rec: Any  # a lookalike.bundle Recommender, or a lookalike.shopper ShopperRecommender
+    rec: Any  # a lookalike.similarity.bundle Recommender, or a lookalike.shopper ShopperRecommender
     bundle_version: str
     loaded_at: datetime
     photos: Any = None  # lookalike.catalog.photos.CatalogPhotos (similarity bundles only)

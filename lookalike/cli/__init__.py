@@ -67,20 +67,20 @@ def _verbose_after_the_command(parser: argparse.ArgumentParser) -> None:
 def _known_errors() -> tuple[type[BaseException], ...]:
     """Library failures that are the user's to fix, reported as one line (exit 1), not a
     traceback: the message says what happened and what to do."""
-    from lookalike.bundle.recommender import BundleCheckError
-    from lookalike.bundle.registry import BundleError
     from lookalike.catalog.idx import IdxFormatError
     from lookalike.catalog.sources import SourceError
     from lookalike.catalog.table import CatalogError
-    from lookalike.index.builder import IndexBuildError
     from lookalike.index.scann_index import IndexVersionError, RecallTooLow
     from lookalike.locks import LeaseHeld
-    from lookalike.model.data import EmptyDataError
     from lookalike.registry.cache import CacheError
     from lookalike.registry.gate import PromotionError
     from lookalike.registry.versions import VersionNotFound
     from lookalike.shopper.data import EmptyInteractions
     from lookalike.shopper.interactions import InteractionsError
+    from lookalike.similarity.bundle import BundleCheckError
+    from lookalike.similarity.data import EmptyDataError
+    from lookalike.similarity.index import IndexBuildError
+    from lookalike.similarity.registry import BundleError
 
     return (
         InteractionsError,

@@ -14,8 +14,8 @@ from lookalike.registry.aliases import CHALLENGER, CHAMPION
 
 def cmd_embed(args: argparse.Namespace) -> int:
     """``lookalike embed``: embed the catalogue with one encoder version (Spark)."""
-    from lookalike.index.embeddings import embed_catalog
     from lookalike.registry.encoders import fetch_encoder
+    from lookalike.similarity.embeddings import embed_catalog
     from lookalike.spark import spark_session
 
     settings = get_settings()
@@ -29,7 +29,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
 def _publish(index_path: str | None, publish: bool) -> dict[str, Any] | None:
     if not (publish and index_path):
         return None
-    from lookalike.bundle.registry import publish_bundle
+    from lookalike.similarity.registry import publish_bundle
 
     return publish_bundle(get_settings(), Path(index_path)).to_dict()
 
@@ -37,9 +37,9 @@ def _publish(index_path: str | None, publish: bool) -> dict[str, Any] | None:
 def cmd_index_build(args: argparse.Namespace) -> int:
     """``lookalike index build``: a full index version (publishes the bundle unless
     ``--no-publish``), then prune old versions."""
-    from lookalike.index.builder import build_full
     from lookalike.index.versions import prune_versions
     from lookalike.registry.encoders import fetch_encoder
+    from lookalike.similarity.index import build_full
     from lookalike.spark import spark_session
 
     settings = get_settings()
@@ -57,9 +57,9 @@ def cmd_index_update(args: argparse.Namespace) -> int:
     from the index the service serves (publishes the bundle unless ``--no-publish``), then
     prune old versions."""
     from lookalike import locks
-    from lookalike.index.builder import update_index
     from lookalike.index.versions import prune_versions
     from lookalike.registry.encoders import fetch_encoder
+    from lookalike.similarity.index import update_index
 
     settings = get_settings()
     encoder = fetch_encoder(settings, args.encoder) if args.encoder else None
@@ -107,7 +107,7 @@ def cmd_index_verify(args: argparse.Namespace) -> int:
 
 def cmd_bundle_show(args: argparse.Namespace) -> int:
     """``lookalike bundle show``: the production bundle and its versions."""
-    from lookalike.bundle.registry import describe
+    from lookalike.similarity.registry import describe
 
     out(json.dumps(describe(get_settings()), indent=2, default=str))
     return 0
@@ -125,8 +125,8 @@ def cmd_bundle_publish(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     """``lookalike promote``: gate the challenger encoder; a winner gets its full index, bundle
     and the ``champion`` and ``production`` aliases."""
+    from lookalike.similarity.promotion import promote
     from lookalike.spark import spark_session
-    from lookalike.workflows.promotion import promote
 
     if args.margin is not None and args.margin < 0:
         raise UsageError(f"--margin: must be >= 0, got {args.margin}")
@@ -145,7 +145,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     """``lookalike rollback``: point the served alias back at the previous bundle."""
-    from lookalike.bundle.registry import rollback
+    from lookalike.similarity.registry import rollback
 
     emit(rollback(get_settings()), None)
     return 0

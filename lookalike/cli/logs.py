@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TextIO
 
-#: How a progress line looks: ``2026-01-01 12:00:00,000 lookalike.index.builder published ...``.
+#: How a progress line looks: ``2026-01-01 12:00:00,000 lookalike.similarity.index published ...``.
 FORMAT = "%(asctime)s %(name)s %(message)s"
 
 

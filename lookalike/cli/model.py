@@ -13,7 +13,7 @@ from lookalike.registry.aliases import CHALLENGER
 
 def train_config(args: argparse.Namespace) -> Any:
     """The ``TrainConfig`` of ``--config`` and ``--set``; a bad value names its argument."""
-    from lookalike.model.config import ConfigError, TrainConfig, parse_overrides
+    from lookalike.similarity.config import ConfigError, TrainConfig, parse_overrides
 
     values: dict[str, Any] = {}
     if args.config:
@@ -38,8 +38,8 @@ def train_config(args: argparse.Namespace) -> Any:
 def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike train``: train, evaluate and register an encoder (Horovod on Spark with
     ``--horovod N``)."""
-    from lookalike.model.data import EmptyDataError
-    from lookalike.model.pipeline import run_training
+    from lookalike.similarity.data import EmptyDataError
+    from lookalike.similarity.training import run_training
 
     cfg = train_config(args)
     if args.horovod is not None and args.horovod < 0:
@@ -67,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_tune(args: argparse.Namespace) -> int:
     """``lookalike tune``: Hyperopt search on Spark; prints the best parameters."""
-    from lookalike.model.tune import run_tuning
+    from lookalike.similarity.tuning import run_tuning
 
     cfg = train_config(args)
     if args.trials < 1:
@@ -83,7 +83,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """``lookalike evaluate``: evaluate a registered encoder on the catalogue."""
-    from lookalike.model.registry_eval import evaluate_registered
+    from lookalike.similarity.registry_eval import evaluate_registered
 
     result = evaluate_registered(
         get_settings(), args.model, catalog_version=args.catalog_version, eval_limit=args.eval_limit

@@ -94,7 +94,7 @@ def _check_parallelism(args: argparse.Namespace) -> None:
 def cmd_tune(args: argparse.Namespace) -> int:
     """``lookalike shopper tune``: Hyperopt on Spark, objective on the validation split;
     prints the best parameters (``best_sets`` goes to ``shopper train --sets``)."""
-    from lookalike.shopper.tune import run_shopper_tuning
+    from lookalike.shopper.tuning import run_shopper_tuning
     from lookalike.spark import spark_session
 
     cfg = _mf_config(args)
@@ -115,10 +115,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """``lookalike shopper train``: (``--tune``: the best of a Hyperopt search, by default
-    the latest one that fits the data, see ``shopper.tune.tuned_config``) train, evaluate and
+    the latest one that fits the data, see ``shopper.tuning.tuned_config``) train, evaluate and
     register the shopper model."""
-    from lookalike.shopper.pipeline import train_shopper
-    from lookalike.shopper.tune import parse_tune, tuned_config
+    from lookalike.shopper.training import train_shopper
+    from lookalike.shopper.tuning import parse_tune, tuned_config
 
     cfg = _mf_config(args)
     if args.horovod < 0:

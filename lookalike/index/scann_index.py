@@ -232,7 +232,9 @@ def tune(
     return SearchTuning(most, reorder), recall
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256 (hex): what an index or bundle manifest records per file, so a copy
+    that changed on disk or in transit is refused when loaded."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -265,7 +267,7 @@ def write_version(
         pq.write_table(items, tmp / ITEMS)
     files = sorted(p for p in tmp.rglob("*") if p.is_file())
     full = dict(manifest) | {
-        "files": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+        "files": {str(p.relative_to(tmp)): file_sha256(p) for p in files},
         "size": int(searcher.size()),
     }
     (tmp / MANIFEST).write_text(json.dumps(full, indent=2, sort_keys=True))
@@ -294,7 +296,7 @@ def verify_version(directory: Path) -> dict[str, Any]:
         path = directory / rel
         if not path.is_file():
             raise IndexVersionError(f"index version {directory}: missing file {rel}")
-        if _sha256(path) != digest:
+        if file_sha256(path) != digest:
             raise IndexVersionError(f"index version {directory}: checksum mismatch for {rel}")
     return manifest
 

@@ -92,6 +92,9 @@ def load_registered(settings: Settings, name: str, version: str) -> Any:
     Used for both bundles: the similarity one and the shopper model."""
     import mlflow
 
+    from lookalike.registry.moved import alias_moved_modules
+
+    alias_moved_modules()
     dest = fetch_model(settings, BUNDLES, name, version)
     rec = mlflow.pyfunc.load_model(str(dest)).unwrap_python_model().rec
     rec.bundle_version = version

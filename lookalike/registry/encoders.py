@@ -96,6 +96,9 @@ _LOCK = threading.Lock()
 def load_predict(local_dir: str, *, cache: bool = True) -> Predict:
     """The encoder's embedding function, loaded once per process (per Spark Python worker).
     ``cache=False`` for long-lived holders (the service) that swap versions over time."""
+    from lookalike.registry.moved import alias_moved_modules
+
+    alias_moved_modules()
     if not cache:
         import mlflow
 

@@ -258,7 +258,7 @@ def _normalised(frame: pd.DataFrame, fmt: str) -> tuple[pd.DataFrame, pd.Series]
 # ---------------------------------------------------------------- writing
 
 
-def known_catalogue_items(settings: Settings) -> set[str]:
+def known_catalog_items(settings: Settings) -> set[str]:
     """Item ids of the current catalogue (a clear error when there is none)."""
     table = open_table(settings.catalog_uri).to_pyarrow_table(columns=["item_id"])
     return set(table.column("item_id").to_pylist())
@@ -314,7 +314,7 @@ def ingest_file(
     digest = hashlib.sha256(data).hexdigest()[:16]
     source = source or f"file:{storage.name(location)}"
     run_id = f"interactions-{digest}"
-    known = known_catalogue_items(settings) if check_items else None
+    known = known_catalog_items(settings) if check_items else None
     good, rejects = validate(frame, fmt, known)
     before = len(good)
     good = good.drop_duplicates("event_id")

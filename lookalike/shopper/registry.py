@@ -25,7 +25,7 @@ from lookalike.registry.aliases import (
     SHOPPER_PROMOTION_EXPERIMENT,
 )
 from lookalike.registry.gate import Decision, GateResult, PromotionError
-from lookalike.shopper.recommender import ShopperRecommender
+from lookalike.shopper.bundle import ShopperRecommender
 
 log = logging.getLogger("lookalike.shopper")
 DEFAULT_K = 10

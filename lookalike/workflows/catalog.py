@@ -16,7 +16,7 @@ from typing import Any
 from lookalike.config import Settings, get_settings
 
 
-def catalogue_changed_since_served(settings: Settings | None = None) -> bool:
+def catalog_changed_since_served(settings: Settings | None = None) -> bool:
     """True when the catalogue moved past the served index version's watermark (the latest
     index version's while nothing is served yet)."""
     from lookalike.catalog.table import table_version
@@ -35,8 +35,8 @@ def publish_index(summary: dict[str, Any], settings: Settings | None = None) -> 
     a promotion published a newer index meanwhile, this version is superseded and not
     published (no error): the next refresh updates from the newer index's watermark, so
     whatever catalogue changes it lacks are added then."""
-    from lookalike.bundle.registry import BundleSuperseded, publish_bundle
     from lookalike.index.versions import find_version
+    from lookalike.similarity.registry import BundleSuperseded, publish_bundle
 
     settings = settings or get_settings()
     if not summary.get("index_version"):

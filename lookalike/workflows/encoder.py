@@ -28,7 +28,7 @@ def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
     training config file; validated here so a bad combination fails before the long training
     starts. The tuning trials' short schedule is not kept: epochs and steps per epoch come
     from the form, or (empty) from the catalogue when the training starts."""
-    from lookalike.model.config import TrainConfig
+    from lookalike.similarity.config import TrainConfig
 
     summary = read_summary(tune_summary)
     values = dict(summary["best_params"])
@@ -46,7 +46,7 @@ def write_best_config(tune_summary: str, params: dict[str, Any]) -> str:
 
 def run_gate(train_summary: str, catalog_version: int, margin: float) -> dict[str, Any]:
     """Evaluate the encoder version a training run registered against the champion."""
-    from lookalike.workflows.promotion import evaluate_gate
+    from lookalike.similarity.promotion import evaluate_gate
 
     version = read_summary(train_summary).get("model_version")
     if not version:
@@ -60,7 +60,7 @@ def run_gate(train_summary: str, catalog_version: int, margin: float) -> dict[st
 def finalize_promotion(decision: dict[str, Any], index_summary: str) -> dict[str, Any]:
     """Publish the winner's index as the production bundle and move ``champion``."""
     from lookalike.index.versions import find_version
-    from lookalike.workflows.promotion import PromotionResult, finalize
+    from lookalike.similarity.promotion import PromotionResult, finalize
 
     index = read_summary(index_summary)
     if not index.get("index_version"):

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel
 
-from lookalike.bundle.recommender import Hit
+from lookalike.index.hits import Hit
 from serving.categories import CategoryParam, category_id
 from serving.deps import get_live
 from serving.errors import problems

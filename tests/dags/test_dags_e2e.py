@@ -167,7 +167,7 @@ def _epoch(iso: str) -> float:
 
 
 def test_bootstrap_dag_runs_end_to_end(bootstrapped):
-    from lookalike.bundle.registry import production_version
+    from lookalike.similarity.registry import production_version
 
     home = bootstrapped.home
     mv = production_version(bootstrapped.settings())
@@ -285,9 +285,9 @@ def test_weekly_training_dag_at_its_defaults_promotes_without_dropping_served_pr
     ``spark_jobs/train.py --horovod`` and of rank 0 alone logging the training run."""
     from mlflow import MlflowClient
 
-    from lookalike.bundle.registry import production_version
     from lookalike.catalog.table import table_version
     from lookalike.registry.aliases import CATALOG_VERSION_TAG
+    from lookalike.similarity.registry import production_version
 
     api, settings, home = bootstrapped.airflow, bootstrapped.settings(), bootstrapped.home
     dag = "lookalike_train_and_promote"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from lookalike.model.config import DataRef, TrainConfig
+from lookalike.similarity.config import DataRef, TrainConfig
 
 TINY = {
     "backbone": "seed_cnn",
@@ -32,8 +32,8 @@ HOROVOD_CASES = {
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", list(HOROVOD_CASES))
 def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog, backbone):
-    from lookalike.model.distributed import horovod_run
-    from lookalike.model.encoder import encoder_from_weights
+    from lookalike.similarity.distributed import horovod_run
+    from lookalike.similarity.model import encoder_from_weights
 
     cfg = TrainConfig.from_dict(HOROVOD_CASES[backbone])
     assert cfg.backbone == backbone
@@ -45,7 +45,7 @@ def test_horovod_two_ranks_end_with_identical_weights(spark, small_catalog, back
     assert results[0]["weights"] is not None and results[1]["weights"] is None
     # batch norm's moving statistics are the state gradients never touch: averaged at the end
     assert results[0]["averaged_variables"] > 0
-    # the driver rebuilds rank 0's model in the same layout (lookalike.model.pipeline),
+    # the driver rebuilds rank 0's model in the same layout (lookalike.similarity.training),
     # the conv features' fixed projection included (on by default)
     size = {"input_size": cfg.input_size or 28, "channels": cfg.channels or 1}
     encoder_from_weights(cfg.replace(**size), results[0]["weights"])

@@ -22,7 +22,7 @@ import pytest
 from deltalake import DeltaTable
 
 from lookalike import faults
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import FASHION_MNIST_DIR, REPO, TINY_TRAIN
 
 pytestmark = pytest.mark.slow  # a dozen CLI processes, each importing TensorFlow: minutes
@@ -45,8 +45,8 @@ def world(spark, tmp_path_factory):
     """A catalogue (300 train + 300 test), one encoder, index v000001 in production."""
     from lookalike.catalog.ingest import ingest_fashion_mnist
     from lookalike.config import Settings
-    from lookalike.model.pipeline import run_training
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.training import run_training
 
     settings = Settings(home=tmp_path_factory.mktemp("faults-home"), spark_shuffle_partitions=4)
     ingest_fashion_mnist(spark, settings=settings, limit=300)
@@ -111,9 +111,9 @@ def _readers_see_whole_versions(settings) -> dict:
     nothing visible without its manifest, the production bundle loadable as the service
     loads it and built on a published version, each (item, encoder version) embedded once.
     Returns the production bundle's manifest."""
-    from lookalike.bundle.registry import production_version
     from lookalike.index import scann_index as sx
     from lookalike.index.versions import list_versions
+    from lookalike.similarity.registry import production_version
     from serving.state import load_live
 
     root = Path(settings.index_uri)
@@ -198,7 +198,7 @@ def test_updates_started_together_are_serialised(world, spark):
 
 
 def test_an_update_beside_a_full_build_for_a_new_encoder(world, spark):
-    from lookalike.model.pipeline import run_training
+    from lookalike.similarity.training import run_training
 
     settings, _ = world
     new = run_training(

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from deltalake import DeltaTable
 
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import REPO, TINY_TRAIN
 
 pytestmark = pytest.mark.slow  # trains two encoders, builds and publishes real indexes: minutes
@@ -26,7 +26,7 @@ def world(spark, tmp_path_factory):
     """A catalogue (300 train + 300 test) and two registered encoder versions."""
     from lookalike.catalog.ingest import ingest_fashion_mnist
     from lookalike.config import Settings
-    from lookalike.model.pipeline import run_training
+    from lookalike.similarity.training import run_training
 
     settings = Settings(home=tmp_path_factory.mktemp("index-home"), spark_shuffle_partitions=4)
     ingest_fashion_mnist(spark, settings=settings, limit=300)
@@ -38,7 +38,7 @@ def world(spark, tmp_path_factory):
 
 
 def _production(settings):
-    from lookalike.bundle.registry import production_version
+    from lookalike.similarity.registry import production_version
 
     mv = production_version(settings)
     return None if mv is None else str(mv.version)
@@ -51,14 +51,14 @@ def _catalog_png(settings, item_id: str) -> bytes:
 
 
 def test_pipeline_promote_update_rollback(world, spark, tmp_path):
-    from lookalike.bundle.recommender import Recommender
-    from lookalike.bundle.registry import rollback
     from lookalike.catalog.ingest import ingest_folder
-    from lookalike.index.builder import EncoderMismatch, update_index
-    from lookalike.index.embeddings import embed_catalog, read_embeddings
     from lookalike.index.versions import latest_version
     from lookalike.registry.encoders import fetch_encoder
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.bundle import Recommender
+    from lookalike.similarity.embeddings import embed_catalog, read_embeddings
+    from lookalike.similarity.index import EncoderMismatch, update_index
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.registry import rollback
 
     settings, v1, v2 = world
 
@@ -119,7 +119,7 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
     assert latest_version(settings).name == updated.index_version
 
     # -- bundles + rollback
-    from lookalike.bundle.registry import publish_bundle
+    from lookalike.similarity.registry import publish_bundle
 
     published = publish_bundle(settings, Path(updated.path))
     assert published.previous_production == bundle1 and _production(settings) != bundle1
@@ -135,8 +135,8 @@ def test_pipeline_promote_update_rollback(world, spark, tmp_path):
 
 
 def test_bundle_loads_in_a_fresh_process_and_answers_both_inputs(world, spark):
-    from lookalike.bundle.registry import production_version
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.registry import production_version
 
     settings, v1, _ = world
     if production_version(settings) is None:
@@ -173,10 +173,10 @@ print(json.dumps(out.to_dict("records")))
 
 
 def test_corrupt_index_version_is_refused(world, spark, tmp_path):
-    from lookalike.bundle.registry import publish_bundle
     from lookalike.index.scann_index import IndexVersionError
     from lookalike.index.versions import latest_version
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.registry import publish_bundle
 
     settings, v1, _ = world
     if latest_version(settings) is None:
@@ -192,10 +192,10 @@ def test_corrupt_index_version_is_refused(world, spark, tmp_path):
 
 
 def test_cli_index_commands_and_spark_submit_reindex(world, spark):
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.promotion import promote
 
     settings, v1, _ = world
-    from lookalike.bundle.registry import production_version
+    from lookalike.similarity.registry import production_version
 
     if production_version(settings) is None:
         promote(settings, challenger=v1, spark=spark)
@@ -209,12 +209,12 @@ def test_cli_index_commands_and_spark_submit_reindex(world, spark):
     assert versions and versions[-1]["encoder"] == f"lookalike-encoder/{v1}"
     from lookalike.catalog.table import table_version
     from lookalike.index.versions import read_manifest, served_name
-    from lookalike.workflows.catalog import catalogue_changed_since_served
+    from lookalike.workflows.catalog import catalog_changed_since_served
 
     # after the first test's rollback the served bundle is behind the catalogue: the reindex
     # starts from what is served (not the newest version on the store) and catches it up
     served_before = served_name(settings)
-    expected = "update" if catalogue_changed_since_served(settings) else "none"
+    expected = "update" if catalog_changed_since_served(settings) else "none"
     summary = settings.home / "reindex.json"
     done = subprocess.run(
         [
@@ -236,7 +236,7 @@ def test_cli_index_commands_and_spark_submit_reindex(world, spark):
     assert result["kind"] == expected and result["base_index_version"] == served_before
     served = served_name(settings)
     assert read_manifest(settings, served)["catalog_version"] == table_version(settings.catalog_uri)
-    assert not catalogue_changed_since_served(settings)
+    assert not catalog_changed_since_served(settings)
     bad = subprocess.run(
         [str(bin_dir / "lookalike"), "index", "verify", "v999999"],
         env=env,
@@ -264,13 +264,13 @@ def test_a_promotion_catches_up_with_the_catalogue_and_moves_both_aliases_or_nei
     module: it makes v2 the champion."""
     from mlflow import MlflowClient
 
-    from lookalike.bundle import registry as bundles
     from lookalike.catalog.ingest import ingest_folder
     from lookalike.catalog.table import table_version
-    from lookalike.index.builder import build_full, update_index
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.registry.versions import get_version
-    from lookalike.workflows.promotion import evaluate_gate, finalize, promote
+    from lookalike.similarity import registry as bundles
+    from lookalike.similarity.index import build_full, update_index
+    from lookalike.similarity.promotion import evaluate_gate, finalize, promote
 
     settings, v1, v2 = world
     settings = settings.model_copy(update={"promote_require_baseline": False})

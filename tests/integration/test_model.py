@@ -10,8 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from lookalike.model.config import TrainConfig
-from lookalike.model.data import EmptyDataError, fit_to_catalogue, load_split, validation_split
+from lookalike.similarity.config import TrainConfig
+from lookalike.similarity.data import EmptyDataError, fit_to_catalog, load_split, validation_split
 
 TINY = {
     "backbone": "seed_cnn",
@@ -34,9 +34,9 @@ def test_load_split_is_deterministic_sharded_and_filtered(small_catalog):
     fit, val = validation_split(full)
     assert len(val) > 20 and not set(fit.item_ids) & set(val.item_ids)
     # no input shape given: Fashion-MNIST stays 28 px grayscale; explicit settings win
-    auto = fit_to_catalogue(TrainConfig(), table, 1)
+    auto = fit_to_catalog(TrainConfig(), table, 1)
     assert (auto.input_size, auto.channels) == (28, 1)
-    given = fit_to_catalogue(TrainConfig(input_size=40), table, 1)
+    given = fit_to_catalog(TrainConfig(input_size=40), table, 1)
     assert (given.input_size, given.channels) == (40, 1)
 
 
@@ -55,8 +55,8 @@ def test_empty_split_is_a_clear_error(small_catalog):
 
 
 def test_training_beats_the_untrained_model(small_catalog):
-    from lookalike.model.encoder import build_encoder, embed, train_encoder
-    from lookalike.model.evaluate import retrieval_metrics
+    from lookalike.similarity.evaluate import retrieval_metrics
+    from lookalike.similarity.model import build_encoder, embed, train_encoder
 
     cfg = TrainConfig.from_dict(TINY | {"epochs": 3, "steps_per_epoch": 40})
     table = small_catalog.catalog_uri
@@ -79,7 +79,7 @@ def test_training_run_is_tracked_and_registered(small_catalog):
     import mlflow
     from mlflow import MlflowClient
 
-    from lookalike.model.pipeline import run_training
+    from lookalike.similarity.training import run_training
 
     cfg = TrainConfig.from_dict(TINY | {"exclude_categories": [7, 8, 9]})
     result = run_training(cfg, settings=small_catalog, eval_limit=300)
@@ -162,11 +162,11 @@ def test_json_commands_print_only_json_on_stdout(small_catalog):
 @pytest.mark.slow
 def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, settings, photo_folder):
     from lookalike.catalog.ingest import ingest_folder
-    from lookalike.model.encoder import embed, train_encoder
+    from lookalike.similarity.model import embed, train_encoder
 
     ingest_folder(spark, photo_folder, settings=settings)
     # RGB photos 32 px wide: without settings, training picks 3 channels and 32 px
-    auto = fit_to_catalogue(TrainConfig(backbone="keras:MobileNetV2"), settings.catalog_uri, 1)
+    auto = fit_to_catalog(TrainConfig(backbone="keras:MobileNetV2"), settings.catalog_uri, 1)
     assert (auto.input_size, auto.channels) == (32, 3)
     photos = load_split(settings.catalog_uri, 1, "train", input_size=32, channels=3)
     assert photos.x.shape[1:] == (32, 32, 3) and len(set(photos.y)) == 3
@@ -188,8 +188,8 @@ def test_rgb_photos_of_other_sizes_train_with_a_keras_application(spark, setting
 
 
 def test_evaluating_the_registered_version_reproduces_the_run(small_catalog):
-    from lookalike.model.pipeline import run_training
-    from lookalike.model.registry_eval import evaluate_registered
+    from lookalike.similarity.registry_eval import evaluate_registered
+    from lookalike.similarity.training import run_training
 
     result = run_training(TrainConfig.from_dict(TINY), settings=small_catalog)
     out = evaluate_registered(small_catalog, result.model_version)
@@ -204,8 +204,8 @@ def test_gate_refuses_an_encoder_worse_than_raw_pixels(small_catalog):
     champion; the reason and the baseline's metrics are in the gate's MLflow run."""
     from mlflow import MlflowClient
 
-    from lookalike.model.pipeline import run_training
-    from lookalike.workflows.promotion import evaluate_gate
+    from lookalike.similarity.promotion import evaluate_gate
+    from lookalike.similarity.training import run_training
 
     # a 2-d embedding alone (no conv features: their pixel-like detail would rescue it)
     weak_values = {"embedding_size": 2, "epochs": 1, "steps_per_epoch": 2}
@@ -230,8 +230,8 @@ def test_pretrained_backbone_loads_from_a_weights_file_and_fine_tunes(tmp_path):
     and the bottom layers keep the pretrained values; the encoder saves and reloads."""
     import tensorflow as tf
 
-    import lookalike.model.encoder as enc
-    from lookalike.model.data import ImageSet
+    import lookalike.similarity.model as enc
+    from lookalike.similarity.data import ImageSet
 
     def layer_weights(base) -> dict[str, np.ndarray]:
         names = ("kernel", "depthwise_kernel", "gamma", "beta", "moving_mean", "moving_variance")
@@ -307,7 +307,7 @@ def test_pretrained_backbone_loads_from_a_weights_file_and_fine_tunes(tmp_path):
 
     path = tmp_path / "encoder.keras"
     enc.as_plain_keras(model).save(path)
-    from lookalike.model.tfsim import import_tfsim
+    from lookalike.similarity.tfsim import import_tfsim
 
     import_tfsim()  # registers MetricEmbedding
 
@@ -320,7 +320,7 @@ def test_pretrained_backbone_loads_from_a_weights_file_and_fine_tunes(tmp_path):
 def test_batch_norm_statistics_are_recomputed_with_the_final_weights():
     import tensorflow as tf
 
-    from lookalike.model.encoder import recalibrate_batch_norm
+    from lookalike.similarity.model import recalibrate_batch_norm
 
     inputs = tf.keras.Input((4,))
     bn = tf.keras.layers.BatchNormalization(momentum=0.99)
@@ -342,7 +342,7 @@ def test_only_backbones_with_batch_norm_have_state_for_horovod_to_average():
     """Horovod averages the floating non-trainable variables once at the end
     (``average_non_trainable``): ``convnet``'s batch norm statistics; ``seed_cnn`` has none,
     so its ranks agree by the gradients alone (``test_distributed`` runs the others)."""
-    from lookalike.model.encoder import build_encoder
+    from lookalike.similarity.model import build_encoder
 
     def state(backbone: str) -> int:
         model = build_encoder(
@@ -359,14 +359,14 @@ def test_proxy_head_trains_beside_the_pair_loss_and_is_not_saved(small_catalog):
     """A cosine-softmax head (``proxy_loss_weight``) on categories that are not 0..n-1 (three
     held out): both losses fall, and the returned encoder is the plain network, its weights
     laid out as ``build_encoder``'s (so saving, serving and Horovod's averaging see no head)."""
-    from lookalike.model.encoder import (
+    from lookalike.similarity.evaluate import retrieval_metrics
+    from lookalike.similarity.model import (
         build_encoder,
         embed,
         encoder_of,
         saved_layout,
         train_encoder,
     )
-    from lookalike.model.evaluate import retrieval_metrics
 
     cfg = TrainConfig.from_dict(
         TINY | {"backbone": "convnet", "width": 8, "proxy_loss_weight": 1.0, "epochs": 3}
@@ -394,9 +394,9 @@ def test_conv_features_are_saved_registered_and_reloaded(small_catalog):
     allocates) and the model reloaded from it reproduces the run's evaluation."""
     import mlflow
 
-    from lookalike.model.pipeline import run_training
-    from lookalike.model.registry_eval import evaluate_registered
     from lookalike.registry.encoders import fetch_encoder
+    from lookalike.similarity.registry_eval import evaluate_registered
+    from lookalike.similarity.training import run_training
 
     # without mirror averaging, so the two parts' lengths can be read off one output
     values = {"conv_features_weight": 0.5, "conv_features_size": 16, "flip_average": False}
@@ -422,8 +422,8 @@ def test_flip_average_makes_the_saved_encoder_mirror_invariant(tmp_path):
     (Horovod's path) to the same function, and the layers stay reachable by name."""
     import tensorflow as tf
 
-    import lookalike.model.encoder as enc
-    from lookalike.model.tfsim import import_tfsim
+    import lookalike.similarity.model as enc
+    from lookalike.similarity.tfsim import import_tfsim
 
     import_tfsim()  # registers MetricEmbedding for loading
     cfg = TrainConfig.from_dict({"input_size": 28, "channels": 1, "width": 8})

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from lookalike import storage
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import TINY_TRAIN, write_photo
 from tests.support.namespaces import can_hide, hidden
 from tests.support.server import free_port, wait_for
@@ -40,7 +40,7 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
     s3_server, mlflow_server, tmp_path
 ):
     from lookalike.config import Settings
-    from lookalike.model.pipeline import run_training
+    from lookalike.similarity.training import run_training
     from tests.support.spark_standalone import spark_submit, standalone_cluster
 
     bucket = s3_server.bucket()

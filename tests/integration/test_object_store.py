@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from lookalike import faults, storage
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import REPO, TINY_TRAIN
 
 pytestmark = pytest.mark.slow  # servers, training and Spark on S3: minutes, not seconds
@@ -107,10 +107,10 @@ def test_index_versions_live_on_the_store_and_appear_only_with_their_manifest(
     from lookalike.catalog.changes import catalog_changes
     from lookalike.catalog.ingest import ingest_fashion_mnist, ingest_folder
     from lookalike.catalog.table import table_version
-    from lookalike.index.builder import update_index
     from lookalike.index.versions import find_version, list_versions
-    from lookalike.model.pipeline import run_training
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.index import update_index
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.training import run_training
 
     settings, bucket = store
     ingest_fashion_mnist(spark, settings=settings, limit=150)

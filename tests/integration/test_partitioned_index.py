@@ -8,14 +8,14 @@ from __future__ import annotations
 import pytest
 from deltalake import DeltaTable
 
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import FASHION_MNIST_DIR, TINY_TRAIN
 
 pytestmark = pytest.mark.slow  # embeds 3,000 photos with Spark and builds real indexes
 
 
 def _production(settings) -> str | None:
-    from lookalike.bundle.registry import production_version
+    from lookalike.similarity.registry import production_version
 
     mv = production_version(settings)
     return None if mv is None else str(mv.version)
@@ -28,15 +28,15 @@ def _unchanged(settings, latest: str, production: str | None) -> None:
 
 
 def test_partitioned_build_update_rebalance_and_refusals(spark, tmp_path):
-    from lookalike.bundle.registry import publish_bundle
     from lookalike.catalog.ingest import ingest_fashion_mnist, ingest_folder
     from lookalike.config import Settings
     from lookalike.index import scann_index as sx
-    from lookalike.index.builder import IndexBuildError, build_full, update_index
     from lookalike.index.versions import find_version, latest_name
-    from lookalike.model.pipeline import run_training
     from lookalike.registry.encoders import fetch_encoder
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.index import IndexBuildError, build_full, update_index
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.registry import publish_bundle
+    from lookalike.similarity.training import run_training
     from tests.support.photos import land_fashion_mnist_photos
 
     settings = Settings(home=tmp_path / "home", spark_shuffle_partitions=4)

@@ -4,14 +4,14 @@ trained weights, so saving, indexing and serving are unchanged."""
 
 import numpy as np
 
-from lookalike.model.config import TrainConfig
-from lookalike.model.data import ImageSet
+from lookalike.similarity.config import TrainConfig
+from lookalike.similarity.data import ImageSet
 
 
 def test_mixed_bfloat16_training_returns_a_float32_encoder():
     import tensorflow as tf
 
-    from lookalike.model import encoder as enc
+    from lookalike.similarity import model as enc
 
     rng = np.random.default_rng(0)
     images = ImageSet(

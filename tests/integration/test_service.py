@@ -31,7 +31,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import TINY_TRAIN, make_shopper_model
 from tests.support.images import png_declaring
 from tests.support.server import Server, wait_for
@@ -40,8 +40,8 @@ from tests.support.server import Server, wait_for
 pytestmark = pytest.mark.slow
 
 if TYPE_CHECKING:
-    from lookalike.bundle.registry import PublishResult
     from lookalike.config import Settings
+    from lookalike.similarity.registry import PublishResult
 
 TOKEN = "test-admin-token"
 USER = "u007"  # a shopper the shopper model knows
@@ -55,8 +55,8 @@ def home(spark, tmp_path_factory):
     version 1 in production."""
     from lookalike.catalog.ingest import ingest_fashion_mnist
     from lookalike.config import Settings
-    from lookalike.model.pipeline import run_training
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.training import run_training
 
     settings = Settings(
         home=tmp_path_factory.mktemp("service-home"),
@@ -126,7 +126,7 @@ def shopper_v1(home, registry, client) -> None:
 class NewVersion:
     """A photo drop (one new product, one discontinued) ingested, indexed and published."""
 
-    update: Any  # the index update (lookalike.index.builder.IndexResult)
+    update: Any  # the index update (lookalike.similarity.index.IndexResult)
     published: PublishResult
     status_before_publish: int  # GET /v1/items/<new product> after the ingest, before publishing
 
@@ -134,9 +134,9 @@ class NewVersion:
 @pytest.fixture(scope="module")
 def new_version(home, spark, registry, client, tmp_path_factory) -> NewVersion:
     """The swap: a new catalogue version, its index update published as production."""
-    from lookalike.bundle.registry import publish_bundle
     from lookalike.catalog.ingest import ingest_folder
-    from lookalike.index.builder import update_index
+    from lookalike.similarity.index import update_index
+    from lookalike.similarity.registry import publish_bundle
 
     serve_bundle(home, registry, client, "1")  # what is served until the publish
     photo = client.get("/v1/items/fm-test-00003/image").content
@@ -328,7 +328,7 @@ def shopper_v2(home, registry, client, shopper_v1) -> Iterator[Any]:
     """A second shopper model version, trained and made production for one test; production
     moves back to version 1 afterwards (the only shopper swap: the service's second load)."""
     from lookalike.shopper.model import MFConfig
-    from lookalike.shopper.pipeline import train_shopper
+    from lookalike.shopper.training import train_shopper
     from tests.support.builders import TINY_SHOPPER
 
     v2 = train_shopper(home, MFConfig(**TINY_SHOPPER | {"factors": 12}), baselines=False)
@@ -472,10 +472,10 @@ def test_broken_version_is_refused_and_the_old_one_keeps_serving(
     client, bundle_v2, home, registry, spark, tmp_path
 ):
     """A version that fails its checks is not swapped in; the old one keeps serving."""
-    from lookalike.bundle.registry import publish_bundle
-    from lookalike.index.builder import build_full
     from lookalike.registry.aliases import PRODUCTION
     from lookalike.registry.encoders import fetch_encoder
+    from lookalike.similarity.index import build_full
+    from lookalike.similarity.registry import publish_bundle
 
     published, update = bundle_v2.published, bundle_v2.update
     shutil.copytree(update.path, tmp_path / "copy")

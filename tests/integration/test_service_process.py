@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import REPO, TINY_TRAIN
 from tests.support.mlflow_server import MlflowServer
 from tests.support.server import free_port, wait_for
@@ -39,8 +39,8 @@ def home(spark, tracking, tmp_path_factory):
     """Catalogue (150 + 150), one encoder, bundle version 1 in production, on the server."""
     from lookalike.catalog.ingest import ingest_fashion_mnist
     from lookalike.config import Settings
-    from lookalike.model.pipeline import run_training
-    from lookalike.workflows.promotion import promote
+    from lookalike.similarity.promotion import promote
+    from lookalike.similarity.training import run_training
 
     settings = Settings(
         home=tmp_path_factory.mktemp("serve-process-home"),
@@ -97,9 +97,9 @@ def _similar(url: str) -> httpx.Response:
 def test_the_service_keeps_serving_while_mlflow_is_down_and_follows_it_back(
     home, tracking, service, spark, tmp_path
 ):
-    from lookalike.bundle.registry import publish_bundle
     from lookalike.catalog.ingest import ingest_folder
-    from lookalike.index.builder import update_index
+    from lookalike.similarity.index import update_index
+    from lookalike.similarity.registry import publish_bundle
     from tests.support.builders import FASHION_MNIST_DIR
     from tests.support.photos import land_fashion_mnist_photos
 

@@ -86,7 +86,7 @@ def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
     assert mode == "personal" and len(hits) == 5
     # A clearly worse challenger (one tiny epoch) is kept out of production
     from lookalike.shopper.model import MFConfig
-    from lookalike.shopper.pipeline import train_shopper
+    from lookalike.shopper.training import train_shopper
 
     weak = train_shopper(
         settings,
@@ -131,7 +131,7 @@ def test_horovod_two_ranks_train_identical_weights(shop, spark, loss):
     checksums of every rank and raises otherwise) and a model better than popularity; with
     the BCE loss and with softmax over the shopper's latest items."""
     from lookalike.shopper.model import MFConfig
-    from lookalike.shopper.pipeline import train_shopper
+    from lookalike.shopper.training import train_shopper
 
     settings, _ = shop
     result = train_shopper(
@@ -176,8 +176,8 @@ def test_auto_tuning_searches_the_default_config_once_then_reuses_it(shop, spark
     from mlflow import MlflowClient
 
     from lookalike.shopper.model import MFConfig
-    from lookalike.shopper.pipeline import train_shopper
-    from lookalike.shopper.tune import tuned_config
+    from lookalike.shopper.training import train_shopper
+    from lookalike.shopper.tuning import tuned_config
 
     settings = shop[0].model_copy(update={"shopper_tune_trials": 2})
     cfg, found = tuned_config(settings, MFConfig(), "auto", parallelism=2, spark=spark)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from deltalake import DeltaTable
 
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 from tests.support.builders import TINY_TRAIN
 from tests.support.namespaces import can_hide
 
@@ -25,7 +25,7 @@ BIN = Path(sys.executable).parent
 @pytest.mark.skipif(can_hide(), reason="test_no_shared_disk covers a standalone cluster here")
 def test_ingest_and_embed_jobs_on_a_standalone_cluster(tmp_path):
     from lookalike.config import Settings
-    from lookalike.model.pipeline import run_training
+    from lookalike.similarity.training import run_training
     from tests.support.spark_standalone import spark_submit, standalone_cluster
 
     home = tmp_path / "home"

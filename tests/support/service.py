@@ -1,6 +1,6 @@
 """The service's routes over in-memory bundles: no Spark ingest, training, registry or ScaNN.
 
-- ``similar_live()``: a REAL ``lookalike.bundle.Recommender`` over a dozen 16x16 noise
+- ``similar_live()``: a REAL ``lookalike.similarity.bundle.Recommender`` over a dozen 16x16 noise
   "products" in three categories, with a pixel "encoder" (``pixel_encoder``) and a
   brute-force searcher (``BruteForce``) standing in for TensorFlow and ScaNN. Uploads therefore
   go through the real image checks (``ImageRejected``) and preprocessing, and the category
@@ -21,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 from fastapi import FastAPI
 
-from lookalike.bundle.recommender import Hit, Recommender
 from lookalike.config import Settings
+from lookalike.index.hits import Hit
 from lookalike.registry.encoders import embed_images
+from lookalike.similarity.bundle import Recommender
 from serving.deps import get_live, get_shopper_state, get_state
 from serving.main import create_app
 from serving.state import Followed, Live, ReloadOutcome, ServiceState

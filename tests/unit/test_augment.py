@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lookalike.model.augment import RandomErasing
+from lookalike.similarity.augment import RandomErasing
 
 
 def _batch(n: int = 64) -> np.ndarray:

@@ -7,7 +7,7 @@ import types
 
 import lookalike  # noqa: F401  (legacy Keras switch before TrainConfig's imports)
 from bench import quality
-from lookalike.model.config import TrainConfig
+from lookalike.similarity.config import TrainConfig
 
 
 def _run(p1: float, seconds: float) -> dict:

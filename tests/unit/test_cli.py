@@ -22,8 +22,8 @@ from lookalike.cli import build_parser, helptext, main
 from lookalike.cli.logs import QUIET_ENV, quiet_third_parties
 from lookalike.cli.output import EXIT_FAILED, EXIT_USAGE, CommandError, UsageError
 from lookalike.cli.version import checkout_commit, package_version, version_text
-from lookalike.index.embeddings import stage_line
-from lookalike.model.progress import TrialProgress, eta_seconds, progress_line
+from lookalike.similarity.embeddings import stage_line
+from lookalike.training.progress import TrialProgress, eta_seconds, progress_line
 
 REPO = Path(lookalike.__file__).resolve().parent.parent
 
@@ -263,7 +263,7 @@ def test_an_embedding_pass_line_has_tasks_elapsed_and_time_left():
 
 
 def test_an_epoch_logs_one_line_with_loss_first():
-    from lookalike.model.progress import epoch_progress
+    from lookalike.training.progress import epoch_progress
 
     lines: list[str] = []
     callback = epoch_progress(3, emit=lines.append)

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from lookalike.model import devices
-from lookalike.model.config import ConfigError, TrainConfig
-from lookalike.model.tune import gpu_resource_profile
+from lookalike.similarity.config import ConfigError, TrainConfig
 from lookalike.spark import gpu_confs
+from lookalike.training import devices
+from lookalike.training.search import gpu_resource_profile
 
 AVX2 = frozenset({"sse4_2", "avx2", "fma"})
 BF16 = AVX2 | {"avx512f", "avx512_bf16"}

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 from PIL import Image
 
-from lookalike.index import embeddings as emb
 from lookalike.registry import encoders
 from lookalike.registry.encoders import EncoderRef
+from lookalike.similarity import embeddings as emb
 
 ENC = EncoderRef("enc", "3", input_size=8, channels=1, embedding_size=4, local_dir="/fake/enc")
 

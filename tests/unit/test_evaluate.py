@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
+from lookalike.similarity.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 
 def test_perfect_embeddings_score_one():

@@ -2,7 +2,7 @@
 
 import pytest
 
-from lookalike.model.config import ConfigError, TrainConfig
+from lookalike.similarity.config import ConfigError, TrainConfig
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import json
 import subprocess
 import sys
 
-from lookalike.model.tune import TuneResult
-from lookalike.shopper.pipeline import ShopperTrainResult
+from lookalike.shopper.training import ShopperTrainResult
+from lookalike.similarity.tuning import TuneResult
 
 PROGRAM = """
 import logging
@@ -16,8 +16,8 @@ from lookalike.cli.output import command_output, out
 configure_logging()
 configure_logging()  # once: a second call adds no second handler
 with command_output():
-    logging.getLogger("lookalike.index.builder").info("published v1")
-    logging.getLogger("lookalike.index.builder").debug("not at INFO")
+    logging.getLogger("lookalike.similarity.index").info("published v1")
+    logging.getLogger("lookalike.similarity.index").debug("not at INFO")
     logging.getLogger("elsewhere").info("not ours")
     out('{"ok": true}')
 """
@@ -30,7 +30,7 @@ def test_progress_lines_go_to_stderr_once_and_the_result_alone_to_stdout():
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {"ok": True}
     lines = [line for line in done.stderr.splitlines() if "lookalike." in line]
-    assert len(lines) == 1 and lines[0].endswith(" lookalike.index.builder published v1")
+    assert len(lines) == 1 and lines[0].endswith(" lookalike.similarity.index published v1")
     assert "not at INFO" not in done.stderr and "not ours" not in done.stderr
 
 

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from lookalike.config import Settings
-from lookalike.index import builder
+from lookalike.similarity import index as builder
 
 
 class _Searcher:

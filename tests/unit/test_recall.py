@@ -96,7 +96,7 @@ def test_exact_search_passes_whatever_its_float_rounding() -> None:
 
 @pytest.mark.parametrize("groups", [30, 120], ids=["brute-force", "partitioned"])
 def test_duplicates_fail_strict_recall_but_pass_the_gate(tmp_path, groups: int) -> None:
-    from lookalike.index.builder import check_recall, publish_searcher
+    from lookalike.similarity.index import check_recall, publish_searcher
 
     x, ids = duplicate_catalogue(groups)
     params = IndexParams.for_size(len(x))
@@ -123,7 +123,7 @@ def test_duplicates_fail_strict_recall_but_pass_the_gate(tmp_path, groups: int) 
 
 
 def test_a_searcher_that_misses_neighbours_still_fails_the_gate(tmp_path) -> None:
-    from lookalike.index.builder import check_recall
+    from lookalike.similarity.index import check_recall
 
     x, ids = random_catalogue(3_000)
     one_leaf = IndexParams(num_leaves=50, num_leaves_to_search=1, reorder=10)
@@ -134,7 +134,7 @@ def test_a_searcher_that_misses_neighbours_still_fails_the_gate(tmp_path) -> Non
 
 
 def test_the_gate_reads_its_tolerance_from_settings(tmp_path) -> None:
-    from lookalike.index.builder import check_recall
+    from lookalike.similarity.index import check_recall
 
     x, ids = duplicate_catalogue(30)
     searcher = build_searcher(x, ids, IndexParams.for_size(len(x)))

@@ -49,8 +49,8 @@ def test_gate_refuses_a_challenger_that_does_not_beat_the_baseline():
 
 @pytest.fixture(scope="module")
 def rec():
-    from lookalike.bundle.recommender import Recommender
     from lookalike.index.scann_index import IndexParams, build_searcher
+    from lookalike.similarity.bundle import Recommender
 
     rng = np.random.default_rng(0)
     n, d = 60, 8
@@ -102,7 +102,7 @@ def test_category_filter_always_fills_k_from_that_category(rec):
 
 
 def test_unknown_item_and_versions(rec):
-    from lookalike.bundle.recommender import UnknownItem
+    from lookalike.similarity.bundle import UnknownItem
 
     with pytest.raises(UnknownItem, match="unknown item 'nope'"):
         rec.similar_to_items(["nope"])
@@ -111,7 +111,7 @@ def test_unknown_item_and_versions(rec):
 
 
 def test_a_bundle_whose_parts_disagree_is_refused(rec):
-    from lookalike.bundle.recommender import BundleCheckError, Recommender
+    from lookalike.similarity.bundle import BundleCheckError, Recommender
 
     bad = dict(rec.manifest, encoder=dict(rec.manifest["encoder"], embedding_size=16))
     items = pa.table(

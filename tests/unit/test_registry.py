@@ -157,7 +157,7 @@ DECISION = Decision(True, "no champion yet", "ndcg_at_10", "2", None, 0.3, None,
 
 def test_gate_results_keep_their_json():
     from lookalike.shopper.registry import ShopperPromotion
-    from lookalike.workflows.promotion import PromotionResult
+    from lookalike.similarity.promotion import PromotionResult
 
     shop = ShopperPromotion(
         decision=DECISION,
@@ -201,9 +201,9 @@ def test_gate_results_keep_their_json():
 def test_production_never_moves_to_an_older_index_version():
     from types import SimpleNamespace
 
-    from lookalike.bundle.registry import BundleSuperseded, _refuse_superseded
     from lookalike.config import Settings
     from lookalike.registry.aliases import INDEX_VERSION_TAG
+    from lookalike.similarity.registry import BundleSuperseded, _refuse_superseded
 
     settings = Settings()
     serving = SimpleNamespace(version="7", tags={INDEX_VERSION_TAG: "v000012"})

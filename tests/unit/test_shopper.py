@@ -184,7 +184,7 @@ def test_mf_beats_popularity_on_small_data(trained):
 
 @pytest.fixture(scope="module")
 def bundle(trained, items, tmp_path_factory):
-    from lookalike.shopper.recommender import ShopperRecommender, build_bundle
+    from lookalike.shopper.bundle import ShopperRecommender, build_bundle
 
     split, cfg, _, _, factors = trained
     ids, cats, vectors = items
@@ -255,7 +255,7 @@ def test_damaged_bundle_is_refused(bundle, tmp_path):
     import shutil
 
     from lookalike.index.scann_index import IndexVersionError
-    from lookalike.shopper.recommender import ShopperRecommender
+    from lookalike.shopper.bundle import ShopperRecommender
 
     copy = tmp_path / "copy"
     shutil.copytree(bundle[2], copy)

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from lookalike.index.scann_index import RecallTooLow
-from lookalike.shopper import recommender
+from lookalike.shopper import bundle as recommender
+from lookalike.shopper.bundle import build_bundle, build_searcher, searcher_recall
 from lookalike.shopper.data import Split
 from lookalike.shopper.model import Factors
-from lookalike.shopper.recommender import build_bundle, build_searcher, searcher_recall
 
 
 def duplicated_items(groups: int = 30, size: int = 20, d: int = 8) -> np.ndarray:

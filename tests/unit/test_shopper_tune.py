@@ -10,7 +10,7 @@ import pytest
 from lookalike.config import Settings
 from lookalike.shopper.data import Split
 from lookalike.shopper.model import MFConfig
-from lookalike.shopper.tune import (
+from lookalike.shopper.tuning import (
     AUTO,
     as_sets,
     data_shape,
@@ -105,7 +105,7 @@ def _record_search(
     import mlflow
 
     from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.shopper import tune
+    from lookalike.shopper import tuning as tune
 
     setup_mlflow(settings, settings.shopper_experiment)
     with mlflow.start_run() as run:
@@ -154,8 +154,8 @@ def test_auto_reuses_the_latest_search_for_the_same_base_and_shape_only(tmp_path
 def test_the_search_keeps_the_base_unless_a_trial_beats_it(
     monkeypatch, base_score, trials, expected
 ):
-    from lookalike.model import tune as model_tune
-    from lookalike.shopper.tune import _best_of_trials
+    from lookalike.shopper.tuning import _best_of_trials
+    from lookalike.training import search as model_tune
 
     def fake_search(*args, **kwargs):
         if trials is None:
@@ -171,8 +171,8 @@ def test_the_search_keeps_the_base_unless_a_trial_beats_it(
 
 
 def test_no_trial_and_no_base_score_is_an_error(monkeypatch):
-    from lookalike.model import tune as model_tune
-    from lookalike.shopper.tune import _best_of_trials
+    from lookalike.shopper.tuning import _best_of_trials
+    from lookalike.training import search as model_tune
 
     def fake_search(*args, **kwargs):
         raise RuntimeError("all 12 tuning trials failed (boom)")
@@ -183,7 +183,7 @@ def test_no_trial_and_no_base_score_is_an_error(monkeypatch):
 
 
 def test_a_large_split_is_sampled_by_whole_users_for_the_trials():
-    from lookalike.shopper.tune import tuning_sample
+    from lookalike.shopper.tuning import tuning_sample
 
     rng = np.random.default_rng(1)
     users = np.sort(rng.integers(0, 500, 20_000)).astype(np.int32)
@@ -206,7 +206,7 @@ def test_a_large_split_is_sampled_by_whole_users_for_the_trials():
 def test_the_time_budget_stops_after_the_epoch_past_which_one_more_would_overrun(monkeypatch):
     from types import SimpleNamespace
 
-    from lookalike.shopper import tune
+    from lookalike.shopper import tuning as tune
 
     budget = tune.time_budget(35.0)  # imports TensorFlow before the clock is faked
     clock = iter([100.0, 110.0, 121.0, 133.0])  # start, then the end of epochs 1, 2 and 3
@@ -225,7 +225,7 @@ def test_the_time_budget_stops_after_the_epoch_past_which_one_more_would_overrun
 def test_the_time_budget_cuts_an_epoch_that_alone_overruns_it(monkeypatch):
     from types import SimpleNamespace
 
-    from lookalike.shopper import tune
+    from lookalike.shopper import tuning as tune
 
     budget = tune.time_budget(35.0)
     clock = iter([100.0, 120.0, 136.0])  # start, then the ends of two batches
@@ -239,7 +239,7 @@ def test_the_time_budget_cuts_an_epoch_that_alone_overruns_it(monkeypatch):
 
 
 def test_each_trial_gets_its_share_of_the_time_limit():
-    from lookalike.shopper.tune import trial_budget_seconds
+    from lookalike.shopper.tuning import trial_budget_seconds
 
     settings = Settings(shopper_tune_minutes=30)
     assert trial_budget_seconds(settings, trials=12, parallelism=2) == 300

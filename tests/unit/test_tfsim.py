@@ -5,7 +5,7 @@ import sys
 
 CHECK = """
 import sys
-from lookalike.model.tfsim import import_tfsim
+from lookalike.similarity.tfsim import import_tfsim
 tfsim = import_tfsim()
 assert tfsim.losses.MultiSimilarityLoss and tfsim.samplers.MultiShotMemorySampler
 heavy = [m for m in ("umap", "bokeh", "matplotlib") if m in sys.modules]

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from lookalike.model.data import ImageSet, distinct_photos, validation_split
+from lookalike.similarity.data import ImageSet, distinct_photos, validation_split
 
 
 def _items(pixels: list[int], labels: list[int]) -> ImageSet:

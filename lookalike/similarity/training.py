@@ -16,9 +16,9 @@ import numpy as np
 
 from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings, get_settings
-from lookalike.model.config import DataRef, TrainConfig
-from lookalike.model.data import ImageSet, fit_to_catalogue, load_split, load_training_items
-from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
+from lookalike.similarity.config import DataRef, TrainConfig
+from lookalike.similarity.data import ImageSet, fit_to_catalog, load_split, load_training_items
+from lookalike.similarity.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -71,7 +71,7 @@ def _artifacts(
     index: ImageSet,
     history: dict[str, list[float]],
 ) -> None:
-    from lookalike.model import plots
+    from lookalike.similarity import plots
 
     names = index.category_names | queries.category_names
     rng = np.random.default_rng(0)
@@ -102,9 +102,9 @@ def run_training(
     """Train, evaluate and log one encoder. ``num_proc`` set = Horovod on Spark."""
     import mlflow
 
-    from lookalike.model import tracking
-    from lookalike.model.encoder import embed
     from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.similarity import tracking
+    from lookalike.similarity.model import embed
 
     settings = settings or get_settings()
     table = settings.catalog_uri
@@ -154,7 +154,7 @@ def _load_data(
     training data's lineage reference, training items (also the evaluation's index), test
     queries)."""
     if not (cfg.input_shape_known and cfg.schedule_known):
-        cfg = fit_to_catalogue(cfg, table, version)
+        cfg = fit_to_catalog(cfg, table, version)
         log.info(
             f"from the catalogue: {cfg.input_size} px, {cfg.channels} channel(s), "
             f"{cfg.epochs} epochs x {cfg.steps_per_epoch} steps"
@@ -182,12 +182,12 @@ def _train(
 ) -> tuple[Any, dict[str, list[float]]]:
     """(model, loss history): in process, or with Horovod on ``num_proc`` Spark tasks (each
     reads its shard of ``ref``; rank 0's weights come back)."""
-    from lookalike.model import tracking
-    from lookalike.model.encoder import encoder_from_weights, train_encoder
-    from lookalike.model.progress import epoch_progress
+    from lookalike.similarity import tracking
+    from lookalike.similarity.model import encoder_from_weights, train_encoder
+    from lookalike.training.progress import epoch_progress
 
     if num_proc:  # rank 0 logs its epochs (see ``distributed.rank_main``)
-        from lookalike.model.distributed import horovod_train
+        from lookalike.similarity.distributed import horovod_train
 
         weights, history = horovod_train(spark, cfg, ref, num_proc, settings.tracking_uri, run_id)
         return encoder_from_weights(cfg, weights), history
@@ -202,7 +202,7 @@ def _evaluate_unseen(
     baseline on those categories only, logged to the run. Otherwise empty."""
     import mlflow
 
-    from lookalike.model.encoder import embed
+    from lookalike.similarity.model import embed
 
     if not cfg.exclude_categories:
         return {}
@@ -229,8 +229,8 @@ def _register(
     catalogue version it was trained on; returns the model version."""
     import mlflow
 
-    from lookalike.model import tracking
     from lookalike.registry.versions import register
+    from lookalike.similarity import tracking
 
     info = tracking.log_encoder(model, cfg, train.x[:2])
     model_version = register(

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lookalike import locks
-from lookalike.bundle.recommender import Recommender
 from lookalike.config import Settings
 from lookalike.faults import crash_point
 from lookalike.index import scann_index as sx
@@ -27,6 +26,7 @@ from lookalike.registry.aliases import (
     PREVIOUS_PRODUCTION_TAG,
     RECOMMENDER_EXPERIMENT,
 )
+from lookalike.similarity.bundle import Recommender
 
 if TYPE_CHECKING:
     from lookalike.registry.encoders import EncoderRef

@@ -17,43 +17,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lookalike.model.config import DataRef, TrainConfig
+from lookalike.similarity.config import DataRef, TrainConfig
+from lookalike.training.horovod import (
+    average_non_trainable,
+    check_consistent,
+    run_ranks,
+    weights_checksum,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-
-def weights_checksum(weights: list[np.ndarray]) -> float:
-    """Sum of all weights: ranks that ended with the same weights agree on it (cheap to send)."""
-    return float(sum(np.asarray(w, dtype=np.float64).sum() for w in weights))
-
-
-def average_non_trainable(variables: list[Any]) -> int:
-    """Replace every floating-point variable by its mean over the Horovod ranks.
-
-    Meant for non-trainable state (batch norm statistics): each rank's moving averages saw
-    only its shard, so the mean over ranks is the statistic of the whole data (the spread
-    between shards' means is ignored, as synchronised batch norm would ignore it too).
-    Returns how many variables were averaged. Every rank must call it with the same list.
-    """
-    import horovod.tensorflow as hvd_tf
-
-    done = 0
-    for i, var in enumerate(variables):
-        if not var.dtype.is_floating:
-            continue
-        var.assign(hvd_tf.allreduce(var.value(), op=hvd_tf.Average, name=f"non_trainable.{i}"))
-        done += 1
-    return done
-
-
-def check_consistent(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ranks' results sorted by rank; refuses ranks that ended with different weights."""
-    results = sorted(results, key=lambda r: r["rank"])
-    checksums = {round(r["checksum"], 3) for r in results}
-    if len(checksums) != 1:
-        raise RuntimeError(f"Horovod ranks ended with different weights: {sorted(checksums)}")
-    return results
 
 
 def rank_main(
@@ -80,9 +53,9 @@ def rank_main(
 
     # Horovod 0.28's Keras callbacks import Keras 3's backend; tfsim trains on tf-keras.
     hvd_callbacks.K = tf.keras.backend
-    from lookalike.model.data import load_training_items
-    from lookalike.model.devices import pin_gpu
-    from lookalike.model.encoder import train_encoder
+    from lookalike.similarity.data import load_training_items
+    from lookalike.similarity.model import train_encoder
+    from lookalike.training.devices import pin_gpu
 
     hvd.init()
     pin_gpu(hvd.local_rank())  # one GPU per rank on a GPU host; nothing on a CPU-only one
@@ -123,7 +96,7 @@ def _rank_callbacks(
     """A rank's Keras callbacks: rank 0's weights broadcast, metrics averaged; rank 0 also
     logs every epoch to the driver's MLflow run and one progress line per epoch on its
     stderr (Horovod prefixes it ``[0]<stderr>:``; a local master writes it to the driver's)."""
-    from lookalike.model.progress import epoch_progress, to_stderr
+    from lookalike.training.progress import epoch_progress, to_stderr
 
     callbacks: list[Any] = [
         hvd.callbacks.BroadcastGlobalVariablesCallback(0),
@@ -162,29 +135,11 @@ def horovod_run(
     sync_batch_norm: bool = False,
 ) -> list[dict[str, Any]]:
     """Run ``rank_main`` on ``num_proc`` Spark tasks; returns every rank's result."""
-    from lookalike.model.data import fit_to_catalogue
+    from lookalike.similarity.data import fit_to_catalog
 
-    cfg = fit_to_catalogue(cfg, ref.table_path, ref.version)
+    cfg = fit_to_catalog(cfg, ref.table_path, ref.version)
     args = (cfg, ref, tracking_uri, run_id, sync_batch_norm)
     return run_ranks(spark, rank_main, args, num_proc)
-
-
-def run_ranks(
-    spark: SparkSession | None, fn: Any, args: tuple[Any, ...], num_proc: int
-) -> list[Any]:
-    """``fn(*args)`` on ``num_proc`` Horovod ranks, each a task of this Spark application."""
-    import horovod.spark
-
-    if spark is None:
-        from lookalike.spark import spark_session
-
-        spark = spark_session("lookalike-train")
-    if num_proc > spark.sparkContext.defaultParallelism:
-        raise ValueError(
-            f"num_proc: {num_proc} Horovod processes need as many Spark task slots, "
-            f"the master offers {spark.sparkContext.defaultParallelism}"
-        )
-    return horovod.spark.run(fn, args=args, num_proc=num_proc, use_gloo=True, verbose=0)
 
 
 def horovod_train(

@@ -70,8 +70,8 @@ def rank_main(
     import tensorflow as tf
 
     import lookalike  # noqa: F401
-    from lookalike.model.distributed import weights_checksum
     from lookalike.shopper.model import factors_from_model, train_mf
+    from lookalike.training.horovod import weights_checksum
 
     hvd_callbacks.K = tf.keras.backend  # Horovod 0.28 + tf-keras (see model/distributed.py)
     hvd.init()
@@ -243,7 +243,7 @@ def _train(
     from lookalike.shopper.model import factors_from_model, train_mf
 
     if horovod > 0:
-        from lookalike.model.distributed import check_consistent, run_ranks
+        from lookalike.training.horovod import check_consistent, run_ranks
 
         with staged_inputs(settings, split, features) as (split_path, features_path):
             results = run_ranks(
@@ -343,7 +343,7 @@ def _bundle(
     import mlflow
 
     from lookalike.registry.aliases import INTERACTIONS_VERSION_TAG
-    from lookalike.shopper.recommender import build_bundle
+    from lookalike.shopper.bundle import build_bundle
     from lookalike.shopper.registry import log_and_register
 
     version = None

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lookalike.model.config import DataRef, TrainConfig
+from lookalike.similarity.config import DataRef, TrainConfig
 
 
 def log_dataset(ref: DataRef, context: str = "training") -> None:
@@ -58,7 +58,7 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
         """Load the saved Keras encoder and its config once, when MLflow loads the model."""
         import tensorflow as tf
 
-        from lookalike.model.tfsim import import_tfsim
+        from lookalike.similarity.tfsim import import_tfsim
 
         import_tfsim()  # registers MetricEmbedding for loading
 
@@ -68,7 +68,7 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
     # No type hints: MLflow would read them as a (list-based) input schema.
     def predict(self, context, model_input, params=None):
         """uint8 pixels (n, size, size[, channels]) -> unit-length float32 embeddings."""
-        from lookalike.model.encoder import embed
+        from lookalike.similarity.model import embed
 
         if isinstance(model_input, dict):  # named tensor input ({"pixels": array})
             model_input = next(iter(model_input.values()))
@@ -84,7 +84,7 @@ def log_encoder(model: Any, cfg: TrainConfig, example: np.ndarray) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import Schema, TensorSpec
 
-    from lookalike.model.encoder import as_plain_keras
+    from lookalike.similarity.model import as_plain_keras
 
     with tempfile.TemporaryDirectory() as tmp:
         encoder_path = Path(tmp) / "encoder.keras"

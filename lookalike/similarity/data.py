@@ -11,7 +11,7 @@ import numpy as np
 from lookalike.catalog.sources import hashed_split
 from lookalike.catalog.table import open_table
 from lookalike.images import to_model_input
-from lookalike.model.config import KERAS_APP_PREFIX, DataRef, TrainConfig
+from lookalike.similarity.config import KERAS_APP_PREFIX, DataRef, TrainConfig
 
 
 class EmptyDataError(ValueError):
@@ -98,7 +98,7 @@ AUTO_INPUT_SIZE_CAP = 64
 AUTO_INPUT_SIZE_MIN = 16
 
 
-def fit_to_catalogue(cfg: TrainConfig, table_path: str, version: int) -> TrainConfig:
+def fit_to_catalog(cfg: TrainConfig, table_path: str, version: int) -> TrainConfig:
     """``cfg`` with what was not given chosen from the catalogue at ``version``.
 
     Channels: 3 when most training photos are colour, else 1 (grayscale stays grayscale).

@@ -35,9 +35,9 @@ from lookalike.config import Settings
 from lookalike.faults import crash_point
 from lookalike.index import scann_index as sx
 from lookalike.index import versions
-from lookalike.index.embeddings import embed_catalog, merge_embeddings, read_embeddings
-from lookalike.index.embeddings import staged_rows as embedding_rows
 from lookalike.registry.encoders import EncoderRef, embed_images, load_predict
+from lookalike.similarity.embeddings import embed_catalog, merge_embeddings, read_embeddings
+from lookalike.similarity.embeddings import staged_rows as embedding_rows
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

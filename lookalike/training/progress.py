@@ -62,7 +62,7 @@ def progress_line(
 def to_stderr(line: str) -> None:
     """Emit for a process without logging set up (a Horovod rank): the line on stderr."""
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")  # as the command's log lines (logs.FORMAT)
-    print(f"{stamp} lookalike.model.progress {line}", file=sys.stderr, flush=True)
+    print(f"{stamp} lookalike.training.progress {line}", file=sys.stderr, flush=True)
 
 
 def epoch_progress(total_epochs: int | None, emit: Emit | None = None, what: str = "epoch") -> Any:

@@ -6,7 +6,6 @@ directly by the service, which loads a bundle once and keeps it in memory.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,8 @@ import pyarrow as pa
 
 from lookalike.images import normalise_image
 from lookalike.index import scann_index as sx
+from lookalike.index.hits import BundleCheckError, Hit
 from lookalike.registry.encoders import Predict, embed_images, load_predict
-
-
-class BundleCheckError(RuntimeError):
-    """A bundle loaded but does not answer correctly; it must not be served."""
 
 
 class UnknownItem(KeyError):
@@ -27,16 +23,6 @@ class UnknownItem(KeyError):
 
     def __str__(self) -> str:
         return f"unknown item {self.args[0]!r}"
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One answer: an item, its category and its similarity (cosine; 1.0 for the item itself)."""
-
-    item_id: str
-    category: int
-    category_name: str
-    score: float
 
 
 class Recommender:

@@ -89,10 +89,10 @@ def evaluate_gate(
 ) -> PromotionResult:
     """Evaluate challenger and champion the same way, decide, record the decision in MLflow.
     Moves nothing (``finalize`` does, after the index passed)."""
-    from lookalike.model.registry_eval import evaluate_registered
     from lookalike.registry.gate import decide
     from lookalike.registry.mlflow_setup import registry_client
     from lookalike.registry.versions import VersionNotFound, find_version, get_version
+    from lookalike.similarity.registry_eval import evaluate_registered
 
     margin = settings.promote_margin if margin is None else margin
     version = resolve_version(settings.catalog_uri, catalog_version)
@@ -213,9 +213,9 @@ def _catch_up(settings: Settings, gate: PromotionResult, index_path: Path) -> Pa
     with the challenger's own encoder from the version the index was built at (the catalogue
     moves while a challenger trains: a nightly refresh may already serve newer products)."""
     from lookalike.catalog.table import table_version
-    from lookalike.index.builder import update_index
     from lookalike.index.scann_index import read_manifest
     from lookalike.registry.encoders import fetch_encoder
+    from lookalike.similarity.index import update_index
 
     built_at = int(read_manifest(index_path)["catalog_version"])
     latest = table_version(settings.catalog_uri)
@@ -234,8 +234,8 @@ def _publish_and_move(
     """Register the bundle without moving anything, then, under the served alias's lease,
     ``champion`` and ``production`` together (``champion`` put back if ``production`` fails)."""
     from lookalike import locks
-    from lookalike.bundle.registry import publish_bundle, serve_bundle
     from lookalike.registry.versions import find_version
+    from lookalike.similarity.registry import publish_bundle, serve_bundle
 
     name, chal = settings.encoder_model_name, gate.decision.challenger_version
     bundle = publish_bundle(settings, index_path, set_production=False)
@@ -280,9 +280,9 @@ def promote(
     spark: SparkSession | None = None,
 ) -> PromotionResult:
     """Gate; for a winner build the full index (recall-checked), then ``finalize``."""
-    from lookalike.index.builder import build_full
     from lookalike.registry.encoders import fetch_encoder
     from lookalike.registry.mlflow_setup import registry_client
+    from lookalike.similarity.index import build_full
 
     gate = evaluate_gate(
         settings, challenger=challenger, margin=margin, catalog_version=catalog_version

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lookalike.model.devices import PRECISIONS
+from lookalike.training.devices import PRECISIONS
 
 BACKBONES = ("seed_cnn", "convnet")
 KERAS_APP_PREFIX = "keras:"
@@ -43,7 +43,7 @@ class TrainConfig:
 
     backbone: str = "convnet"  # seed_cnn | convnet | keras:<tf.keras.applications name>
     # images are letterboxed to input_size x input_size; None: chosen from the catalogue
-    # (lookalike.model.data.fit_to_catalogue), so a retailer's RGB photos train in colour
+    # (lookalike.similarity.data.fit_to_catalog), so a retailer's RGB photos train in colour
     input_size: int | None = None
     channels: int | None = None  # 1 = grayscale, 3 = RGB; None: from the catalogue
     embedding_size: int = 128
@@ -104,7 +104,7 @@ class TrainConfig:
     fine_tune_layers: int = 0  # then unfreeze this many top backbone layers (0 = all)
     fine_tune_lr_scale: float = 0.1  # ... at this share of the learning rate
     # float32 | mixed (mixed_float16 on a GPU, mixed_bfloat16 on a CPU with native bfloat16,
-    # else float32) | mixed_float16 | mixed_bfloat16: lookalike.model.devices
+    # else float32) | mixed_float16 | mixed_bfloat16: lookalike.training.devices
     precision: str = "float32"
 
     def __post_init__(self) -> None:
@@ -209,7 +209,7 @@ class TrainConfig:
         return self.replace(epochs=epochs, steps_per_epoch=steps)
 
     def _resolved(self, name: str) -> int:
-        """A setting that may be left to the catalogue (None) once ``fit_to_catalogue`` or
+        """A setting that may be left to the catalogue (None) once ``fit_to_catalog`` or
         ``for_items`` chose it; before that, using it is a clear error naming the field."""
         value = getattr(self, name)
         if value is None:
@@ -233,7 +233,7 @@ class TrainConfig:
 
     @property
     def size(self) -> int:
-        """The input side; only valid once the shape is resolved (see ``fit_to_catalogue``)."""
+        """The input side; only valid once the shape is resolved (see ``fit_to_catalog``)."""
         return self._resolved("input_size")
 
     @property

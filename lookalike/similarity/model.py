@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 import lookalike  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from lookalike.model.augment import RandomErasing
-from lookalike.model.config import KERAS_APP_PREFIX, ConfigError, TrainConfig
-from lookalike.model.data import EmptyDataError, ImageSet, distinct_photos
-from lookalike.model.devices import training_policy
+from lookalike.similarity.augment import RandomErasing
+from lookalike.similarity.config import KERAS_APP_PREFIX, ConfigError, TrainConfig
+from lookalike.similarity.data import EmptyDataError, ImageSet, distinct_photos
+from lookalike.training.devices import training_policy
 
 
 def _backbone(cfg: TrainConfig, x: Any, batch_norm: Callable[[], Any] | None = None) -> Any:
@@ -93,7 +93,7 @@ def build_encoder(cfg: TrainConfig, batch_norm: Callable[[], Any] | None = None)
     """
     import tensorflow as tf
 
-    from lookalike.model.tfsim import import_tfsim
+    from lookalike.similarity.tfsim import import_tfsim
 
     tfsim = import_tfsim()
 
@@ -287,7 +287,7 @@ def _train(
 
 def _sampler(cfg: TrainConfig, train: ImageSet, *, n_classes: int) -> Any:
     """Class-balanced batches (``classes_per_batch`` x ``examples_per_class``) of ``train``."""
-    from lookalike.model.tfsim import import_tfsim
+    from lookalike.similarity.tfsim import import_tfsim
 
     tfsim = import_tfsim()
 
@@ -384,7 +384,7 @@ def _compile(
     and a fresh Adam over ``steps`` steps."""
     import tensorflow as tf
 
-    from lookalike.model.tfsim import import_tfsim
+    from lookalike.similarity.tfsim import import_tfsim
 
     tfsim = import_tfsim()
 
@@ -510,7 +510,7 @@ SMALL_BATCH = 64
 
 def embed(model: Any, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
     """L2-normalised float32 embeddings of uint8 pixels (inference mode: no augmentation)."""
-    from lookalike.model.evaluate import l2_normalise
+    from lookalike.similarity.evaluate import l2_normalise
 
     if len(x) <= SMALL_BATCH:
         return l2_normalise(np.asarray(_compiled_call(model)(x)))

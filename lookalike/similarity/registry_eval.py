@@ -6,8 +6,8 @@ from typing import Any
 
 from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings
-from lookalike.model.data import load_split
-from lookalike.model.evaluate import raw_pixel_embeddings, retrieval_metrics
+from lookalike.similarity.data import load_split
+from lookalike.similarity.evaluate import raw_pixel_embeddings, retrieval_metrics
 
 
 def evaluate_registered(

@@ -127,11 +127,11 @@ def trial_score(
     """Train on the validation split's train rows, score its held-out items (NDCG@10);
     ``epochs`` says how many epochs ran (fewer than ``cfg.epochs`` when the time budget
     ended training, see ``time_budget``)."""
-    from lookalike.model.devices import pin_gpu
     from lookalike.shopper.baselines import validation_split
     from lookalike.shopper.evaluate import rank_metrics
     from lookalike.shopper.model import factors_from_model, train_mf
-    from lookalike.shopper.pipeline import load_staged
+    from lookalike.shopper.training import load_staged
+    from lookalike.training.devices import pin_gpu
 
     pin_gpu()  # the GPU Spark assigned to this trial's task, when there is one
     split, features = load_staged(split_path, features_path)
@@ -291,7 +291,7 @@ def run_shopper_tuning(
     version; returns the best parameters and their validation NDCG@10. With ``reuse``, the
     latest search for the same base and data shape (see ``previous_search``) is returned
     instead when there is one."""
-    from lookalike.shopper.pipeline import read_split
+    from lookalike.shopper.training import read_split
 
     if trials < 1:
         raise ValueError(f"trials: must be >= 1, got {trials}")
@@ -369,7 +369,7 @@ def _search(
     import mlflow
 
     from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.shopper.pipeline import staged_inputs
+    from lookalike.shopper.training import staged_inputs
 
     interactions_version, split, features, shape = data
     experiment_id = setup_mlflow(settings, settings.shopper_experiment)
@@ -440,7 +440,7 @@ def _best_of_trials(
 ) -> tuple[dict[str, Any], float, int]:
     """(best parameters, their validation NDCG@10, trials that finished): the best trial,
     or the base when it scored at least as well or no trial finished."""
-    from lookalike.model.tune import spark_search
+    from lookalike.training.search import spark_search
 
     try:
         best, score, trials_ok = spark_search(

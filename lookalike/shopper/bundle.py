@@ -24,9 +24,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lookalike.bundle.recommender import Hit
+from lookalike.index.hits import BundleCheckError, Hit
 from lookalike.index.recall import DEFAULT_TOLERANCE, RecallResult, recall_at_k, rows_of
-from lookalike.index.scann_index import IndexVersionError, RecallTooLow, SearchTuning, _sha256
+from lookalike.index.scann_index import IndexVersionError, RecallTooLow, SearchTuning, file_sha256
 from lookalike.shopper.data import Split
 from lookalike.shopper.items import ItemSpace
 from lookalike.shopper.model import Factors
@@ -145,9 +145,9 @@ def build_bundle(
     searcher, recall, tuning = _checked_searcher(factors, split, min_recall, recall_tolerance)
     (out_dir / SEARCHER).mkdir()
     searcher.serialize(str(out_dir / SEARCHER), relative_path=True)  # the bundle moves
-    checksums = {f: _sha256(out_dir / f) for f in FILES}
+    checksums = {f: file_sha256(out_dir / f) for f in FILES}
     checksums |= {
-        f"{SEARCHER}/{p.name}": _sha256(p) for p in sorted((out_dir / SEARCHER).iterdir())
+        f"{SEARCHER}/{p.name}": file_sha256(p) for p in sorted((out_dir / SEARCHER).iterdir())
     }
     manifest = {
         "kind": "shopper",
@@ -260,7 +260,7 @@ class ShopperRecommender:
         self.manifest: dict[str, Any] = json.loads(manifest_path.read_text())
         for name, digest in self.manifest["checksums"].items():
             path = directory / name
-            if not path.is_file() or _sha256(path) != digest:
+            if not path.is_file() or file_sha256(path) != digest:
                 raise IndexVersionError(f"shopper bundle {directory}: {name} is damaged or missing")
         self.factors = Factors.load(directory / "factors.npz")
         users = pq.read_table(directory / "users.parquet")
@@ -369,8 +369,6 @@ class ShopperRecommender:
 
     def check(self) -> None:
         """A loaded bundle answers sensibly for a known and an unknown user, or is refused."""
-        from lookalike.bundle.recommender import BundleCheckError
-
         if not self.item_ids:
             raise BundleCheckError("shopper bundle has no items")
         if self.user_ids:

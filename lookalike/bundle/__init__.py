@@ -1,1 +1,0 @@
-"""The deployable unit: encoder + index version in one registered pyfunc, and its aliases."""
