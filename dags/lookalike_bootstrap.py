@@ -38,31 +38,22 @@ def lookalike_bootstrap() -> None:
     ingest = spark_job(
         "ingest_fashion_mnist",
         "ingest_catalog.py",
-        [
-            "fashion-mnist",
-            "--limit",
-            "{{ params.limit }}",
-            "--summary-file",
-            summary_path("ingest"),
-        ],
+        "fashion-mnist",
+        limit="{{ params.limit }}",
+        summary_file=summary_path("ingest"),
     )
     train = spark_job(
         "train",
         "train.py",
-        [
-            "--set",
-            "backbone={{ params.backbone }}",
-            "--set",
-            "epochs={{ params.epochs }}",
-            "--set",
-            "steps_per_epoch={{ params.steps_per_epoch }}",
-            "--eval-limit",
-            "{{ params.eval_limit }}",
-            "--summary-file",
-            summary_path("train"),
-        ],
+        set={
+            "backbone": "{{ params.backbone }}",
+            "epochs": "{{ params.epochs }}",
+            "steps_per_epoch": "{{ params.steps_per_epoch }}",
+        },
+        eval_limit="{{ params.eval_limit }}",
+        summary_file=summary_path("train"),
     )
-    promote = spark_job("promote", "promote.py", ["--summary-file", summary_path("promote")])
+    promote = spark_job("promote", "promote.py", summary_file=summary_path("promote"))
     ingest >> train >> promote
 
 

@@ -22,6 +22,43 @@ unset). Every step is idempotent: no changes, no commit, no version.
 """
 
 
+@task
+def ensure_landing_folder() -> str:
+    from lookalike import storage
+
+    storage.ensure_dir(SETTINGS.landing_uri)
+    return SETTINGS.landing_uri
+
+
+@task.short_circuit
+def catalogue_changed() -> bool:
+    from lookalike.workflows.catalog import catalogue_changed_since_served
+
+    return catalogue_changed_since_served()
+
+
+@task
+def publish(summary_file: str) -> dict:
+    from lookalike.workflows.catalog import publish_index
+    from lookalike.workflows.summaries import read_summary
+
+    return publish_index(read_summary(summary_file))
+
+
+@task
+def confirm_service(published: dict) -> dict:
+    from airflow.exceptions import AirflowSkipException
+
+    from lookalike.workflows.service import confirm_service as confirm
+
+    url = get_settings().serve_url
+    if not url:
+        raise AirflowSkipException("LOOKALIKE_SERVE_URL is not set: no service to confirm")
+    if not published.get("published"):
+        raise AirflowSkipException(published.get("reason", "nothing published"))
+    return confirm(published["bundle_version"], url)
+
+
 @dag(
     dag_id="lookalike_catalog_refresh",
     schedule=OnTimeCron(SETTINGS.refresh_schedule),  # first run: the next time, not a past one
@@ -33,61 +70,24 @@ unset). Every step is idempotent: no changes, no commit, no version.
     doc_md=DOC,
 )
 def lookalike_catalog_refresh() -> None:
-    @task
-    def ensure_landing_folder() -> str:
-        from lookalike import storage
-
-        storage.ensure_dir(SETTINGS.landing_uri)
-        return SETTINGS.landing_uri
-
     ingest = spark_job(
         "ingest_landing",
         "ingest_catalog.py",
-        [
-            "folder",
-            SETTINGS.landing_uri,
-            "--source",
-            "landing",
-            "--delete-missing",
-            "--summary-file",
-            summary_path("ingest"),
-        ],
+        "folder",
+        ensure_landing_folder(),
+        source="landing",
+        delete_missing=True,
+        summary_file=summary_path("ingest"),
     )
-
-    @task.short_circuit
-    def catalogue_changed() -> bool:
-        from lookalike.workflows.catalog import catalogue_changed_since_served
-
-        return catalogue_changed_since_served()
-
     reindex = spark_job(
         "reindex",
         "reindex.py",
-        ["--base", "served", "--no-publish", "--summary-file", summary_path("reindex")],
+        base="served",
+        publish=False,
+        summary_file=summary_path("reindex"),
     )
-
-    @task
-    def publish(summary_file: str) -> dict:
-        from lookalike.workflows.catalog import publish_index
-        from lookalike.workflows.summaries import read_summary
-
-        return publish_index(read_summary(summary_file))
-
-    @task
-    def confirm_service(published: dict) -> dict:
-        from airflow.exceptions import AirflowSkipException
-
-        from lookalike.workflows.service import confirm_service as confirm
-
-        url = get_settings().serve_url
-        if not url:
-            raise AirflowSkipException("LOOKALIKE_SERVE_URL is not set: no service to confirm")
-        if not published.get("published"):
-            raise AirflowSkipException(published.get("reason", "nothing published"))
-        return confirm(published["bundle_version"], url)
-
     published = publish(summary_path("reindex"))
-    ensure_landing_folder() >> ingest >> catalogue_changed() >> reindex >> published
+    ingest >> catalogue_changed() >> reindex >> published
     confirm_service(published)
 
 

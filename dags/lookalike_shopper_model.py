@@ -26,6 +26,42 @@ the same interactions version and move the alias when it wins. The service follo
 """
 
 
+@task
+def ensure_interactions(params: dict | None = None) -> dict:
+    from lookalike.workflows.shopper import ensure_interactions as ensure
+
+    p = params or {}
+    return ensure(users=int(p.get("sim_users", 5000)), events=int(p.get("sim_events", 500_000)))
+
+
+@task
+def ingest_interactions() -> dict:
+    from lookalike.workflows.shopper import ingest_landed_interactions
+
+    return ingest_landed_interactions()
+
+
+@task.short_circuit
+def interactions_changed(params: dict | None = None) -> bool:
+    from lookalike.workflows.shopper import interactions_changed_since_production
+
+    return bool((params or {}).get("force")) or interactions_changed_since_production()
+
+
+@task.short_circuit
+def validate(train_summary: str) -> bool:
+    from lookalike.workflows.shopper import validate_shopper
+
+    return validate_shopper(train_summary)
+
+
+@task
+def promote(params: dict | None = None) -> dict:
+    from lookalike.workflows.shopper import promote_shopper
+
+    return promote_shopper(float((params or {}).get("margin", 0.0)))
+
+
 @dag(
     dag_id="lookalike_shopper_model",
     schedule=OnTimeCron(SETTINGS.shopper_schedule),  # first run: the next time, not a past one
@@ -55,57 +91,23 @@ the same interactions version and move the alias when it wins. The service follo
     },
 )
 def lookalike_shopper_model() -> None:
-    @task
-    def ensure_interactions(params: dict | None = None) -> dict:
-        from lookalike.workflows.shopper import ensure_interactions as ensure
-
-        p = params or {}
-        return ensure(users=int(p.get("sim_users", 5000)), events=int(p.get("sim_events", 500_000)))
-
-    @task
-    def ingest_interactions() -> dict:
-        from lookalike.workflows.shopper import ingest_landed_interactions
-
-        return ingest_landed_interactions()
-
-    @task.short_circuit
-    def interactions_changed(params: dict | None = None) -> bool:
-        from lookalike.workflows.shopper import interactions_changed_since_production
-
-        return bool((params or {}).get("force")) or interactions_changed_since_production()
-
     train = spark_job(
         "train",
         "shopper_train.py",
-        [
-            "--set",
-            "epochs={{ params.epochs }}",
-            "--sets",
-            "{{ params.overrides }}",
-            "--horovod",
-            "{{ params.horovod }}",
-            "--tune",
-            "{{ params.tune }}",
-            "--summary-file",
-            summary_path("train"),
-        ],
+        set={"epochs": "{{ params.epochs }}"},
+        sets="{{ params.overrides }}",
+        horovod="{{ params.horovod }}",
+        tune="{{ params.tune }}",
+        summary_file=summary_path("train"),
     )
-
-    @task.short_circuit
-    def validate(train_summary: str) -> bool:
-        from lookalike.workflows.shopper import validate_shopper
-
-        return validate_shopper(train_summary)
-
-    @task
-    def promote(params: dict | None = None) -> dict:
-        from lookalike.workflows.shopper import promote_shopper
-
-        return promote_shopper(float((params or {}).get("margin", 0.0)))
-
-    checked = validate(summary_path("train"))
-    steps = [ensure_interactions(), ingest_interactions(), interactions_changed(), train]
-    steps[0] >> steps[1] >> steps[2] >> steps[3] >> checked >> promote()
+    (
+        ensure_interactions()
+        >> ingest_interactions()
+        >> interactions_changed()
+        >> train
+        >> validate(summary_path("train"))
+        >> promote()
+    )
 
 
 lookalike_shopper_model()

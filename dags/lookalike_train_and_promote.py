@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from airflow.sdk import Param, dag, task
-from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path
+from lookalike_airflow.operators import DEFAULT_ARGS, spark_job, summary_path, xcom_path
 from lookalike_airflow.sensors import DeltaTableSensor
 from lookalike_airflow.timetables import OnTimeCron
 
@@ -21,7 +21,44 @@ challenger vs champion on the same catalogue version -> gate (branch) -> full Sc
 the winner (recall-checked) -> publish the bundle and move `champion` and `production`.
 Trigger with the form to change trials, parallelism, Horovod processes, epochs or backbone.
 """
-VERSION = "{{ ti.xcom_pull(task_ids='record_catalogue_version') }}"
+
+
+@task
+def record_catalogue_version() -> int:
+    from lookalike.workflows.encoder import catalogue_version
+
+    return catalogue_version()
+
+
+@task
+def best_config(tune_summary: str, params: dict | None = None) -> str:
+    from lookalike.workflows.encoder import write_best_config
+
+    return write_best_config(tune_summary, params or {})
+
+
+@task
+def evaluate(train_summary: str, catalog_version: int, params: dict | None = None) -> dict:
+    from lookalike.workflows.encoder import run_gate
+
+    return run_gate(train_summary, int(catalog_version), float((params or {})["margin"]))
+
+
+@task.branch
+def gate(decision: dict) -> str:
+    return "full_index" if decision["decision"]["promote"] else "keep_champion"
+
+
+@task
+def promote(decision: dict, index_summary: str) -> dict:
+    from lookalike.workflows.encoder import finalize_promotion
+
+    return finalize_promotion(decision, index_summary)
+
+
+@task
+def keep_champion(decision: dict) -> str:
+    return decision["decision"]["reason"]
 
 
 @dag(
@@ -64,98 +101,44 @@ def lookalike_train_and_promote() -> None:
         timeout=timedelta(hours=6).total_seconds(),
         soft_fail=True,
     )
-
-    @task
-    def record_catalogue_version() -> int:
-        from lookalike.workflows.encoder import catalogue_version
-
-        return catalogue_version()
-
+    version = record_catalogue_version()
     tune = spark_job(
         "tune",
         "tune.py",
-        [
-            "--trials",
-            "{{ params.trials }}",
-            "--parallelism",
-            "{{ params.parallelism }}",
-            "--catalog-version",
-            VERSION,
-            "--set",
-            "backbone={{ params.backbone }}",
-            "--set",
-            "epochs={{ params.tune_epochs }}",
-            "--set",
-            "steps_per_epoch={{ params.steps_per_epoch | tojson }}",
-            "--summary-file",
-            summary_path("tune"),
-        ],
+        trials="{{ params.trials }}",
+        parallelism="{{ params.parallelism }}",
+        catalog_version=version,
+        set={
+            "backbone": "{{ params.backbone }}",
+            "epochs": "{{ params.tune_epochs }}",
+            "steps_per_epoch": "{{ params.steps_per_epoch | tojson }}",
+        },
+        summary_file=summary_path("tune"),
     )
-
-    @task
-    def best_config(tune_summary: str, params: dict | None = None) -> str:
-        from lookalike.workflows.encoder import write_best_config
-
-        return write_best_config(tune_summary, params or {})
-
     config = best_config(summary_path("tune"))
     train = spark_job(
         "train",
         "train.py",
-        [
-            "--config",
-            "{{ ti.xcom_pull(task_ids='best_config') }}",
-            "--horovod",
-            "{{ params.horovod }}",
-            "--catalog-version",
-            VERSION,
-            "--eval-limit",
-            "{{ params.eval_limit }}",
-            "--summary-file",
-            summary_path("train"),
-        ],
+        config=config,
+        horovod="{{ params.horovod }}",
+        catalog_version=version,
+        eval_limit="{{ params.eval_limit }}",
+        summary_file=summary_path("train"),
     )
-
-    @task
-    def evaluate(train_summary: str, catalog_version: int, params: dict | None = None) -> dict:
-        from lookalike.workflows.encoder import run_gate
-
-        return run_gate(train_summary, int(catalog_version), float((params or {})["margin"]))
-
-    @task.branch
-    def gate(decision: dict) -> str:
-        return "full_index" if decision["decision"]["promote"] else "keep_champion"
-
+    decision = evaluate(summary_path("train"), version)
     full_index = spark_job(
         "full_index",
         "reindex.py",
-        [
-            "--full",
-            "--encoder",
-            "{{ ti.xcom_pull(task_ids='evaluate')['decision']['challenger_version'] }}",
-            "--catalog-version",
-            VERSION,
-            "--no-publish",
-            "--summary-file",
-            summary_path("full_index"),
-        ],
+        full=True,  # first: reindex.py's mode (a full build)
+        encoder=xcom_path(decision, "decision", "challenger_version"),
+        catalog_version=version,
+        publish=False,
+        summary_file=summary_path("full_index"),
     )
-
-    @task
-    def promote(decision: dict, index_summary: str) -> dict:
-        from lookalike.workflows.encoder import finalize_promotion
-
-        return finalize_promotion(decision, index_summary)
-
-    @task
-    def keep_champion(decision: dict) -> str:
-        return decision["decision"]["reason"]
-
-    version = record_catalogue_version()
-    catalogue_ready >> version
-    decision = evaluate(summary_path("train"), version)
-    version >> tune >> config >> train >> decision
     branch = gate(decision)
+    catalogue_ready >> version
+    tune >> config  # the summaries are files: order what reads one after what writes it
+    train >> decision
     branch >> full_index >> promote(decision, summary_path("full_index"))
     branch >> keep_champion(decision)
 
