@@ -5,7 +5,6 @@ this run, so the examples' names (``Sneaker``, ``ankle boot``) are known categor
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 
@@ -13,6 +12,7 @@ import pytest
 
 import tests.support.service as support
 from tests.support.builders import REPO
+from tests.support.markdown import code_blocks, section
 from tests.support.server import Server
 
 DOC = REPO / "docs" / "service.md"
@@ -26,9 +26,7 @@ pytestmark = pytest.mark.skipif(
 
 def examples() -> str:
     """The first bash block under '## Examples'."""
-    text = DOC.read_text()
-    section = text[text.index("## Examples") :]
-    return re.search(r"```bash\n(.*?)```", section, re.S)[1]
+    return code_blocks(section(DOC.read_text(), "## Examples"), ("bash",))[0]
 
 
 @pytest.fixture(scope="module")
