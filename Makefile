@@ -30,11 +30,13 @@ test-fast: setup
 	pytest -m "not slow" $(PYTEST_ARGS)
 
 # ruff (style, complexity, library docstrings), the layer contracts (pyproject.toml,
-# docs/architecture.md), no function over 60 lines in lookalike/ and serving/
+# docs/architecture.md), no import loop between any two modules, no function over 60 lines in
+# lookalike/ and serving/
 lint: setup
 	ruff check .
 	ruff format --check .
 	lint-imports
+	python scripts/check_import_cycles.py
 	python scripts/check_function_length.py
 
 format: setup

@@ -28,8 +28,8 @@ from lookalike.index.hits import BundleCheckError, Hit
 from lookalike.index.recall import DEFAULT_TOLERANCE, RecallResult, recall_at_k, rows_of
 from lookalike.index.scann_index import IndexVersionError, RecallTooLow, SearchTuning, file_sha256
 from lookalike.shopper.data import Split
+from lookalike.shopper.factors import Factors
 from lookalike.shopper.items import ItemSpace
-from lookalike.shopper.model import Factors
 
 MANIFEST = "manifest.json"
 FILES = ("factors.npz", "users.parquet", "items.parquet", "visual.npy", "fallback.npy")

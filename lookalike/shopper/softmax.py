@@ -165,7 +165,7 @@ def train_softmax(
     every rank the same number of steps per epoch."""
     import tensorflow as tf
 
-    from lookalike.shopper.model import epoch_order, fit_epoch
+    from lookalike.training.epochs import epoch_order, fit_epoch
 
     rank, size = shard
     n_pos = len(split.train_users)
@@ -194,7 +194,7 @@ def train_softmax(
 def softmax_factors(cfg: Any, model: Any, split: Split) -> Any:
     """Plain ``Factors``: each user's vector with their latest train items folded in, item
     vectors with the visual tower folded in."""
-    from lookalike.shopper.model import Factors
+    from lookalike.shopper.factors import Factors
 
     layer = model.get_layer("softmax_mf")
     users = np.asarray(layer.user_gmf.numpy(), np.float32)

@@ -29,8 +29,8 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from lookalike.shopper.data import Split
+    from lookalike.shopper.factors import Factors
     from lookalike.shopper.items import ItemSpace
-    from lookalike.shopper.model import Factors
 
 
 log = logging.getLogger(__name__)
