@@ -8,9 +8,7 @@ re-indexing stages its own rows (driver-side) and uses the same one-commit ``mer
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -41,6 +39,7 @@ from lookalike.config import Settings
 from lookalike.faults import crash_point
 from lookalike.registry.encoders import EncoderRef, embed_images, load_predict, model_dir
 from lookalike.spark import parquet_files, read_parquet, write_parquet
+from lookalike.training.progress import pass_progress
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -310,44 +309,6 @@ def _pass_line(summary: EmbedSummary, elapsed: float) -> str:
         f"{summary.embedded} embedded ({rate:.1f} items/s), {summary.deleted} deleted, "
         f"{summary.unchanged} unchanged; {elapsed:.0f} s elapsed, left: one Delta commit"
     )
-
-
-def stage_line(what: str, done: int, total: int, elapsed: float) -> str:
-    """A progress line of a running Spark pass: its tasks done, the seconds so far and left
-    (at the mean rate so far: tasks of a stage are alike)."""
-    if done <= 0 or total <= 0:
-        return f"{what}: 0/{total} tasks; {elapsed:.0f} s elapsed, time left unknown"
-    left = elapsed / done * max(0, total - done)
-    return f"{what}: {done}/{total} tasks; {elapsed:.0f} s elapsed, about {left:.0f} s left"
-
-
-@contextlib.contextmanager
-def pass_progress(spark: SparkSession, what: str, every: float = 60.0) -> Iterator[None]:
-    """While a Spark pass runs: every ``every`` seconds, one line on the driver with the
-    tasks done of the stages running (Spark's status tracker), the seconds so far and left."""
-    tracker = spark.sparkContext.statusTracker()
-    stop = threading.Event()
-    t0 = time.monotonic()
-
-    def poll() -> None:
-        while not stop.wait(every):
-            try:
-                stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
-            except Exception:  # the session is stopping: no more lines
-                return
-            stages = [st for st in stages if st is not None]
-            if stages:
-                done = sum(st.numCompletedTasks for st in stages)
-                total = sum(st.numTasks for st in stages)
-                log.info(stage_line(what, done, total, time.monotonic() - t0))
-
-    thread = threading.Thread(target=poll, name="lookalike-pass-progress", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=5)
 
 
 def _existing_rows(spark: SparkSession, uri: str, encoder: EncoderRef) -> DataFrame:

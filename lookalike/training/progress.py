@@ -1,19 +1,26 @@
-"""Progress lines for long work: one line per training epoch and per search trial, each with
-what finished, its metric, the seconds so far and an estimate of the seconds left.
+"""Progress lines for long work: one line per training epoch, per search trial and (every
+minute) per Spark pass, each with what finished, its metric, the seconds so far and an
+estimate of the seconds left.
 
 The lines go to the ``lookalike`` loggers (stderr under the command line, so the Airflow
 task log too); a Horovod rank, a process with no logging set up, prints them to stderr.
-``progress_line`` is the one format; the callbacks only count and time.
+``progress_line`` is the format of epochs and trials (``stage_line`` of Spark passes); the
+callbacks only count and time.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
 
@@ -156,3 +163,40 @@ def _seconds_between(start: Any, end: Any) -> float | None:
         return max(0.0, (end - start).total_seconds())
     except (TypeError, AttributeError):
         return None
+
+
+def stage_line(what: str, done: int, total: int, elapsed: float) -> str:
+    """A progress line of a running Spark pass: its tasks done, the seconds so far and left
+    (at the mean rate so far: tasks of a stage are alike)."""
+    eta = eta_seconds(elapsed, done, total)
+    left = "time left unknown" if eta is None else f"about {eta:.0f} s left"
+    return f"{what}: {done}/{total} tasks; {elapsed:.0f} s elapsed, {left}"
+
+
+@contextlib.contextmanager
+def pass_progress(spark: SparkSession, what: str, every: float = 60.0) -> Iterator[None]:
+    """While a Spark pass runs: every ``every`` seconds, one line on the driver with the
+    tasks done of the stages running (Spark's status tracker), the seconds so far and left."""
+    tracker = spark.sparkContext.statusTracker()
+    stop = threading.Event()
+    t0 = time.monotonic()
+
+    def poll() -> None:
+        while not stop.wait(every):
+            try:
+                stages = [tracker.getStageInfo(i) for i in tracker.getActiveStageIds()]
+            except Exception:  # the session is stopping: no more lines
+                return
+            stages = [st for st in stages if st is not None]
+            if stages:
+                done = sum(st.numCompletedTasks for st in stages)
+                total = sum(st.numTasks for st in stages)
+                log.info(stage_line(what, done, total, time.monotonic() - t0))
+
+    thread = threading.Thread(target=poll, name="lookalike-pass-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)

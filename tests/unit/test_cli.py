@@ -22,8 +22,7 @@ from lookalike.cli import build_parser, helptext, main
 from lookalike.cli.logs import QUIET_ENV, quiet_third_parties
 from lookalike.cli.output import EXIT_FAILED, EXIT_USAGE, CommandError, UsageError
 from lookalike.cli.version import checkout_commit, package_version, version_text
-from lookalike.similarity.embeddings import stage_line
-from lookalike.training.progress import TrialProgress, eta_seconds, progress_line
+from lookalike.training.progress import TrialProgress, eta_seconds, progress_line, stage_line
 
 REPO = Path(lookalike.__file__).resolve().parent.parent
 
