@@ -24,6 +24,7 @@ import numpy as np
 from lookalike import storage
 from lookalike.config import Settings
 from lookalike.shopper.model import MFConfig
+from lookalike.training.progress import epoch_lines, to_stderr
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -83,7 +84,11 @@ def rank_main(
 
         client = MlflowClient(tracking_uri)
 
+    progress = epoch_lines(cfg.epochs, to_stderr) if rank == 0 else None
+
     def epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        if progress is not None:
+            progress(epoch, logs)
         if client is not None:
             for k, v in logs.items():
                 client.log_metric(run_id, f"train_{k}", v, step=epoch)
@@ -255,7 +260,10 @@ def _train(
         results = check_consistent(results)
         return results[0]["factors"], results[0]["history"]
 
+    progress = epoch_lines(cfg.epochs)
+
     def epoch_end(epoch: int, logs: dict[str, float]) -> None:
+        progress(epoch, logs)
         mlflow.log_metrics({f"train_{k}": v for k, v in logs.items()}, step=epoch)
 
     model, history = train_mf(cfg, split, epoch_end=epoch_end, item_features=features)

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import pandas as pd
+
 from lookalike import locks
 from lookalike.config import Settings
 from lookalike.faults import crash_point
@@ -71,12 +73,11 @@ class RecommenderModel(_PythonModel):  # type: ignore[misc,valid-type]
 
         self.rec = Recommender.load(context.artifacts["encoder"], context.artifacts["index"])
 
-    # No type hints: MLflow would read them as an input schema.
-    def predict(self, context, model_input, params=None):
+    # ``model_input`` hinted as a DataFrame only: MLflow infers no schema from it and, hinted,
+    # no longer warns on every import of the class (Spark's workers and the service included)
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         """Rows with ``item_id`` or ``image`` (PNG/JPEG bytes, base64) -> their top-k similar items
         (``params``: ``k``, ``exclude_self``, ``category``), one output row per hit."""
-        import pandas as pd
-
         params = params or {}
         k = int(params.get("k", DEFAULT_K))
         exclude_self = bool(params.get("exclude_self", True))

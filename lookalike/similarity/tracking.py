@@ -65,8 +65,10 @@ class EncoderModel(_PythonModel):  # type: ignore[misc,valid-type]
         self.config = json.loads(Path(context.artifacts["config"]).read_text())
         self.model = tf.keras.models.load_model(context.artifacts["encoder"], compile=False)
 
-    # No type hints: MLflow would read them as a (list-based) input schema.
-    def predict(self, context, model_input, params=None):
+    # ``model_input`` hinted as an array only: MLflow infers no schema from it (a list hint
+    # would become an input schema) and, hinted, no longer warns on every import of the class
+    # (Spark's Python workers included, whose stderr is the command's)
+    def predict(self, context, model_input: np.ndarray, params=None):
         """uint8 pixels (n, size, size[, channels]) -> unit-length float32 embeddings."""
         from lookalike.similarity.model import embed
 

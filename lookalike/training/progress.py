@@ -98,6 +98,22 @@ def epoch_progress(total_epochs: int | None, emit: Emit | None = None, what: str
     return EpochProgress()
 
 
+def epoch_lines(
+    total_epochs: int | None, emit: Emit | None = None, what: str = "epoch"
+) -> Callable[[int, Mapping[str, Any]], None]:
+    """For an epoch loop of one's own (``fit`` once per epoch, where a Keras callback sees
+    every epoch as 1/1): call the result at each epoch's end with its index and logs; one
+    line as ``epoch_progress`` writes it, timed from this call."""
+    say = emit or log.info
+    start = time.monotonic()
+
+    def line(epoch: int, logs: Mapping[str, Any]) -> None:
+        elapsed = time.monotonic() - start
+        say(progress_line(what, epoch + 1, total_epochs, elapsed, _epoch_metrics(logs)))
+
+    return line
+
+
 def _epoch_metrics(logs: Mapping[str, Any]) -> dict[str, float]:
     """Keras logs as numbers (numpy scalars too), ``loss`` first."""
     out: dict[str, float] = {}

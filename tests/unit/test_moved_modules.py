@@ -1,4 +1,5 @@
-"""A pyfunc registered before the package move still unpickles: its class is found at the old path."""
+"""A pyfunc registered before the package move still unpickles: its class is found at the
+old module path."""
 
 import pickle
 import sys

@@ -81,3 +81,14 @@ def test_tune_result_keeps_the_json_of_the_dict_it_replaced():
             "catalog_version": 1,
         }
     )
+
+
+def test_an_epoch_loop_of_its_own_logs_one_line_per_epoch():
+    from lookalike.training.progress import epoch_lines
+
+    lines: list[str] = []
+    line = epoch_lines(3, lines.append)
+    line(0, {"loss": 0.5})
+    line(2, {"loss": 0.25})
+    assert lines[0].startswith("epoch 1/3: loss 0.5;") and "s left" in lines[0]
+    assert lines[1].startswith("epoch 3/3: loss 0.25;") and lines[1].endswith("done")
