@@ -86,13 +86,13 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    from bench.catalogue import catalogue_version
+    from bench.catalog import catalog_version
     from lookalike.config import get_settings
     from lookalike.similarity.config import TrainConfig, parse_overrides
     from lookalike.similarity.data import fit_to_catalog, load_split
     from lookalike.similarity.evaluate import raw_pixel_embeddings, retrieval_metrics
 
-    uri, version = catalogue_version(get_settings())
+    uri, version = catalog_version(get_settings())
     # the network alone: this bench adds the convolution features at each weight itself
     values = parse_overrides(args.set) | {"conv_features_weight": 0.0, "flip_average": False}
     cfg = fit_to_catalog(TrainConfig.from_dict(values), uri, version)

@@ -44,9 +44,9 @@ def main() -> None:
     from lookalike.config import get_settings
 
     settings = get_settings()
-    from bench.catalogue import catalogue_version
+    from bench.catalog import catalog_version
 
-    uri, version = catalogue_version(settings)
+    uri, version = catalog_version(settings)
     from lookalike.similarity.config import DataRef, TrainConfig, parse_overrides
     from lookalike.similarity.data import fit_to_catalog, load_split, load_training_items
     from lookalike.similarity.distributed import horovod_run

@@ -312,9 +312,9 @@ def ensure_champion(settings: Any, epochs: int) -> dict[str, Any]:
 
     made: dict[str, Any] = {}
     lookalike = str(Path(sys.executable).parent / "lookalike")
-    from bench.catalogue import ensure_catalogue
+    from bench.catalog import ensure_catalog
 
-    if ensure_catalogue(settings):
+    if ensure_catalog(settings):
         made["ingested"] = True
     try:
         fetch_encoder(settings, "champion")
@@ -592,7 +592,7 @@ def main() -> None:
         "cpus": os.cpu_count(),
     }
     if not args.synthetic_only:
-        out |= catalogue_sections(settings, args)
+        out |= catalog_sections(settings, args)
     if args.synthetic:
         print(f"[bench] synthetic {args.synthetic} vectors", flush=True)
         out["synthetic"] = synthetic(
@@ -605,7 +605,7 @@ def main() -> None:
     print(json.dumps(out["targets"], indent=2))
 
 
-def catalogue_sections(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
+def catalog_sections(settings: Any, args: argparse.Namespace) -> dict[str, Any]:
     """Sections 1 and 2: searchers on the champion's catalogue embeddings, then full vs
     incremental re-index (trains and promotes a short champion first when none exists)."""
     from lookalike.index.scann_index import load_rows

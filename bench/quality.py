@@ -240,7 +240,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality.json")
     args = parser.parse_args()
 
-    from bench.catalogue import catalogue_version
+    from bench.catalog import catalog_version
     from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
     from lookalike.similarity.config import TrainConfig, parse_overrides
@@ -248,7 +248,7 @@ def main() -> None:
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
-    uri, version = catalogue_version(settings)
+    uri, version = catalog_version(settings)
     cfg = fit_to_catalog(TrainConfig.from_dict(parse_overrides(args.set)), uri, version)
     ref_cfg = fit_to_catalog(TrainConfig.from_dict(REFERENCE), uri, version)
     timed = [cfg] if args.no_reference else [cfg, ref_cfg]

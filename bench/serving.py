@@ -111,7 +111,7 @@ def main() -> None:
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    out = run_synthetic(args) if args.synthetic_items else run_catalogue(args)
+    out = run_synthetic(args) if args.synthetic_items else run_catalog(args)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["targets"], indent=2))
 
@@ -125,7 +125,7 @@ def header() -> dict[str, Any]:
     }
 
 
-def run_catalogue(args: argparse.Namespace) -> dict[str, Any]:
+def run_catalog(args: argparse.Namespace) -> dict[str, Any]:
     """The default run: LOOKALIKE_HOME's production bundle, by-id, upload, and a swap to a
     freshly built index version of the same catalogue."""
     import httpx
@@ -176,7 +176,7 @@ def run_catalogue(args: argparse.Namespace) -> dict[str, Any]:
         out["versions_after"] = c.get("/v1/version").json()
     finally:
         stop_server(server)
-    out["targets"] = catalogue_targets(out, args)
+    out["targets"] = catalog_targets(out, args)
     return out
 
 
@@ -277,7 +277,7 @@ def swap_under_load(
     return out
 
 
-def catalogue_targets(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+def catalog_targets(out: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
     o = out["by_id_open_loop"]
     meets = [
         w["connections"]

@@ -46,10 +46,10 @@ ML_OVERRIDES = ["batch_size=256"]  # explicit-feedback files are small: more, sm
 
 
 def _ensure_interactions(settings: Any) -> dict[str, Any]:
-    from bench.catalogue import ensure_catalogue
+    from bench.catalog import ensure_catalog
     from lookalike.workflows.shopper import ensure_interactions, ingest_landed_interactions
 
-    ensure_catalogue(settings)
+    ensure_catalog(settings)
     t = time.monotonic()
     made = ensure_interactions(settings)
     ingested = ingest_landed_interactions(settings) if made["simulated"] else {}

@@ -48,7 +48,7 @@ def main() -> None:
 
     import numpy as np
 
-    from bench.catalogue import catalogue_version
+    from bench.catalog import catalog_version
     from lookalike.config import get_settings
     from lookalike.similarity.config import TrainConfig, parse_overrides
     from lookalike.similarity.data import fit_to_catalog, load_split
@@ -56,7 +56,7 @@ def main() -> None:
     from lookalike.similarity.model import embed, train_encoder
 
     settings = get_settings()
-    uri, version = catalogue_version(settings)
+    uri, version = catalog_version(settings)
     held = tuple(int(c) for c in args.held_out.split(","))
     cfg = fit_to_catalog(
         # the embedding alone (conv features off): each layer's features are compared here

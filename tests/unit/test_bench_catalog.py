@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
-from bench.catalogue import standard_version
+from bench.catalog import standard_version
 
 
 def _commit(uri: str, rows: int, source: str, mode: str = "append") -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def ensure_catalogue(settings: Any) -> bool:
+def ensure_catalog(settings: Any) -> bool:
     """Ingest Fashion-MNIST when ``settings`` has no catalogue yet; True when it did."""
     from lookalike.catalog.table import is_table
 
@@ -37,7 +37,7 @@ def standard_version(history: list[dict[str, Any]]) -> int | None:
     return None
 
 
-def catalogue_version(settings: Any) -> tuple[str, int]:
+def catalog_version(settings: Any) -> tuple[str, int]:
     """(catalogue URI, the version the Fashion-MNIST ingest wrote), ingesting it first when
     there is no catalogue. The quality benches' standard protocol is that catalogue as
     ingested (10,000 test photos against 60,000 train): a later commit to the same table,
@@ -46,7 +46,7 @@ def catalogue_version(settings: Any) -> tuple[str, int]:
     same configuration). Time travel reads the ingest's version whatever came after it."""
     from lookalike.catalog.table import open_table
 
-    ensure_catalogue(settings)
+    ensure_catalog(settings)
     uri = str(settings.catalog_uri)
     version = standard_version(open_table(uri).history())
     if version is None:
