@@ -19,17 +19,30 @@ the search, nightly runs on data of the same shape reuse it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings
 from lookalike.shopper.model import MFConfig
+from lookalike.training.budget import cut_tags, time_budget, trial_share
+from lookalike.training.reuse import (
+    config_digest,
+    latest_search,
+    power_of_two,
+    tag_best,
+    tag_search,
+)
+from lookalike.training.search import (
+    Objective,
+    SearchRuns,
+    TrialScore,
+    end_cancelled_trials,
+    log_best,
+    nested_trial,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -40,11 +53,6 @@ log = logging.getLogger(__name__)
 
 #: The MFConfig fields a search sets (``sampled`` only matters under softmax).
 SEARCHED = ("loss", "context", "sampled", "factors", "l2", "learning_rate", "epochs", "batch_size")
-#: Tags of a search's parent run: what ``previous_search`` matches and reads back.
-SHAPE_TAG = "lookalike.tune.shape"
-BASE_TAG = "lookalike.tune.base"
-TRIALS_TAG = "lookalike.tune.trials"
-BEST_TAG = "lookalike.tune.best"
 #: ``tune`` values: a number of trials (0: no search) or this word.
 AUTO = "auto"
 
@@ -145,61 +153,23 @@ def trial_score(
 
 
 def trial_budget_seconds(settings: Settings, trials: int, parallelism: int) -> float:
-    """Each trial's share of the search's time limit (``shopper_tune_minutes`` times the
-    trials running at once, over the trials asked for). Why: without it one slow draw (24
-    epochs of small batches at 128 factors) outlasts the whole limit, and on the simulator
-    on 2 cores the search finished no trial at all."""
-    return settings.shopper_tune_minutes * 60 * parallelism / max(trials, 1)
-
-
-def time_budget(seconds: float) -> Any:
-    """A Keras callback that ends training after the epoch past which one more epoch (at the
-    mean epoch time so far) would overrun ``seconds``, or inside an epoch that overruns it
-    (a partial epoch counts as one). The trial is then scored, and reported, with the epochs
-    it ran: a fair draw at equal time."""
-    import tensorflow as tf
-
-    class TimeBudget(tf.keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self._supports_tf_logs = True  # the batch hook reads no logs: no per-step copy
-            self.start: float | None = None
-            self.epochs = 0
-
-        def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-            if self.start is not None and time.monotonic() - self.start > seconds:
-                self.model.stop_training = True  # one epoch of this draw outlasts its share
-
-        def on_train_begin(self, logs: dict | None = None) -> None:
-            if self.start is None:  # `fit` runs once per epoch: the first call starts the clock
-                self.start = time.monotonic()
-
-        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-            self.epochs += 1
-            elapsed = time.monotonic() - (self.start or time.monotonic())
-            if elapsed * (self.epochs + 1) / self.epochs > seconds:
-                self.model.stop_training = True
-
-    return TimeBudget()
+    """Each trial's share of the search's time limit (``shopper_tune_minutes``; see
+    ``training.budget`` for why a trial needs one)."""
+    return trial_share(settings.shopper_tune_minutes * 60, trials, parallelism)
 
 
 def data_shape(split: Split, visual: bool) -> str:
     """The data as a search sees it: users, items and train pairs each rounded to a power
     of two, and whether items carry visual features. A search is reused while it holds."""
-
-    def bucket(n: int) -> int:
-        return round(math.log2(max(n, 1)))
-
     return (
-        f"users~2^{bucket(split.n_users)} items~2^{bucket(len(split.item_ids))} "
-        f"pairs~2^{bucket(len(split.train_users))} {'visual' if visual else 'ids'}"
+        f"users~2^{power_of_two(split.n_users)} items~2^{power_of_two(len(split.item_ids))} "
+        f"pairs~2^{power_of_two(len(split.train_users))} {'visual' if visual else 'ids'}"
     )
 
 
 def base_key(base: MFConfig) -> str:
     """A digest of the base configuration: a search around other defaults is another search."""
-    text = json.dumps(base.to_dict(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return config_digest(base.to_dict())
 
 
 def searched_params(cfg: MFConfig) -> dict[str, Any]:
@@ -317,43 +287,32 @@ def previous_search(
     """The latest finished search around ``base`` on data of ``shape`` with at least
     ``min_trials`` trials (one of them finished), younger than ``shopper_retune_days``; None
     when there is none."""
-    from mlflow import MlflowClient
-
     from lookalike.registry.mlflow_setup import setup_mlflow
 
-    client = MlflowClient(settings.tracking_uri)
     experiment_id = setup_mlflow(settings, settings.shopper_experiment)
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=(
-            f"tags.`{SHAPE_TAG}` = '{shape}' and tags.`{BASE_TAG}` = '{base_key(base)}' "
-            "and attributes.status = 'FINISHED'"
-        ),
-        order_by=["attributes.start_time DESC"],
-        max_results=50,
+    found = latest_search(
+        settings.tracking_uri,
+        experiment_id,
+        shape,
+        base_key(base),
+        min_trials,
+        settings.shopper_retune_days,
     )
-    oldest_ms = (time.time() - settings.shopper_retune_days * 86400) * 1000
-    for run in runs:
-        tags, metrics = run.data.tags, run.data.metrics
-        if run.info.start_time < oldest_ms or BEST_TAG not in tags:
-            continue
-        if int(tags.get(TRIALS_TAG, 0)) < min_trials or metrics.get("trials_ok", 0) < 1:
-            continue  # a smaller budget, or no trial finished (the base alone is no search)
-        best = json.loads(tags[BEST_TAG])
-        version = run.data.params.get("interactions", "None")
-        return ShopperTuneResult(
-            parent_run_id=run.info.run_id,
-            best_params=best,
-            best_sets=as_sets(best),
-            best_val_ndcg_at_10=round(metrics["best_val_ndcg_at_10"], 5),
-            trials=int(tags[TRIALS_TAG]),
-            trials_ok=int(metrics.get("trials_ok", 0)),
-            interactions_version=None if version == "None" else int(version),
-            shape=shape,
-            base_val_ndcg_at_10=metrics.get("base_val_ndcg_at_10"),
-            reused=True,
-        )
-    return None
+    if found is None:
+        return None
+    metrics, version = found.metrics, found.params.get("interactions", "None")
+    return ShopperTuneResult(
+        parent_run_id=found.run_id,
+        best_params=found.best_params,
+        best_sets=as_sets(found.best_params),
+        best_val_ndcg_at_10=round(metrics["best_val_ndcg_at_10"], 5),
+        trials=found.trials,
+        trials_ok=int(metrics.get("trials_ok", 0)),
+        interactions_version=None if version == "None" else int(version),
+        shape=shape,
+        base_val_ndcg_at_10=metrics.get("base_val_ndcg_at_10"),
+        reused=True,
+    )
 
 
 def _search(
@@ -378,7 +337,7 @@ def _search(
         mlflow.start_run(run_name=f"tune-v{interactions_version}") as parent,
         staged_inputs(settings, split, features) as (split_path, features_path),
     ):
-        mlflow.set_tags({SHAPE_TAG: shape, BASE_TAG: base_key(base), TRIALS_TAG: str(trials)})
+        tag_search(shape, base_key(base), trials)
         mlflow.log_params(
             {"trials": trials, "parallelism": parallelism, "interactions": interactions_version}
             | {"tuning_users": split.n_users, "tuning_pairs": len(split.train_users)}
@@ -386,23 +345,22 @@ def _search(
             | {f"base_{k}": v for k, v in base.to_dict().items()}
         )
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
-        parent_id = parent.info.run_id
-        inputs = (split_path, features_path, experiment_id, parent_id, settings.tracking_uri)
+        runs = SearchRuns(settings.tracking_uri, experiment_id, parent.info.run_id)
+        inputs = (split_path, features_path, runs)
         base_score = _score_base(base, inputs)
         log.info(f"searching {trials} trials, {parallelism} at a time, {budget:.0f} s each at most")
         objective = _objective(base, *inputs, budget_seconds=budget)
-        search = (objective, trials, parallelism, spark, parent_id)
+        search = (objective, trials, parallelism, spark, runs.parent_id)
         try:
             best, score, trials_ok = _best_of_trials(settings, base, base_score, *search)
         finally:
-            _end_cancelled_trials(settings.tracking_uri, experiment_id, parent_id)
-        mlflow.set_tag(BEST_TAG, json.dumps(best, sort_keys=True))
-        mlflow.log_params({f"best_{k}": v for k, v in best.items()})
-        mlflow.log_metrics({"best_val_ndcg_at_10": score, "trials_ok": trials_ok})
+            end_cancelled_trials(runs)
+        tag_best(best)
+        log_best(best, {"best_val_ndcg_at_10": score, "trials_ok": trials_ok})
         if base_score is not None:
             mlflow.log_metric("base_val_ndcg_at_10", base_score)
     return ShopperTuneResult(
-        parent_run_id=parent_id,
+        parent_run_id=runs.parent_id,
         best_params=best,
         best_sets=as_sets(best),
         best_val_ndcg_at_10=round(score, 5),
@@ -432,7 +390,7 @@ def _best_of_trials(
     settings: Settings,
     base: MFConfig,
     base_score: float | None,
-    objective: Callable[[dict[str, Any]], dict[str, Any]],
+    objective: Objective,
     trials: int,
     parallelism: int,
     spark: SparkSession,
@@ -465,17 +423,6 @@ def _best_of_trials(
     return flatten(best), score, trials_ok
 
 
-def _end_cancelled_trials(tracking_uri: str, experiment_id: str, parent_id: str) -> None:
-    """Mark KILLED the nested runs the search's time limit cancelled: their objective never
-    got to end them, and a run left RUNNING forever misleads whoever reads the registry."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    running = f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"
-    for run in client.search_runs([experiment_id], filter_string=running):
-        client.set_terminated(run.info.run_id, "KILLED")
-
-
 def _spark(settings: Settings) -> SparkSession:
     from lookalike.spark import spark_session
 
@@ -486,42 +433,30 @@ def _objective(
     base: MFConfig,
     split_path: str,
     features_path: str | None,
-    experiment_id: str,
-    parent_id: str,
-    tracking_uri: str,
+    runs: SearchRuns,
     run_name: str = "trial",
     budget_seconds: float | None = None,
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Hyperopt's objective, run on an executor (the base's score on the driver): one
-    nested MLflow run per trial; loss = -validation NDCG@10; a failing trial is marked
-    failed instead of ending the search. ``params`` in the result are the trial's point
-    with the epochs it ran (``budget_seconds`` can end it early): what a best trial means."""
-    from hyperopt import STATUS_OK
-    from mlflow import MlflowClient
+) -> Objective:
+    """Hyperopt's objective (run on an executor; the base's score on the driver), a nested
+    MLflow run per trial: loss = -validation NDCG@10. ``params`` in the result are the
+    trial's point with the epochs it ran (``budget_seconds`` can end it early): what a best
+    trial means."""
 
-    def objective(params: dict[str, Any]) -> dict[str, Any]:
-        import lookalike  # noqa: F401  (runs on an executor: legacy Keras switch first)
+    def configure(point: dict[str, Any]) -> tuple[MFConfig, dict[str, Any]]:
+        cfg = base.replace(**flatten(point))
+        return cfg, cfg.to_dict()
 
-        client = MlflowClient(tracking_uri)
-        run = client.create_run(
-            experiment_id, tags={"mlflow.parentRunId": parent_id, "mlflow.runName": run_name}
+    def score(cfg: MFConfig) -> TrialScore:
+        m = trial_score(cfg, split_path, features_path, budget_seconds)
+        return TrialScore(
+            loss=-m["ndcg_at_10"],
+            metrics={
+                "val_ndcg_at_10": m["ndcg_at_10"],
+                "val_hr_at_10": m["hr_at_10"],
+                "epochs_trained": m["epochs"],
+            },
+            tags=cut_tags(m["epochs"], cfg.epochs, budget_seconds),
+            params=searched_params(cfg) | {"epochs": int(m["epochs"])},
         )
-        try:
-            cfg = base.replace(**flatten(params))
-            for k, v in cfg.to_dict().items():
-                client.log_param(run.info.run_id, k, v)
-            m = trial_score(cfg, split_path, features_path, budget_seconds)
-        except Exception as e:
-            client.set_tag(run.info.run_id, "error", f"{type(e).__name__}: {e}"[:5000])
-            client.set_terminated(run.info.run_id, "FAILED")
-            return {"status": "fail", "error": f"{type(e).__name__}: {e}"}
-        client.log_metric(run.info.run_id, "val_ndcg_at_10", m["ndcg_at_10"])
-        client.log_metric(run.info.run_id, "val_hr_at_10", m["hr_at_10"])
-        client.log_metric(run.info.run_id, "epochs_trained", m["epochs"])
-        if m["epochs"] < cfg.epochs:
-            client.set_tag(run.info.run_id, "lookalike.tune.cut", f"time budget {budget_seconds}s")
-        client.set_terminated(run.info.run_id)
-        ran = searched_params(cfg) | {"epochs": int(m["epochs"])}
-        return {"loss": -m["ndcg_at_10"], "status": STATUS_OK, "params": ran}
 
-    return objective
+    return nested_trial(runs, configure, score, run_name=run_name)

@@ -2,20 +2,27 @@
 
 The objective is validation mAP@R: train on the fit slice of the TRAIN split, query the
 validation slice against it. The test split is never looked at while tuning. Each trial is
-a nested MLflow run under the search's parent run, which gets the best parameters.
-Hyperopt is in maintenance mode; only this module knows it exists.
+a nested MLflow run under the search's parent run, which gets the best parameters (the
+search itself, its trial runs and the best's record: ``training.search``). No per-trial time
+budget and no reuse of an earlier search: every ``tune`` searches in full.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings, get_settings
 from lookalike.similarity.config import DataRef, TrainConfig
-from lookalike.training.search import spark_search
+from lookalike.training.search import (
+    Objective,
+    SearchRuns,
+    TrialScore,
+    log_best,
+    nested_trial,
+    spark_search,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -113,23 +120,20 @@ def run_tuning(
         )
         mlflow.log_dict(SEARCH_SPACE_DOC, "search_space.json")
         tracking.log_dataset(ref, context="tuning")
-        parent_id = parent.info.run_id
-        objective = _objective(base, ref, experiment_id, parent_id, settings.tracking_uri)
+        runs = SearchRuns(settings.tracking_uri, experiment_id, parent.info.run_id)
         best_params, best_score, trials_ok = spark_search(
-            objective,
+            _objective(base, ref, runs),
             space,
             base.seed,
             trials,
             parallelism,
             spark,
-            parent_id,
+            runs.parent_id,
             settings.gpus_per_task,
         )
-        mlflow.log_params({f"best_{k}": v for k, v in best_params.items()})
-        mlflow.log_metric("best_val_map_at_r", best_score)
-        mlflow.log_metric("trials_ok", trials_ok)
+        log_best(best_params, {"best_val_map_at_r": best_score, "trials_ok": trials_ok})
     return TuneResult(
-        parent_run_id=parent_id,
+        parent_run_id=runs.parent_id,
         best_params=best_params,
         best_val_map_at_r=best_score,
         trials=trials,
@@ -138,38 +142,21 @@ def run_tuning(
     )
 
 
-def _objective(
-    base: TrainConfig, ref: DataRef, experiment_id: str, parent_id: str, tracking_uri: str
-) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Hyperopt's objective, run on an executor: one nested MLflow run per trial (its
-    parameters, validation mAP@R and P@1); loss = -mAP@R; a failing trial is marked failed
-    instead of ending the search."""
-    from hyperopt import STATUS_OK
-    from mlflow import MlflowClient
+def _objective(base: TrainConfig, ref: DataRef, runs: SearchRuns) -> Objective:
+    """Hyperopt's objective, run on an executor: a nested MLflow run per trial (its
+    parameters, validation mAP@R and P@1); loss = -mAP@R. Errors as the encoder's trials
+    always recorded them (the message, untagged)."""
 
-    def objective(params: dict[str, Any]) -> dict[str, Any]:
-        import lookalike  # noqa: F401  (runs on an executor: legacy Keras switch first)
+    def configure(point: dict[str, Any]) -> tuple[TrainConfig, dict[str, Any]]:
+        cfg = base.replace(**point)
+        return cfg, cfg.to_params()
 
-        cfg = base.replace(**params)
-        client = MlflowClient(tracking_uri)
-        run = client.create_run(
-            experiment_id, tags={"mlflow.parentRunId": parent_id, "mlflow.runName": "trial"}
+    def score(cfg: TrainConfig) -> TrialScore:
+        m = trial_score(cfg, ref)["metrics"]
+        return TrialScore(
+            loss=-m["map_at_r"],
+            metrics={"val_map_at_r": m["map_at_r"], "val_precision_at_1": m["precision_at_1"]},
+            extra={"val_precision_at_1": m["precision_at_1"]},
         )
-        for k, v in cfg.to_params().items():
-            client.log_param(run.info.run_id, k, v)
-        try:
-            result = trial_score(cfg, ref)
-        except Exception as e:
-            client.set_terminated(run.info.run_id, "FAILED")
-            return {"status": "fail", "error": str(e)}
-        m = result["metrics"]
-        client.log_metric(run.info.run_id, "val_map_at_r", m["map_at_r"])
-        client.log_metric(run.info.run_id, "val_precision_at_1", m["precision_at_1"])
-        client.set_terminated(run.info.run_id)
-        return {
-            "loss": -m["map_at_r"],
-            "status": STATUS_OK,
-            "val_precision_at_1": m["precision_at_1"],
-        }
 
-    return objective
+    return nested_trial(runs, configure, score, detailed_errors=False)

@@ -106,16 +106,17 @@ def _record_search(
 
     from lookalike.registry.mlflow_setup import setup_mlflow
     from lookalike.shopper import tuning as tune
+    from lookalike.training import reuse
 
     setup_mlflow(settings, settings.shopper_experiment)
     with mlflow.start_run() as run:
         best = {"loss": "bce", "factors": 64, "l2": 1e-6}
         mlflow.set_tags(
             {
-                tune.SHAPE_TAG: shape,
-                tune.BASE_TAG: tune.base_key(base),
-                tune.TRIALS_TAG: str(trials),
-                tune.BEST_TAG: json.dumps(best),
+                reuse.SHAPE_TAG: shape,
+                reuse.BASE_TAG: tune.base_key(base),
+                reuse.TRIALS_TAG: str(trials),
+                reuse.BEST_TAG: json.dumps(best),
             }
         )
         mlflow.log_param("interactions", 3)
@@ -206,7 +207,7 @@ def test_a_large_split_is_sampled_by_whole_users_for_the_trials():
 def test_the_time_budget_stops_after_the_epoch_past_which_one_more_would_overrun(monkeypatch):
     from types import SimpleNamespace
 
-    from lookalike.shopper import tuning as tune
+    from lookalike.training import budget as tune
 
     budget = tune.time_budget(35.0)  # imports TensorFlow before the clock is faked
     clock = iter([100.0, 110.0, 121.0, 133.0])  # start, then the end of epochs 1, 2 and 3
@@ -225,7 +226,7 @@ def test_the_time_budget_stops_after_the_epoch_past_which_one_more_would_overrun
 def test_the_time_budget_cuts_an_epoch_that_alone_overruns_it(monkeypatch):
     from types import SimpleNamespace
 
-    from lookalike.shopper import tuning as tune
+    from lookalike.training import budget as tune
 
     budget = tune.time_budget(35.0)
     clock = iter([100.0, 120.0, 136.0])  # start, then the ends of two batches
