@@ -32,9 +32,9 @@ def ensure_landing_folder() -> str:
 
 @task.short_circuit
 def catalogue_changed() -> bool:
-    from lookalike.workflows.catalog import catalogue_changed_since_served
+    from lookalike.workflows.catalog import catalog_changed_since_served
 
-    return catalogue_changed_since_served()
+    return catalog_changed_since_served()
 
 
 @task
