@@ -52,6 +52,10 @@ POLL_SECONDS = 0.5
 #: The leases: index builds and updates; moves of the served alias (publish, rollback).
 INDEXES = "indexes"
 PRODUCTION = "production"
+#: Moves of the shopper model's served alias (its promotion). Its own lease: it moves another
+#: registered model than ``PRODUCTION`` guards, so a shopper promotion neither waits for nor
+#: blocks a bundle publish or an encoder promotion; two shopper promotions still serialise.
+SHOPPER = "shopper"
 
 
 class LeaseHeld(RuntimeError):

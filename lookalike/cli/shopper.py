@@ -161,7 +161,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_promote(args: argparse.Namespace) -> int:
     """``lookalike shopper promote``: gate the challenger against production."""
-    from lookalike.shopper.registry import promote
+    from lookalike.shopper.promotion import promote
 
     if args.margin is not None and args.margin < 0:
         raise UsageError(f"--margin: must be >= 0, got {args.margin}")

@@ -4,8 +4,9 @@ A gate run: ``decide`` (pure: the challenger must beat the baseline when one is 
 the champion by more than the margin), record the decision as an MLflow run (parameters, every
 set of metrics, ``decision`` and ``reason`` tags), and, for a winner, ``move_alias``: the alias
 moves to the challenger, which first gets a tag naming the version it replaces (what a
-rollback returns to). When the alias moves is the caller's choice: the shopper model's right
-after the decision, the encoder's only after its index and bundle were published.
+rollback returns to). These are the pieces; ``lookalike.registry.promotion`` puts them
+together into the one path both products promote through (decide and record, then prepare
+and move every alias or none under a writer lease).
 """
 
 from __future__ import annotations

@@ -1,33 +1,21 @@
-"""``lookalike-shopper-model`` in MLflow: the pyfunc, registration as ``challenger``, and the
-promotion that moves the alias the service follows (``Settings.shopper_alias``, default
-``production``).
+"""``lookalike-shopper-model`` in MLflow: the pyfunc, registration as ``challenger``, and
+versions by alias or number (the promotion is ``lookalike.shopper.promotion``).
 
-The gate is the registry's (``lookalike.registry.gate``), as for the encoder: challenger and
-production are scored by the same evaluation on the same interactions version (the
-challenger's); the challenger wins when there is no production version or it beats
-production's metric by more than the margin. The decision and both sets of metrics are an
-MLflow run in ``lookalike-shopper-promotion``.
+``ShopperModel`` stays in this module: a registered version pickles its pyfunc class by module
+path, so moving it would leave every registered version unloadable.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from lookalike.config import Settings
-from lookalike.registry.aliases import (
-    CHALLENGER,
-    INTERACTIONS_VERSION_TAG,
-    PREVIOUS_PRODUCTION_TAG,
-    SHOPPER_PROMOTION_EXPERIMENT,
-)
-from lookalike.registry.gate import Decision, GateResult, PromotionError
+from lookalike.registry.aliases import CHALLENGER
 from lookalike.shopper.bundle import ShopperRecommender
 
-log = logging.getLogger("lookalike.shopper")
 DEFAULT_K = 10
 OUTPUT_COLUMNS = ["query", "rank", "user_id", "item_id", "category", "score", "mode"]
 
@@ -44,11 +32,11 @@ class ShopperModel(_PythonModel):  # type: ignore[misc,valid-type]
         """Load (and verify) the bundle from the model's artifacts once, when MLflow loads it."""
         self.rec = ShopperRecommender(Path(context.artifacts["bundle"]))
 
-    def predict(self, context, model_input, params=None):  # no hints: MLflow reads them
+    # ``model_input`` hinted as a DataFrame only: MLflow infers no schema from it and, hinted,
+    # no longer warns on every import of the class
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         """Rows with ``user_id`` -> that shopper's top-k items (``params``: ``k``,
         ``exclude_seen``, ``blend``), one output row per item."""
-        import pandas as pd
-
         params = params or {}
         k = int(params.get("k", DEFAULT_K))
         exclude_seen = bool(params.get("exclude_seen", True))
@@ -127,167 +115,3 @@ def load_version(settings: Settings, version: str) -> ShopperRecommender:
 
     rec: ShopperRecommender = load_registered(settings, settings.shopper_model_name, version)
     return rec
-
-
-@dataclass(kw_only=True)
-class ShopperPromotion(GateResult):
-    """The shopper gate's result: the gate's, plus the data it was decided on and the version
-    the served alias pointed to before. ``to_dict`` is the command's JSON (flat)."""
-
-    interactions_version: int | None
-    production_before: str | None
-
-    @property
-    def production(self) -> str | None:
-        """The version the served alias points to after the gate."""
-        return next(iter(self.moved.values()), None) or self.production_before
-
-    def to_dict(self) -> dict[str, Any]:
-        """The gate's result as the command's flat JSON."""
-        d = self.decision
-        return {
-            "promote": d.promote,
-            "reason": d.reason,
-            "metric": d.metric,
-            "challenger_version": d.challenger_version,
-            "production_before": self.production_before,
-            "production": self.production,
-            "challenger_metrics": self.challenger_metrics,
-            "production_metrics": self.champion_metrics,
-            "baseline_metrics": self.baseline_metrics,
-            "interactions_version": self.interactions_version,
-            "run_id": self.run_id,
-        }
-
-
-def promote(
-    settings: Settings, *, challenger: str = CHALLENGER, margin: float | None = None
-) -> ShopperPromotion:
-    """Gate challenger vs production on the challenger's interactions version; move the served
-    alias (``Settings.shopper_alias``) when it wins. Returns the decision with both sets of
-    metrics (``to_dict()``: the JSON the command prints)."""
-    from lookalike.registry.gate import decide, move_alias
-    from lookalike.shopper.data import prepare
-    from lookalike.shopper.evaluate import popularity_scorer, rank_metrics
-    from lookalike.shopper.interactions import read_interactions
-
-    margin = settings.shopper_promote_margin if margin is None else margin
-    client = _client(settings)
-    name, alias = settings.shopper_model_name, settings.shopper_alias
-    chal = version_by(settings, challenger)
-    if chal is None:
-        raise PromotionError(f"{name!r} has no version or alias {challenger!r}: train first")
-    prod = version_by(settings, alias)
-    raw = (chal.tags or {}).get(INTERACTIONS_VERSION_TAG, "")
-    data_version = int(raw) if raw.isdigit() else None
-    chal_rec = _load_challenger(settings, str(chal.version), challenger)
-    split = prepare(read_interactions(settings.interactions_uri, data_version), chal_rec.item_ids)
-
-    def evaluate(rec: ShopperRecommender) -> dict[str, Any]:
-        return rank_metrics(rec.scorer_for(split), split)
-
-    chal_metrics = evaluate(chal_rec)
-    champion = _production_metrics(settings, prod, str(chal.version), chal_metrics, evaluate)
-    baseline = None
-    if settings.promote_require_baseline:  # a model no better than best-sellers is not served
-        baseline = ("popularity", rank_metrics(popularity_scorer(split), split))
-    decision = decide(
-        settings.shopper_promote_metric,
-        (str(chal.version), chal_metrics),
-        champion,
-        margin,
-        baseline,
-    )
-    log.info("shopper gate: %s", decision.reason)
-    previous = str(prod.version) if prod is not None else None
-    result = ShopperPromotion(
-        decision=decision,
-        run_id=_record(
-            settings, decision, (chal, prod), margin, data_version, chal_metrics, champion, baseline
-        ),
-        challenger_metrics=chal_metrics,
-        champion_metrics=champion[1] if champion else None,
-        baseline_metrics=baseline[1] if baseline else None,
-        interactions_version=data_version,
-        production_before=previous,
-    )
-    if decision.promote:
-        version = str(chal.version)
-        move_alias(
-            client, name, alias, version, previous=previous, previous_tag=PREVIOUS_PRODUCTION_TAG
-        )
-        result.moved = {alias: version}
-    return result
-
-
-def _load_challenger(settings: Settings, version: str, challenger: str) -> ShopperRecommender:
-    """The challenger's bundle; one that does not load is refused (PromotionError): a broken
-    version never reaches production."""
-    try:
-        return load_version(settings, version)
-    except Exception as e:
-        raise PromotionError(
-            f"{settings.shopper_model_name} v{version} ({challenger}) does not load, "
-            f"{settings.shopper_alias} unchanged: {type(e).__name__}: {e}"
-        ) from None
-
-
-def _production_metrics(
-    settings: Settings,
-    prod: Any | None,
-    challenger_version: str,
-    challenger_metrics: dict[str, Any],
-    evaluate: Callable[[ShopperRecommender], dict[str, Any]],
-) -> tuple[str, dict[str, Any]] | None:
-    """(production version, its metrics) for the gate; None without a production version or
-    when it does not load (anything that loads is better than a broken production)."""
-    if prod is None:
-        return None
-    if str(prod.version) == challenger_version:
-        return (str(prod.version), challenger_metrics)
-    try:
-        return (str(prod.version), evaluate(load_version(settings, str(prod.version))))
-    except Exception as e:
-        log.warning(
-            "%s v%s does not load, gating without it: %s", settings.shopper_alias, prod.version, e
-        )
-        return None
-
-
-def _record(
-    settings: Settings,
-    decision: Decision,
-    versions: tuple[Any, Any | None],
-    margin: float,
-    data_version: int | None,
-    challenger_metrics: dict[str, Any],
-    champion: tuple[str, dict[str, Any]] | None,
-    baseline: tuple[str, dict[str, Any]] | None,
-) -> str:
-    """The decision as a run in ``lookalike-shopper-promotion`` (parameters and every set of
-    metrics); returns its run id. ``versions``: the challenger's and production's registry
-    versions (production may be None)."""
-    from lookalike.registry.gate import record_decision
-
-    name = settings.shopper_model_name
-    chal, prod = versions
-    return record_decision(
-        settings,
-        experiment=SHOPPER_PROMOTION_EXPERIMENT,
-        model_name=name,
-        decision=decision,
-        params={
-            "model": name,
-            "challenger_version": chal.version,
-            "production_version": prod.version if prod is not None else "none",
-            "metric": decision.metric,
-            "margin": margin,
-            "interactions_version": data_version if data_version is not None else "latest",
-            "baseline": baseline[0] if baseline else "none",
-        },
-        metrics={
-            "challenger": challenger_metrics,
-            "production": champion[1] if champion else None,
-            "baseline_popularity": baseline[1] if baseline else None,
-        },
-    )

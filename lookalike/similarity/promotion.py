@@ -9,8 +9,10 @@ winner first gets its full index built, brought up to the latest catalogue versi
 bundle registered; only then do ``champion`` (encoder) and ``production`` (bundle;
 ``Settings.serve_alias``) move, together or not at all, so a failed index never replaces a
 working one and a promotion never drops a product that is being served. Every decision is an
-MLflow run with all sets of metrics and its reason. The gate itself (decide, record, move an
-alias) is the registry's, shared with the shopper model (``lookalike.registry.gate``).
+MLflow run with all sets of metrics and its reason. The path itself (decide and record; then
+prepare and move the aliases all or nothing under a writer lease) is the registry's, the same
+one the shopper model promotes through (``lookalike.registry.promotion``): this module says
+what the encoder evaluates, prepares and moves.
 """
 
 from __future__ import annotations
@@ -22,24 +24,20 @@ from typing import TYPE_CHECKING, Any
 
 from lookalike.catalog.table import resolve_version
 from lookalike.config import Settings
-from lookalike.faults import crash_point
 from lookalike.registry.aliases import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION_TAG,
+    PREVIOUS_PRODUCTION_TAG,
     PROMOTION_EXPERIMENT,
 )
-from lookalike.registry.gate import (
-    Decision,
-    GateResult,
-    PromotionError,
-    Scored,
-    mark_failed,
-    move_alias,
-)
+from lookalike.registry.gate import Decision, GateResult, PromotionError, Scored, mark_failed
+from lookalike.registry.promotion import AliasMove, decide_and_record, put_in_place
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+
+    from lookalike.similarity.registry import PublishResult
 
 EXPERIMENT = PROMOTION_EXPERIMENT
 RAW_PIXELS = "raw pixels"
@@ -89,10 +87,8 @@ def evaluate_gate(
 ) -> PromotionResult:
     """Evaluate challenger and champion the same way, decide, record the decision in MLflow.
     Moves nothing (``finalize`` does, after the index passed)."""
-    from lookalike.registry.gate import decide
     from lookalike.registry.mlflow_setup import registry_client
     from lookalike.registry.versions import VersionNotFound, find_version, get_version
-    from lookalike.similarity.registry_eval import evaluate_registered
 
     margin = settings.promote_margin if margin is None else margin
     version = resolve_version(settings.catalog_uri, catalog_version)
@@ -103,6 +99,38 @@ def evaluate_gate(
     except VersionNotFound as e:
         raise PromotionError(f"encoder {name!r} has no version or alias {challenger!r}") from e
     champ_mv = find_version(name, CHAMPION, client=client)
+    chal, champ, baseline = _score(settings, chal_mv, champ_mv, version)
+    decision, run_id = decide_and_record(
+        settings,
+        experiment=EXPERIMENT,
+        model_name=name,
+        metric=settings.promote_metric,
+        margin=margin,
+        challenger=chal,
+        champion=champ,
+        baseline=baseline,
+        params=_params(settings, chal, champ, baseline, margin, version),
+    )
+    log.info(("PROMOTE: " if decision.promote else "keep champion: ") + decision.reason)
+    return PromotionResult(
+        decision=decision,
+        catalog_version=version,
+        challenger_metrics=chal[1],
+        champion_metrics=champ[1] if champ else None,
+        run_id=run_id,
+        baseline_metrics=baseline[1] if baseline else None,
+    )
+
+
+def _score(
+    settings: Settings, chal_mv: Any, champ_mv: Any | None, version: int
+) -> tuple[Scored, Scored | None, Scored | None]:
+    """(challenger, champion, raw-pixel baseline) scored by one evaluation on catalogue
+    ``version``; the champion None when there is none (the challenger's own scores when it is
+    the champion already), the baseline None when ``promote_require_baseline`` is off."""
+    from lookalike.similarity.registry_eval import evaluate_registered
+
+    name = settings.encoder_model_name
 
     def evaluate(v: str, with_baseline: bool = False) -> dict[str, Any]:
         log.info(f"evaluating {name}/{v} on catalogue v{version}")
@@ -124,66 +152,40 @@ def evaluate_gate(
         champ = (str(champ_mv.version), evaluate(str(champ_mv.version))["metrics"])
     elif champ_mv is not None:
         champ = chal
-    decision = decide(settings.promote_metric, chal, champ, margin, baseline)
-    log.info(("PROMOTE: " if decision.promote else "keep champion: ") + decision.reason)
-
-    run_id = _record(settings, decision, chal, champ, baseline, margin, version)
-    return PromotionResult(
-        decision=decision,
-        catalog_version=version,
-        challenger_metrics=chal[1],
-        champion_metrics=champ[1] if champ else None,
-        run_id=run_id,
-        baseline_metrics=baseline[1] if baseline else None,
-    )
+    return chal, champ, baseline
 
 
-def _record(
+def _params(
     settings: Settings,
-    decision: Decision,
     chal: Scored,
     champ: Scored | None,
     baseline: Scored | None,
     margin: float,
     catalog_version: int,
-) -> str:
-    """The decision as a run in the promotion experiment: parameters, the challenger's,
-    champion's and raw-pixel baseline's metrics; returns the run id."""
-    from lookalike.registry.gate import record_decision
-
-    name = settings.encoder_model_name
-    return record_decision(
-        settings,
-        experiment=EXPERIMENT,
-        model_name=name,
-        decision=decision,
-        params={
-            "encoder": name,
-            "challenger_version": chal[0],
-            "champion_version": champ[0] if champ else "none",
-            "metric": decision.metric,
-            "margin": margin,
-            "catalog_version": catalog_version,
-            "baseline": RAW_PIXELS if baseline else "none",
-        },
-        metrics={
-            "challenger": chal[1],
-            "champion": champ[1] if champ else None,
-            "baseline_raw_pixels": baseline[1] if baseline else None,
-        },
-    )
+) -> dict[str, Any]:
+    """The gate run's parameters: what was compared, on which metric and catalogue version."""
+    return {
+        "encoder": settings.encoder_model_name,
+        "challenger_version": chal[0],
+        "champion_version": champ[0] if champ else "none",
+        "metric": settings.promote_metric,
+        "margin": margin,
+        "catalog_version": catalog_version,
+        "baseline": RAW_PIXELS if baseline else "none",
+    }
 
 
 def finalize(settings: Settings, gate: PromotionResult, index_path: Path) -> PromotionResult:
-    """After the winner's full index passed its recall check: bring it up to the latest
-    catalogue version, publish its bundle, then move ``champion`` and ``production``.
+    """After the winner's full index passed its recall check: the registry's promotion path
+    (``put_in_place``) with the encoder's preparation (bring the index up to the latest
+    catalogue version, register its bundle without moving anything) and two aliases to move,
+    ``champion`` then ``production``, all or nothing.
 
-    All under the index writers' lease, so no refresh writes an index in between; the index
-    the service gets is never older than the catalogue it serves now (products that landed
-    while the challenger trained stay served). The aliases move all or nothing: ``champion``
-    first, then ``production``; if ``production`` cannot move, ``champion`` is put back. A
-    failure anywhere leaves both aliases where they were and marks the gate's run
-    ``promote-failed`` with the reason."""
+    The index writers' lease is held from the catch-up until both moved, so no refresh writes
+    an index in between; the index the service gets is never older than the catalogue it
+    serves now (products that landed while the challenger trained stay served). A failure
+    anywhere leaves both aliases where they were and marks the gate's run ``promote-failed``
+    with the reason."""
     from lookalike import locks
     from lookalike.index.scann_index import read_manifest
     from lookalike.registry.mlflow_setup import registry_client
@@ -196,15 +198,23 @@ def finalize(settings: Settings, gate: PromotionResult, index_path: Path) -> Pro
             f"the gate promoted {chal}"
         )
     client = registry_client(settings)
-    purpose = f"promote {settings.encoder_model_name}/{chal}"
-    try:
-        with locks.writer_lease(settings, locks.INDEXES, purpose):
-            index_path = _catch_up(settings, gate, index_path)
-            _publish_and_move(settings, client, gate, index_path)
-    except Exception as e:
-        mark_failed(client, gate.run_id, e)
-        log.info(f"promotion of {settings.encoder_model_name}/{chal} failed, nothing moved: {e}")
-        raise
+    published: list[PublishResult] = []
+
+    def prepare() -> list[AliasMove]:
+        bundle = _publish(settings, _catch_up(settings, gate, index_path))
+        published.append(bundle)
+        return _moves(settings, chal, bundle)
+
+    before = put_in_place(
+        settings,
+        client,
+        gate.run_id,
+        purpose=f"promote {settings.encoder_model_name}/{chal}",
+        prepare=prepare,
+        lease=locks.PRODUCTION,
+        hold=locks.INDEXES,
+    )
+    _record_moved(settings, client, gate, published[0], before[1])
     return gate
 
 
@@ -228,47 +238,50 @@ def _catch_up(settings: Settings, gate: PromotionResult, index_path: Path) -> Pa
     return Path(update.path) if update.path else index_path
 
 
-def _publish_and_move(
-    settings: Settings, client: Any, gate: PromotionResult, index_path: Path
-) -> None:
-    """Register the bundle without moving anything, then, under the served alias's lease,
-    ``champion`` and ``production`` together (``champion`` put back if ``production`` fails)."""
-    from lookalike import locks
-    from lookalike.registry.versions import find_version
-    from lookalike.similarity.registry import publish_bundle, serve_bundle
+def _publish(settings: Settings, index_path: Path) -> PublishResult:
+    """The winner's bundle registered, the served alias not moved yet (``_moves`` does)."""
+    from lookalike.similarity.registry import publish_bundle
 
+    return publish_bundle(settings, index_path, set_production=False)
+
+
+def _moves(settings: Settings, chal: str, bundle: PublishResult) -> list[AliasMove]:
+    """``champion`` (encoder) first, then the served alias (bundle) through ``serve_bundle``,
+    which refuses an older index than the one served: if that fails, ``champion`` is put back."""
+    from lookalike.similarity import registry as bundles
+
+    def serve() -> str | None:
+        return bundles.serve_bundle(settings, bundle.bundle_version, bundle.index_version)
+
+    return [
+        AliasMove(settings.encoder_model_name, CHAMPION, chal, PREVIOUS_CHAMPION_TAG),
+        AliasMove(
+            settings.recommender_model_name,
+            settings.serve_alias,
+            bundle.bundle_version,
+            PREVIOUS_PRODUCTION_TAG,
+            mover=serve,
+        ),
+    ]
+
+
+def _record_moved(
+    settings: Settings,
+    client: Any,
+    gate: PromotionResult,
+    bundle: PublishResult,
+    previous_production: str | None,
+) -> None:
+    """What moved, on the result (the command's JSON) and as tags of the gate's run."""
     name, chal = settings.encoder_model_name, gate.decision.challenger_version
-    bundle = publish_bundle(settings, index_path, set_production=False)
     served = settings.serve_alias
-    with locks.writer_lease(settings, locks.PRODUCTION, f"promote {name}/{chal}"):
-        before = find_version(name, CHAMPION, client=client)
-        previous = str(before.version) if before is not None else None
-        move_alias(
-            client, name, CHAMPION, chal, previous=previous, previous_tag=PREVIOUS_CHAMPION_TAG
-        )
-        try:
-            crash_point("promotion.champion_moved")
-            bundle.previous_production = serve_bundle(
-                settings, bundle.bundle_version, bundle.index_version
-            )
-        except Exception:
-            _put_back(client, name, CHAMPION, previous)
-            raise
+    bundle.previous_production = previous_production
     bundle.production = True
     gate.bundle = bundle.to_dict()
     gate.moved = {CHAMPION: chal, served: bundle.bundle_version}
     client.set_tag(gate.run_id, "index_version", bundle.index_version)
     client.set_tag(gate.run_id, "bundle_version", bundle.bundle_version)
     log.info(f"{CHAMPION} -> {name}/{chal}, {served} -> bundle v{bundle.bundle_version}")
-
-
-def _put_back(client: Any, name: str, alias: str, version: str | None) -> None:
-    """``alias`` of ``name`` back where it was (removed when it pointed nowhere)."""
-    if version is None:
-        client.delete_registered_model_alias(name, alias)
-    else:
-        client.set_registered_model_alias(name, alias, version)
-    log.info(f"{alias} of {name} put back to {version or 'nothing'}")
 
 
 def promote(

@@ -80,7 +80,8 @@ def validate_shopper(train_summary: str) -> bool:
 
 def promote_shopper(margin: float | None = None) -> dict[str, Any]:
     """Gate the shopper ``challenger`` against the served alias on the challenger's
-    interactions version, and move the alias when it wins (the registry's shared gate)."""
-    from lookalike.shopper.registry import promote
+    interactions version, and move the alias when it wins (the registry's promotion path,
+    the encoder's too)."""
+    from lookalike.shopper.promotion import promote
 
     return promote(get_settings(), margin=margin).to_dict()

@@ -71,7 +71,8 @@ def test_bad_rows_are_rejected_with_reasons_and_nothing_else_is_lost(shop, tmp_p
 
 
 def test_training_beats_popularity_registers_and_the_gate_promotes(shop):
-    from lookalike.shopper.registry import load_version, promote, version_by
+    from lookalike.shopper.promotion import promote
+    from lookalike.shopper.registry import load_version, version_by
 
     settings, first = shop
     metrics = first["train"].metrics

@@ -41,7 +41,7 @@ def make_shopper_model(settings, spark=None, *, users: int = 200, events: int = 
     from lookalike.shopper.interactions import ingest_file
     from lookalike.shopper.items import load_item_space
     from lookalike.shopper.model import MFConfig
-    from lookalike.shopper.registry import promote
+    from lookalike.shopper.promotion import promote
     from lookalike.shopper.simulator import SimConfig, simulate
     from lookalike.shopper.training import train_shopper
 

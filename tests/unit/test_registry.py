@@ -156,7 +156,7 @@ DECISION = Decision(True, "no champion yet", "ndcg_at_10", "2", None, 0.3, None,
 
 
 def test_gate_results_keep_their_json():
-    from lookalike.shopper.registry import ShopperPromotion
+    from lookalike.shopper.promotion import ShopperPromotion
     from lookalike.similarity.promotion import PromotionResult
 
     shop = ShopperPromotion(
