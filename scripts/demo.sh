@@ -50,8 +50,8 @@ start() {
   echo "  started $name (pid $!, log $LOG_DIR/$name.log)"
 }
 
-# The DAGs that run on a schedule (the bootstrap has none: it stays a manual trigger).
-SCHEDULED_DAGS="lookalike_catalog_refresh lookalike_shopper_model lookalike_train_and_promote"
+# The DAGs that run on a schedule or on landed photos (the bootstrap stays a manual trigger).
+SCHEDULED_DAGS="lookalike_catalog_refresh lookalike_catalog_fresh lookalike_shopper_model lookalike_train_and_promote"
 
 unpause_scheduled() {  # once the dag-processor has parsed them; no past run is started
   local deadline=$((SECONDS + 240)) dag
