@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from lookalike.faults import crash_point
 from lookalike.images import normalise_image
 from lookalike.index import scann_index as sx
 from lookalike.index.guard import ReadWriteLock
@@ -286,6 +287,7 @@ class Recommender:
                     self._categories[self.row.pop(item_id)] = DELETED
                 self.deleted += len(gone)
             done.deleted = len(gone)
+            crash_point("feed.applying")  # half applied: a restart resumes from its snapshot
             facts = self._known_facts(changes.upserts) | facts
             keep = [j for j, item_id in enumerate(changes.upserts) if item_id in facts]
             done.no_facts = [i for i in changes.upserts if i not in facts]
