@@ -17,7 +17,7 @@ after `make demo`), side by side:
    to write).
 With ``--stack``, against the stack `make demo` left running (its scheduler, triggerer,
 dag-processor and service, ``lookalike_catalog_fresh`` unpaused): lands Fashion-MNIST test
-photos mirrored (so no catalogue item has their pixels) in the landing store and measures,
+photos turned a quarter (no catalogue photo looks like them) in the landing store and measures,
 per photo, the seconds from the file appearing until it is served (``/v1/items/{id}/similar``
 answers and an upload of the photo returns it first), and for removals until the item is
 gone; the bytes the store (lake and index versions) grew by in each case. Cases: ``one``,
@@ -43,11 +43,14 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from bench.load import pct
-
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "bench" / "results" / "freshness.json"
 STEP = 100
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q``-th percentile of ``values`` (in their own unit)."""
+    return float(np.percentile(values, q))
 
 
 def parse_args() -> argparse.Namespace:
@@ -59,6 +62,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--stack", action="store_true", help="land photos on the running stack")
     p.add_argument("--cases", default="one,ten,delete_ten,hundred")
     p.add_argument("--timeout", type=float, default=600.0, help="per case")
+    p.add_argument("--first", type=int, default=9000, help="first test photo to land")
     return p.parse_args()
 
 
@@ -106,7 +110,7 @@ def stack_case(
         seconds = wait_all(done, list(remove), t0, timeout)
     else:
         where = settings.landing_uri
-        landed = land_fashion_mnist_photos(settings.fashion_mnist_dir, where, land, mirror=True)
+        landed = land_fashion_mnist_photos(settings.fashion_mnist_dir, where, land, turn=True)
         photos = {i: storage.read_bytes(u) for i, u in landed.items()}
 
         def done(item: str) -> bool:
@@ -139,17 +143,15 @@ def run_stack(args: Any) -> None:
     items = httpx.get(f"{url}/v1/items", params={"limit": 1}, timeout=30).json()["total"]
     cases: dict[str, Any] = {}
     landed: dict[str, str] = {}
-    first = 9000  # test photos 9,000+ (the catalogue's own test photos are not mirrored)
+    first = args.first  # turned test photos: unlike any catalogue photo
     for name in args.cases.split(","):
         if name == "delete_ten":
-            victims = sorted(landed)[:10]
-            args.removed_ids = victims
-            cases[name], _ = stack_case(settings, url, name, [], [landed[v] for v in victims], args)
+            victims = {v: landed.pop(v) for v in sorted(landed)[:10]}
+            cases[name], _ = stack_case(settings, url, name, [], victims, args.timeout)
             continue
         count = {"one": 1, "ten": 10, "hundred": 100}[name]
-        cases[name], new = stack_case(
-            settings, url, name, list(range(first, first + count)), [], args
-        )
+        land = list(range(first, first + count))
+        cases[name], new = stack_case(settings, url, name, land, {}, args.timeout)
         landed |= new
         first += count
     out = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
