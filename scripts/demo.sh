@@ -122,6 +122,8 @@ cat <<MSG
   Schedules are live (cron, UTC), each first runs at its next time, not now:
     lookalike_catalog_refresh '${CRON[0]}'   lookalike_shopper_model '${CRON[1]}'
     lookalike_train_and_promote '${CRON[2]}'   (the bootstrap is manual)
+  Photos landing in ${LOOKALIKE_STORE_URI:-$LOOKALIKE_HOME}/landing/<category>/ are served within
+  about a minute: lookalike_catalog_fresh runs on each (docs/freshness.md).
   Pause one:  airflow dags pause lookalike_train_and_promote   (or its toggle in the UI)
 
   Logs in $LOG_DIR.  Stop everything this started:  make stop
