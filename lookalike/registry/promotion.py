@@ -17,8 +17,8 @@ added here (an audit tag, another crash point) holds for both.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,16 +133,6 @@ def put_back(client: Any, name: str, alias: str, version: str | None) -> None:
     log.info(f"{alias} of {name} put back to {version or 'nothing'}")
 
 
-@contextmanager
-def _held(settings: Settings, lease: str | None, purpose: str) -> Iterator[None]:
-    """The writer lease ``lease`` for the block, or nothing when None."""
-    if lease is None:
-        yield
-        return
-    with locks.writer_lease(settings, lease, purpose):
-        yield
-
-
 def put_in_place(
     settings: Settings,
     client: Any,
@@ -160,7 +150,8 @@ def put_in_place(
     an index in between). Any failure marks the gate run ``run_id`` ``promote-failed`` with the
     reason and re-raises; the aliases are then where they were. Returns ``move_aliases``'."""
     try:
-        with _held(settings, hold, purpose):
+        held = nullcontext() if hold is None else locks.writer_lease(settings, hold, purpose)
+        with held:
             moves = prepare()
             with locks.writer_lease(settings, lease, purpose):
                 return move_aliases(client, moves)
