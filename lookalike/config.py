@@ -91,6 +91,19 @@ class Settings(BaseSettings):
         default=0.2, gt=0.0, description="rebalance once this share changed since the last"
     )
     index_keep_versions: int = Field(default=10, ge=2, description="index versions kept on disk")
+    landing_poll_seconds: float = Field(
+        default=2.0,
+        gt=0.0,
+        description="how often Airflow's triggerer lists the landing store for the fresh "
+        "ingest (lookalike_catalog_fresh)",
+    )
+    index_snapshot_share: float = Field(
+        default=0.05,
+        gt=0.0,
+        description="a fresh ingest also writes a full index snapshot (recall-checked, "
+        "published) once the catalogue changes since the served one reach this share of its "
+        "items; the nightly refresh writes one whatever the share",
+    )
     lock_wait_seconds: float = Field(
         default=1800.0,
         ge=0.0,
@@ -113,6 +126,12 @@ class Settings(BaseSettings):
     serve_port: int = Field(default=8000, ge=1, le=65535)
     serve_alias: str = Field(default="production", description="Bundle alias the service follows")
     serve_poll_seconds: float = Field(default=10.0, gt=0, description="Alias polling interval.")
+    serve_tail_seconds: float = Field(
+        default=2.0,
+        ge=0.0,
+        description="how often the service reads the embeddings change feed and applies it "
+        "to its live searcher in place (0: never; the service then changes only with a bundle)",
+    )
     serve_admin_token: str | None = Field(default=None, description="Bearer token for /v1/admin")
     serve_max_upload_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     serve_photo_cache_bytes: int = Field(
@@ -241,6 +260,11 @@ class Settings(BaseSettings):
     def landing_uri(self) -> str:
         """Where the retailer's product photos land (one sub-folder per category)."""
         return self.at("landing")
+
+    @property
+    def state_uri(self) -> str:
+        """Small markers of what ran (e.g. which landing listing was ingested)."""
+        return self.at("state")
 
     @property
     def staging_uri(self) -> str:

@@ -50,8 +50,8 @@ start() {
   echo "  started $name (pid $!, log $LOG_DIR/$name.log)"
 }
 
-# The DAGs that run on a schedule (the bootstrap has none: it stays a manual trigger).
-SCHEDULED_DAGS="lookalike_catalog_refresh lookalike_shopper_model lookalike_train_and_promote"
+# The DAGs that run on a schedule or on landed photos (the bootstrap stays a manual trigger).
+SCHEDULED_DAGS="lookalike_catalog_refresh lookalike_catalog_fresh lookalike_shopper_model lookalike_train_and_promote"
 
 unpause_scheduled() {  # once the dag-processor has parsed them; no past run is started
   local deadline=$((SECONDS + 240)) dag
@@ -122,6 +122,8 @@ cat <<MSG
   Schedules are live (cron, UTC), each first runs at its next time, not now:
     lookalike_catalog_refresh '${CRON[0]}'   lookalike_shopper_model '${CRON[1]}'
     lookalike_train_and_promote '${CRON[2]}'   (the bootstrap is manual)
+  Photos landing in ${LOOKALIKE_STORE_URI:-$LOOKALIKE_HOME}/landing/<category>/ are served within
+  about a minute: lookalike_catalog_fresh runs on each (docs/freshness.md).
   Pause one:  airflow dags pause lookalike_train_and_promote   (or its toggle in the UI)
 
   Logs in $LOG_DIR.  Stop everything this started:  make stop

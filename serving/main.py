@@ -17,6 +17,7 @@ from serving.metrics import Metrics
 from serving.metrics_middleware import MetricsMiddleware
 from serving.routes import categories, items, page, shoppers, similar, system
 from serving.state import Followed, ServiceState
+from serving.tail import FeedFollower
 
 
 def create_app(
@@ -33,6 +34,7 @@ def create_app(
     metrics = Metrics()
     state = ServiceState(settings=settings, metrics=metrics)
     shopper = ServiceState(settings=settings, metrics=metrics, followed=Followed.shopper(settings))
+    feed = FeedFollower(state)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -41,7 +43,10 @@ def create_app(
                 s.start_watcher()  # first load happens on the watcher thread
             else:
                 s.reload()
+        if watch:
+            feed.start()  # the embeddings change feed, applied in place between bundles
         yield
+        feed.stop()
         for s in (state, shopper):
             s.stop_watcher()
 

@@ -37,3 +37,27 @@ class Metrics:
         self.live_version = Gauge(
             "lookalike_live_bundle_version", "Live version (registry number)", m, registry=r
         )
+        # the embeddings change feed, applied in place between bundles (serving/tail.py)
+        self.feed_version = Gauge(
+            "lookalike_feed_embeddings_version",
+            "embeddings table version the live searcher holds",
+            registry=r,
+        )
+        self.feed_changes = Counter(
+            "lookalike_feed_changes", "Changes applied in place", ["op"], registry=r
+        )
+        self.feed_skipped = Counter(
+            "lookalike_feed_skipped",
+            "Changes refused (logged with the reason)",
+            ["kind"],
+            registry=r,
+        )
+        self.feed_errors = Counter(
+            "lookalike_feed_errors", "Feed steps that failed (retried next poll)", registry=r
+        )
+        self.feed_apply_seconds = Histogram(
+            "lookalike_feed_step_seconds",
+            "Seconds to read and apply one step of the feed",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )

@@ -17,7 +17,13 @@ class Versions(BaseModel):
     encoder: str = Field(description="encoder name/version")
     encoder_version: str
     index_version: str
-    catalog_version: int = Field(description="catalogue Delta version the index reflects")
+    catalog_version: int = Field(description="catalogue Delta version the index snapshot reflects")
+    embeddings_version: int | None = Field(
+        default=None,
+        description="embeddings Delta version the live searcher holds: its snapshot's, then "
+        "every change-feed version applied in place since (null: a bundle from before the "
+        "feed was followed)",
+    )
     loaded_at: str = Field(description="when this bundle was swapped in (UTC, ISO 8601)")
 
 

@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
-import numpy as np
-
 from lookalike.config import Settings
 from lookalike.registry import cache
 from lookalike.registry.cache import load_registered
@@ -50,8 +48,12 @@ class Live:
     photos: Any = None  # lookalike.catalog.photos.CatalogPhotos (similarity bundles only)
 
     def versions(self) -> dict[str, Any]:
-        """Every answer's provenance (a copy: callers may add to it)."""
-        return dict(self._versions)
+        """Every answer's provenance (a copy: callers may add to it), with the embeddings
+        version the searcher holds now (similarity bundles follow the change feed)."""
+        v = dict(self._versions)
+        if "embeddings_version" in v:
+            v["embeddings_version"] = self.rec.embeddings_version
+        return v
 
     @cached_property
     def _versions(self) -> dict[str, Any]:  # fixed for the bundle's life; once, not per request
@@ -60,11 +62,10 @@ class Live:
             "loaded_at": self.loaded_at.isoformat(),
         }
 
-    @cached_property
+    @property
     def category_counts(self) -> dict[int, int]:
-        """Indexed items per category id (similarity bundles; once per bundle)."""
-        ids, counts = np.unique(self.rec.categories, return_counts=True)
-        return dict(zip(ids.tolist(), counts.tolist(), strict=True))
+        """Indexed items per category id (similarity bundles; deleted items left out)."""
+        return self.rec.category_counts()
 
 
 @dataclass
@@ -79,6 +80,7 @@ def load_live(settings: Settings, version: str) -> Live:
     """A similarity bundle version, and where its items' photos are in the catalogue table
     at the bundle's version (read on demand, cached up to ``serve_photo_cache_bytes``)."""
     from lookalike.catalog.photos import CatalogPhotos
+    from serving.tail import catch_up
 
     rec = load_registered(settings, settings.recommender_model_name, version)
     photos = CatalogPhotos(
@@ -87,6 +89,8 @@ def load_live(settings: Settings, version: str) -> Live:
         set(rec.item_ids),
         max_bytes=settings.serve_photo_cache_bytes,
     )
+    if settings.serve_tail_seconds > 0:  # never swap in a searcher behind the live one
+        catch_up(settings, rec, photos)
     return Live(rec=rec, bundle_version=version, loaded_at=datetime.now(UTC), photos=photos)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from lookalike import storage
@@ -33,22 +34,47 @@ class CatalogPhotos:
         self._cache: OrderedDict[tuple[int, int], list[bytes | None]] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()
+        self._known: set[str] = set()  # the files already located
+        self.uri, self.version = uri, version
         if is_table(uri):
-            self._locate(snapshot_files(open_table(uri, version)), wanted)
+            for _ in self._locate(snapshot_files(open_table(uri, version)), wanted):
+                pass
 
-    def _locate(self, files: list[str], wanted: set[str] | None) -> None:
+    def extend(self, version: int, ids: set[str]) -> dict[str, tuple[int, str]]:
+        """Locate ``ids`` in the table at a newer ``version`` (items the change feed adds or
+        replaces), reading only the files that appeared since the versions located so far;
+        returns their (category id, category name). Ids not found stay where they were."""
+        if not ids or not is_table(self.uri):
+            return {}
+        files = [f for f in snapshot_files(open_table(self.uri, version)) if f not in self._known]
+        facts: dict[str, tuple[int, str]] = {}
+        with self._lock:
+            for rows in self._locate(files, ids, ["category", "category_name"]):
+                for item, category, name in zip(*rows, strict=True):
+                    if item in ids:
+                        facts[item] = (int(category), str(name))
+            self.version = max(self.version, version)
+        return facts
+
+    def _locate(
+        self, files: list[str], wanted: set[str] | None, extra: list[str] | None = None
+    ) -> Iterator[list[list]]:
         """Where each item is: the ``item_id`` column read in coalesced ranges (a request
-        per row group would cost one round trip each), row groups from the footer."""
-        for f, uri in enumerate(files):
+        per row group would cost one round trip each), row groups from the footer. Yields
+        each file's ``item_id`` and ``extra`` columns as lists."""
+        for uri in files:
             fragment = storage.parquet_file(uri)
-            ids = fragment.to_table(columns=["item_id"]).column(0).to_pylist()
-            start = 0
+            columns = fragment.to_table(columns=["item_id", *(extra or [])]).columns
+            ids = columns[0].to_pylist()
+            f, start = len(self._files), 0
             for g, group in enumerate(fragment.row_groups):
                 for row, item in enumerate(ids[start : start + group.num_rows]):
                     if wanted is None or item in wanted:
                         self._where[item] = (f, g, row)
                 start += group.num_rows
             self._files.append(fragment)
+            self._known.add(uri)
+            yield [ids, *(c.to_pylist() for c in columns[1:])]
 
     def __len__(self) -> int:
         return len(self._where)

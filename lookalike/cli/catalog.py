@@ -37,6 +37,14 @@ def print_ingest(summary: dict[str, Any], as_json: bool) -> None:
         f"rejected {s['rejected']} "
         f"-> catalog version {s['version_after']} (was {before}) in {s['seconds']:.1f} s"
     )
+    embed = s.get("embed")
+    if embed is not None:
+        out(
+            f"  not embedded: {embed['skipped']}"
+            if "skipped" in embed
+            else f"  embedded {embed['embedded']}, deleted {embed['deleted']} with "
+            f"{embed['encoder']} -> embeddings version {embed['table_version']}"
+        )
     for r in s["reject_examples"]:
         out(f"  rejected {r['path'] or r['item_id']}: {r['reason']}")
     if s["rejected"] > len(s["reject_examples"]):
@@ -109,8 +117,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             take_over=take_over,
             id_prefix=args.id_prefix or "",
         )
-    print_ingest(summary.to_dict(), args.json)
-    write_summary(summary.to_dict(), args.summary_file)
+    result = summary.to_dict()
+    if args.embed_served:
+        from lookalike.workflows.catalog import embed_for_serving
+
+        result["embed"] = embed_for_serving(spark, settings)
+    print_ingest(result, args.json)
+    write_summary(result, args.summary_file)
     return 0
 
 
@@ -170,6 +183,12 @@ def _ingest_options() -> argparse.ArgumentParser:
         metavar="FILE",
         help="move items another source owns to this source: all of this run's collisions, "
         "or only the ids listed in FILE (one a line); without it they are rejected",
+    )
+    common.add_argument(
+        "--embed-served",
+        action="store_true",
+        help="then embed what changed with the served bundle's encoder, in the same Spark "
+        "session: running services apply it from the change feed within seconds",
     )
     common.add_argument("--json", action="store_true", help="print the summary as JSON")
     common.add_argument(

@@ -169,6 +169,7 @@ def merge_embeddings(
     now = datetime.now(UTC)
     out_schema = STAGED_SCHEMA.append(pa.field("run_at", TS, nullable=False))
     if isinstance(staged, pa.Table):
+        staged = _drop_missing_deletes(dt, staged)
         source: Iterator[pa.RecordBatch] = iter(staged.to_batches(max_chunksize=2048))
     else:
         source = staged_dataset(str(staged)).to_batches(batch_size=2048)
@@ -218,6 +219,28 @@ def merge_embeddings(
         return merge.execute()
     except CommitFailedError as e:
         raise conflict(str(uri), e) from e
+
+
+def _drop_missing_deletes(dt: Any, staged: pa.Table) -> pa.Table:
+    """Staged deletes of rows the table does not hold are nothing to do, and delta-rs 1.6
+    fails a MERGE that holds one beside an insert ("rows failed validation check"): an
+    incremental re-index after the fresh ingest already deleted those rows does exactly
+    that. Reads the key columns only."""
+    ops = staged.column("_op").to_pylist()
+    if "delete" not in ops:
+        return staged
+    keys = pa.table(
+        dt.to_pyarrow_dataset().to_table(columns=["item_id", "encoder_name", "encoder_version"])
+    )
+    held = set(
+        zip(*(keys.column(c).cast(pa.string()).to_pylist() for c in keys.column_names), strict=True)
+    )
+    rows = zip(
+        *(staged.column(c).to_pylist() for c in ("item_id", "encoder_name", "encoder_version")),
+        strict=True,
+    )
+    keep = [op != "delete" or key in held for op, key in zip(ops, rows, strict=True)]
+    return staged.filter(pa.array(keep))
 
 
 def read_embeddings(

@@ -38,6 +38,7 @@ from lookalike.index import versions
 from lookalike.registry.encoders import EncoderRef, embed_images, load_predict
 from lookalike.similarity.embeddings import embed_catalog, merge_embeddings, read_embeddings
 from lookalike.similarity.embeddings import staged_rows as embedding_rows
+from lookalike.similarity.feed import latest_version
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -220,6 +221,9 @@ def _build_full(
         items = catalog_items(settings, version)
         if items.num_rows == 0:
             raise IndexBuildError(f"catalogue version {version} has no items to index")
+        # no other embeddings writer commits while the lease is held: the service follows
+        # the change feed from this version (serving/tail.py)
+        embeddings_version = latest_version(settings.embeddings_uri)
         vectors = _current_vectors(settings, encoder, items, version)
     with _timed(timings, "build"):
         params = sx.IndexParams.for_size(len(vectors))
@@ -235,6 +239,7 @@ def _build_full(
                 "kind": "full",
                 "encoder": encoder_manifest(encoder),
                 "catalog_version": version,
+                "embeddings_version": embeddings_version,
                 "params": asdict(params),
                 "base_index_version": None,
                 "changed_since_rebalance": 0,
@@ -336,6 +341,7 @@ def _update_index(
         new_vectors = _embed_rows(encoder, changed)
     with _timed(timings, "record_embeddings"):
         _record_embeddings(settings, encoder, changes, changed, new_vectors, old.path.name)
+        embeddings_version = latest_version(settings.embeddings_uri)  # under the lease
     crash_point("embeddings.committed")
     with _timed(timings, "apply"):
         all_items, all_vectors, deleted = _apply_changes(old, changes.deletes, changed, new_vectors)
@@ -348,7 +354,8 @@ def _update_index(
             old.searcher,
             all_vectors,
             all_items,
-            _update_manifest(old, changes, since, health, balanced),
+            _update_manifest(old, changes, since, health, balanced)
+            | {"embeddings_version": embeddings_version},
         )
     crash_point("index.published")
     log.info(

@@ -11,9 +11,12 @@ imported inside the functions, so a DAG file that imports this parses fast.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lookalike.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 
 def catalog_changed_since_served(settings: Settings | None = None) -> bool:
@@ -47,3 +50,43 @@ def publish_index(summary: dict[str, Any], settings: Settings | None = None) -> 
     except BundleSuperseded as e:
         return {"published": False, "reason": str(e)}
     return {"published": True} | result.to_dict()
+
+
+def embed_for_serving(spark: SparkSession, settings: Settings | None = None) -> dict[str, Any]:
+    """Embed the catalogue's latest version with the served bundle's encoder (one Delta commit
+    to ``embeddings``, only the items whose photo changed): the whole update a landed photo
+    needs; every service process then applies it from the change feed.
+
+    Under the index writers' lease, so it never commits while a snapshot is built (a snapshot
+    records the embeddings version it holds), and the catalogue version is read once the
+    lease is held: never older than what a snapshot built meanwhile indexed."""
+    from lookalike import locks
+    from lookalike.index.versions import read_manifest, served_name
+    from lookalike.registry.encoders import fetch_encoder
+    from lookalike.similarity.embeddings import embed_catalog
+
+    settings = settings or get_settings()
+    base = served_name(settings)
+    if base is None:
+        return {"skipped": "no bundle served yet: nothing follows the change feed"}
+    encoder = fetch_encoder(settings, read_manifest(settings, base)["encoder"]["version"])
+    with locks.writer_lease(settings, locks.INDEXES, "embed the catalogue for the served index"):
+        summary = embed_catalog(spark, settings, encoder)
+    return {"served_index": base} | summary.to_dict()
+
+
+def snapshot_due(settings: Settings | None = None) -> bool:
+    """True when the catalogue's net changes since the served index's watermark reach
+    ``index_snapshot_share`` of its items: time for a full, recall-checked snapshot instead
+    of more changes applied in place."""
+    from lookalike.catalog.changes import catalog_changes
+    from lookalike.index.versions import read_manifest, served_name
+
+    settings = settings or get_settings()
+    base = served_name(settings)
+    if base is None:
+        return False
+    manifest = read_manifest(settings, base)
+    changes = catalog_changes(settings.catalog_uri, int(manifest["catalog_version"]), ["item_id"])
+    changed = changes.inserts.num_rows + changes.updates.num_rows + len(changes.deletes)
+    return changed >= settings.index_snapshot_share * max(1, int(manifest["size"]))

@@ -66,7 +66,7 @@ def browse(
     seed: Annotated[int | None, Query(description="same seed, same sample")] = None,
 ) -> ItemList:
     """A random sample of the indexed catalogue (the web page's product grid)."""
-    ids = live.rec.item_ids
+    ids = live.rec.live_ids()
     picked = random.Random(seed).sample(range(len(ids)), min(limit, len(ids)))
     items = []
     for j in picked:

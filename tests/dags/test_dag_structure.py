@@ -13,6 +13,7 @@ from tests.support.builders import REPO
 DAG_IDS = {
     "lookalike_bootstrap",
     "lookalike_catalog_refresh",
+    "lookalike_catalog_fresh",
     "lookalike_train_and_promote",
     "lookalike_shopper_model",
 }
@@ -107,6 +108,34 @@ def test_refresh_structure(dagbag):
         ("publish", "confirm_service"),
     }
     assert _on_time_cron(dag, get_settings().refresh_schedule)
+
+
+def test_fresh_structure(dagbag):
+    """Scheduled on the landing asset, whose watcher is the landing trigger (run by the
+    triggerer), not on a clock."""
+    from lookalike_airflow.triggers import LandingChangedTrigger
+
+    from lookalike.config import get_settings
+
+    dag = dagbag.dags.get("lookalike_catalog_fresh")
+    assert _edges(dag) == {
+        ("list_landing", "ingest_and_embed"),
+        ("list_landing", "mark_ingested"),
+        ("ingest_and_embed", "mark_ingested"),
+        ("mark_ingested", "snapshot_due"),
+        ("snapshot_due", "snapshot"),
+        ("snapshot", "publish"),
+    }
+    (asset,) = dag.timetable.asset_condition.objects
+    assert asset.name == "lookalike_landing"
+    (watcher,) = asset.watchers
+    assert isinstance(watcher.trigger, LandingChangedTrigger)
+    settings = get_settings()
+    assert watcher.trigger.landing_uri == settings.landing_uri
+    assert watcher.trigger.poll_seconds == settings.landing_poll_seconds
+    spark = dag.get_task("ingest_and_embed")
+    assert "--embed-served" in spark.application_args
+    assert settings.landing_uri in spark.application_args
 
 
 def test_train_and_promote_structure(dagbag):

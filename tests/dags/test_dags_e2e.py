@@ -267,6 +267,48 @@ def test_refresh_dag_makes_the_service_follow_landed_photos(bootstrapped):
         assert c.get(f"/v1/items/{item_id}").status_code == 200
 
 
+def test_a_landed_photo_is_served_within_a_minute_with_no_trigger(bootstrapped):
+    """Issue 45's path under the real scheduler, dag-processor and triggerer: a photo lands;
+    the landing asset's watcher (in the triggerer) starts lookalike_catalog_fresh, whose Spark
+    job ingests it and commits its embedding; the running service applies the change feed in
+    place (no new bundle) and answers for it, by id and by upload. A removed photo goes the
+    same way."""
+    from tests.support.server import wait_for
+
+    api, settings, c = bootstrapped.airflow, bootstrapped.settings(), bootstrapped.service
+    dag = "lookalike_catalog_fresh"
+    before = c.get("/v1/version").json()
+    api.set_paused(dag, False)
+    try:
+        t0 = time.monotonic()
+        landed = _land(settings, [5100])
+        ((item_id, (uri, png)),) = landed.items()
+
+        def served() -> dict | None:
+            if c.get(f"/v1/items/{item_id}").status_code != 200:
+                return None
+            found = c.post("/v1/similar", files={"photo": ("p.png", png, "image/png")}).json()
+            return found if found["items"][0]["item_id"] == item_id else None
+
+        found = wait_for(served, timeout=600, every=0.5)
+        seconds = time.monotonic() - t0
+        runs = api.runs(dag)
+        assert runs and all(r["run_type"] == "asset_triggered" for r in runs), runs
+        now = found["versions"]
+        assert now["bundle_version"] == before["bundle_version"]  # in place, no new bundle
+        assert now["embeddings_version"] > before["embeddings_version"]
+        print(f"landed -> served in {seconds:.1f} s")
+
+        storage.remove_file(uri)
+        wait_for(lambda: c.get(f"/v1/items/{item_id}").status_code == 404, timeout=600, every=0.5)
+        found = c.post(
+            "/v1/similar", files={"photo": ("p.png", png, "image/png")}, params={"k": 20}
+        ).json()
+        assert item_id not in {i["item_id"] for i in found["items"]}
+    finally:
+        api.set_paused(dag, True)
+
+
 def _served_items(settings) -> set[str]:
     from lookalike.index.scann_index import load_rows
     from lookalike.index.versions import find_version, served_name

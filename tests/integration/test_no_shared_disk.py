@@ -2,7 +2,9 @@
 mount namespace where the driver's state folder is an empty tmpfs, so anything still passed
 through a local path fails. The state lives on an S3-compatible server and an MLflow tracking
 server with proxied artifacts; the bootstrap (ingest, train, promote) and a refresh (ingest,
-index update, publish) run through spark-submit, and the service follows the new version."""
+index update, publish) run through spark-submit, and the service follows the new version;
+between them, photos ingested and embedded with the served encoder are applied by the
+service from the embeddings change feed on the store."""
 
 from __future__ import annotations
 
@@ -117,15 +119,34 @@ def test_bootstrap_and_refresh_with_workers_and_service_on_other_hosts(
             photo = httpx.get(f"{url}/v1/items/Shoes-p3/image", timeout=10)
             assert photo.status_code == 200 and photo.content[:4] == b"\x89PNG"
 
-            # refresh: new photos land on the store, one is discontinued
-            _land_photos(settings.landing_uri, 20, 2)
+            # fresh: photos land on the store, one is discontinued; the ingest embeds them
+            # with the served encoder and the service applies the embeddings change feed
+            # from the store in place, with no new bundle
+            _land_photos(settings.landing_uri, 20, 1)
             storage.remove_file(storage.join(settings.landing_uri, "Hats", "p0.png"))
+            fresh = spark_submit(
+                env, master, "ingest_catalog.py", "folder", settings.landing_uri,
+                "--source", "landing", "--delete-missing", "--embed-served",
+                summary=storage.join(runs, "ingest-fresh.json"),
+            )  # fmt: skip
+            assert (fresh["inserted"], fresh["deleted"]) == (3, 1)
+            assert (fresh["embed"]["embedded"], fresh["embed"]["deleted"]) == (3, 1)
+            wait_for(lambda: _status(f"{url}/v1/items/Bags-p20/similar?k=3") == 200, timeout=60)
+            assert _status(f"{url}/v1/items/Hats-p0/similar") == 404
+            photo = httpx.get(f"{url}/v1/items/Bags-p20/image", timeout=10)
+            assert photo.status_code == 200 and photo.content[:4] == b"\x89PNG"
+            now = _get(f"{url}/v1/version")
+            assert now["bundle_version"] == first_bundle
+            assert now["embeddings_version"] > ready["versions"]["embeddings_version"]
+
+            # refresh: more photos land; a full snapshot is written and served
+            _land_photos(settings.landing_uri, 21, 1)
             again = spark_submit(
                 env, master, "ingest_catalog.py", "folder", settings.landing_uri,
                 "--source", "landing", "--delete-missing",
                 summary=storage.join(runs, "ingest2.json"),
             )  # fmt: skip
-            assert (again["inserted"], again["deleted"]) == (6, 1)
+            assert (again["inserted"], again["deleted"]) == (3, 0)
             update = spark_submit(
                 env, master, "reindex.py", summary=storage.join(runs, "reindex.json")
             )
@@ -153,6 +174,10 @@ def _hides(pid: str, folder: Path) -> bool:
     except OSError:
         return False
     return any(f" {folder} " in line and " tmpfs " in line for line in mounts)
+
+
+def _status(url: str) -> int:
+    return httpx.get(url, timeout=10).status_code
 
 
 def _get(url: str) -> dict:

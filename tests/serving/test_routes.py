@@ -41,6 +41,7 @@ VERSIONS = {
     "encoder_version": "2",
     "index_version": "v000007",
     "catalog_version": 3,
+    "embeddings_version": 12,
     "loaded_at": LOADED_AT.isoformat(),
 }
 SHOPPER_VERSIONS = {

@@ -51,10 +51,10 @@ def user_env(airflow_home: Path, lookalike_home: Path, port: int, **extra: str) 
 def airflow_services(
     env: dict[str, str], port: int, log_dir: Path, *, cwd: Path = REPO
 ) -> Iterator[str]:
-    """The real Airflow on loopback: api-server, scheduler (LocalExecutor, a process per task)
-    and dag-processor, each in its own session started in ``cwd``, logs in ``log_dir``. Yields
-    the API's base URL once it and the scheduler report healthy; stops all three (SIGTERM,
-    then SIGKILL) on exit."""
+    """The real Airflow on loopback: api-server, scheduler (LocalExecutor, a process per task),
+    dag-processor and triggerer, each in its own session started in ``cwd``, logs in
+    ``log_dir``. Yields the API's base URL once it and the scheduler report healthy; stops
+    all four (SIGTERM, then SIGKILL) on exit."""
     import httpx
 
     url = f"http://127.0.0.1:{port}"
@@ -71,6 +71,8 @@ def airflow_services(
         "api-server": [airflow, "api-server", "-H", "127.0.0.1", "-p", str(port)],
         "scheduler": [airflow, "scheduler", "--skip-serve-logs"],
         "dag-processor": [airflow, "dag-processor"],
+        # runs the asset watchers' triggers (the fresh ingest's landing listing)
+        "triggerer": [airflow, "triggerer", "--skip-serve-logs"],
     }
     log_dir.mkdir(parents=True, exist_ok=True)
     procs = [

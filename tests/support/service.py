@@ -45,6 +45,7 @@ BUNDLE_VERSION = "7"
 MANIFEST: dict[str, Any] = {
     "index_version": "v000007",
     "catalog_version": 3,
+    "embeddings_version": 12,
     "dimension": DIMENSION,
     "encoder": {
         "name": "fake-pixels",

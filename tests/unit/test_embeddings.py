@@ -58,3 +58,24 @@ def test_embed_images_letterboxes_any_size_the_same_way():
         fake_predict, [png(255, 28), png(255, 100)], input_size=8, channels=1, batch_size=1
     )
     assert out.shape == (2, 4) and np.allclose(out[0], out[1])
+
+
+def test_a_merge_with_an_insert_and_a_delete_of_a_row_already_gone_commits(tmp_path):
+    """What an incremental re-index stages after the fresh ingest deleted the row already:
+    delta-rs 1.6 refused such a MERGE ("rows failed validation check")."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lookalike.similarity.embeddings import merge_embeddings, read_embeddings, staged_rows
+
+    enc = SimpleNamespace(name="enc", version="1", embedding_size=4)
+    uri = str(tmp_path / "embeddings")
+    v = np.eye(4, dtype=np.float32)[:2]
+    merge_embeddings(
+        uri, staged_rows(enc, 1, upserts=(["a", "b"], ["ha", "hb"], v)), commit_metadata={}
+    )
+    merge_embeddings(uri, staged_rows(enc, 1, deletes=["b"]), commit_metadata={})
+    rows = staged_rows(enc, 2, upserts=(["c"], ["hc"], v[:1]), deletes=["b", "never"])
+    merge_embeddings(uri, rows, commit_metadata={})
+    assert read_embeddings(uri, "enc", "1")[0] == ["a", "c"]
