@@ -21,6 +21,10 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # requests the service has begun and not answered yet: what a SIGTERM waits for
+        self.in_flight = Gauge(
+            "lookalike_requests_in_flight", "HTTP requests being answered", registry=r
+        )
         # `model`: which followed registered model (similar | shopper)
         m = ["model"]
         self.reloads = Counter("lookalike_reloads", "Versions swapped in", m, registry=r)

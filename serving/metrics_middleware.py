@@ -33,9 +33,11 @@ class MetricsMiddleware:
                 status["code"] = message["status"]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            self.metrics.in_flight.dec()
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             method = scope.get("method", "GET")

@@ -140,8 +140,7 @@ def test_sigterm_lets_in_flight_requests_finish(home, service):
         Image.fromarray(rng.integers(0, 256, (1200, 1200), dtype=np.uint8)).save(buf, "PNG")
         uploads.append(buf.getvalue())
     finished: list[float] = []
-    # one kept-alive connection per request, opened before: the requests below are written
-    # at once, so each is in the server's hands when the signal comes
+    # one kept-alive connection per request, opened before, so no connect races the signal
     clients = [httpx.Client(base_url=url, timeout=60) for _ in uploads]
     for c in clients:
         assert c.get("/readyz").status_code == 200
@@ -153,14 +152,31 @@ def test_sigterm_lets_in_flight_requests_finish(home, service):
         return r.status_code
 
     with ThreadPoolExecutor(len(uploads)) as pool:
-        codes = pool.map(upload, zip(clients, uploads, strict=True))
-        time.sleep(0.05)  # written (uvicorn reads them at once; it starts its shutdown <0.1 s on)
+        futures = [pool.submit(upload, job) for job in zip(clients, uploads, strict=True)]
+        # the signal comes once the service has begun every upload (in flight or answered):
+        # a request still in the socket, unread, is one uvicorn cannot tell from an idle
+        # keep-alive connection, and it closes those at shutdown by design
+        wait_for(lambda: _begun_uploads(url) >= len(uploads), timeout=60, every=0.005)
         signalled = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
-        codes = list(codes)
+        codes = [f.result() for f in futures]
     for c in clients:
         c.close()
     assert codes == [200] * len(uploads)
     assert max(finished) > signalled, "nothing was in flight at SIGTERM: the test proves nothing"
     # uvicorn finishes its graceful shutdown, then re-raises the signal (exit status -15)
     assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+
+
+def _begun_uploads(url: str) -> float:
+    """Uploads the service has answered or is answering (its own metrics, less this scrape)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    begun = -1.0  # the scrape itself is in flight
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            answered = s.name == "lookalike_requests_total" and s.labels["method"] == "POST"
+            if answered or s.name == "lookalike_requests_in_flight":
+                begun += s.value
+    return begun
