@@ -2,8 +2,9 @@
 
 ``embed_catalog`` (Spark) embeds the catalogue with one encoder version on executors, the model
 loaded once per Python worker, and only for items whose image changed since that version last
-embedded them (``content_hash``), so a rerun costs a diff and commits nothing. Incremental
-re-indexing stages its own rows (driver-side) and uses the same one-commit ``merge_embeddings``.
+embedded them (``content_hash``), so a rerun costs a diff and commits nothing. ``embed_changed`` is the same pass on the driver
+for a few changes (a landed photo: seconds, no Spark pass). Incremental re-indexing stages
+its own rows (driver-side) and uses the same one-commit ``merge_embeddings``.
 """
 
 from __future__ import annotations
@@ -322,6 +323,109 @@ def embed_catalog(
         storage.remove_tree(work)
     summary.seconds = round(time.monotonic() - t0, 2)
     return summary
+
+
+def embed_changed(
+    settings: Settings, encoder: EncoderRef, *, most: int, catalog_version: int | None = None
+) -> EmbedSummary | None:
+    """``embed_catalog``'s pass on the driver, for a few changes: no Spark job, so a landed
+    photo's update costs seconds. The keys (item id, content hash) of the catalogue and of
+    the encoder's rows are compared; images are read only from the catalogue files holding
+    a changed item (new photos land in new files). None, having written nothing, when more
+    than ``most`` items changed: that is the executors' work."""
+    t0 = time.monotonic()
+    catalog_uri, embeddings_uri = str(settings.catalog_uri), str(settings.embeddings_uri)
+    version = resolve_version(catalog_uri, catalog_version)
+    fragments = list(open_table(catalog_uri, version).to_pyarrow_dataset().get_fragments())
+    current = _keys(fragments)
+    ensure_table(embeddings_uri, EMBEDDINGS_SCHEMA)
+    held = dict(zip(*read_keys(embeddings_uri, encoder), strict=True))
+    todo = {i for i, h in current.items() if held.get(i) != h}
+    gone = sorted(held.keys() - current.keys())
+    if len(todo) + len(gone) > most:
+        return None
+    summary = EmbedSummary(
+        encoder=f"{encoder.name}/{encoder.version}",
+        catalog_version=version,
+        embedded=len(todo),
+        deleted=len(gone),
+        unchanged=len(held) - len(gone),
+    )
+    if todo or gone:
+        changed = _rows_of(fragments, todo)
+        vectors = embed_images(
+            load_predict(model_dir(encoder)),
+            changed.column("image").to_pylist(),
+            input_size=encoder.input_size,
+            channels=encoder.channels,
+        ).reshape(changed.num_rows, encoder.embedding_size)
+        upserts = (
+            changed.column("item_id").to_pylist(),
+            changed.column("content_hash").to_pylist(),
+            vectors,
+        )
+        merge_embeddings(
+            embeddings_uri,
+            staged_rows(encoder, version, upserts=upserts, deletes=gone),
+            commit_metadata={
+                "lookalike.encoder": summary.encoder,
+                "lookalike.catalog_version": str(version),
+            },
+        )
+    log.info(_pass_line(summary, time.monotonic() - t0))
+    summary.table_version = delta_table(embeddings_uri).version()
+    summary.seconds = round(time.monotonic() - t0, 2)
+    return summary
+
+
+def read_keys(uri: str, encoder: EncoderRef) -> tuple[list[str], list[str]]:
+    """(item ids, content hashes) of one encoder version's rows: no vectors read."""
+    ids: list[str] = []
+    hashes: list[str] = []
+    cols = ["item_id", "encoder_name", "encoder_version", "content_hash"]
+    for b in delta_table(uri).to_pyarrow_dataset().to_batches(columns=cols):
+        mask = pc.and_(
+            pc.equal(b.column(1).cast(pa.string()), encoder.name),
+            pc.equal(b.column(2).cast(pa.string()), encoder.version),
+        )
+        kept = pa.Table.from_batches([b]).filter(mask)
+        ids += kept.column(0).cast(pa.string()).to_pylist()
+        hashes += kept.column(3).cast(pa.string()).to_pylist()
+    return ids, hashes
+
+
+def _keys(fragments: list[Any]) -> dict[str, str]:
+    """item id -> content hash over a table version's files (key columns only)."""
+    keys: dict[str, str] = {}
+    for f in fragments:
+        t = f.to_table(columns=["item_id", "content_hash"])
+        ids = t.column(0).cast(pa.string()).to_pylist()
+        keys.update(zip(ids, t.column(1).cast(pa.string()).to_pylist(), strict=True))
+    return keys
+
+
+def _rows_of(fragments: list[Any], wanted: set[str]) -> pa.Table:
+    """``item_id, content_hash, image`` of the wanted items, reading images only from the
+    files that hold one."""
+    value_set = pa.array(sorted(wanted), pa.string())
+    parts = []
+    for f in fragments:
+        mask = pc.is_in(f.to_table(columns=["item_id"]).column(0).cast(pa.string()), value_set)
+        if pc.any(mask).as_py():
+            t = f.to_table(columns=["item_id", "content_hash", "image"]).filter(mask)
+            parts.append(
+                pa.table(
+                    {
+                        "item_id": t.column(0).cast(pa.string()),
+                        "content_hash": t.column(1).cast(pa.string()),
+                        "image": t.column(2).cast(pa.binary()),
+                    }
+                )
+            )
+    schema = pa.schema(
+        [("item_id", pa.string()), ("content_hash", pa.string()), ("image", pa.binary())]
+    )
+    return pa.concat_tables(parts) if parts else schema.empty_table()
 
 
 def _pass_line(summary: EmbedSummary, elapsed: float) -> str:

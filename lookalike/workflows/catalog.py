@@ -52,6 +52,11 @@ def publish_index(summary: dict[str, Any], settings: Settings | None = None) -> 
     return {"published": True} | result.to_dict()
 
 
+#: Up to this many changed items are embedded on the driver, in seconds, without a Spark pass
+#: over the catalogue; more (a big drop of photos) go to the executors.
+DRIVER_EMBED_MOST = 2000
+
+
 def embed_for_serving(spark: SparkSession, settings: Settings | None = None) -> dict[str, Any]:
     """Embed the catalogue's latest version with the served bundle's encoder (one Delta commit
     to ``embeddings``, only the items whose photo changed): the whole update a landed photo
@@ -63,7 +68,7 @@ def embed_for_serving(spark: SparkSession, settings: Settings | None = None) -> 
     from lookalike import locks
     from lookalike.index.versions import read_manifest, served_name
     from lookalike.registry.encoders import fetch_encoder
-    from lookalike.similarity.embeddings import embed_catalog
+    from lookalike.similarity.embeddings import embed_catalog, embed_changed
 
     settings = settings or get_settings()
     base = served_name(settings)
@@ -71,7 +76,9 @@ def embed_for_serving(spark: SparkSession, settings: Settings | None = None) -> 
         return {"skipped": "no bundle served yet: nothing follows the change feed"}
     encoder = fetch_encoder(settings, read_manifest(settings, base)["encoder"]["version"])
     with locks.writer_lease(settings, locks.INDEXES, "embed the catalogue for the served index"):
-        summary = embed_catalog(spark, settings, encoder)
+        summary = embed_changed(settings, encoder, most=DRIVER_EMBED_MOST)
+        if summary is None:  # many changes: the executors embed them
+            summary = embed_catalog(spark, settings, encoder)
     return {"served_index": base} | summary.to_dict()
 
 

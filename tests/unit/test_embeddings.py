@@ -79,3 +79,42 @@ def test_a_merge_with_an_insert_and_a_delete_of_a_row_already_gone_commits(tmp_p
     rows = staged_rows(enc, 2, upserts=(["c"], ["hc"], v[:1]), deletes=["b", "never"])
     merge_embeddings(uri, rows, commit_metadata={})
     assert read_embeddings(uri, "enc", "1")[0] == ["a", "c"]
+
+
+def test_a_few_changes_are_embedded_on_the_driver_once(tmp_path, monkeypatch):
+    """Added, replaced and removed photos: one commit of just those rows, images read only
+    from the files holding them; a rerun commits nothing; too many changes are left to the
+    executors with nothing written."""
+    from deltalake import write_deltalake
+
+    from lookalike.catalog.table import delta_table
+    from lookalike.config import Settings
+
+    monkeypatch.setitem(encoders._LOADED, ENC.local_dir, fake_predict)
+    settings = Settings(home=tmp_path)
+    cat, uri = str(settings.catalog_uri), str(settings.embeddings_uri)
+
+    def catalogue(rows: dict[str, int], mode: str) -> None:
+        ids = sorted(rows)
+        table = {
+            "item_id": ids,
+            "content_hash": [f"h{rows[i]}" for i in ids],
+            "image": [png(rows[i]) for i in ids],
+        }
+        write_deltalake(cat, pa.table(table), mode=mode)
+
+    catalogue({"a": 0, "b": 100, "c": 200}, "overwrite")
+    first = emb.embed_changed(settings, ENC, most=10)
+    assert (first.embedded, first.deleted, first.unchanged) == (3, 0, 0)
+    catalogue({"a": 0, "b": 255, "d": 50}, "overwrite")  # b replaced, c removed, d added
+    again = emb.embed_changed(settings, ENC, most=10)
+    assert (again.embedded, again.deleted, again.unchanged) == (2, 1, 2)
+    ids, vectors, hashes = emb.read_embeddings(uri, "enc", "3")
+    assert ids == ["a", "b", "d"] and hashes == ["h0", "h255", "h50"]
+    assert vectors[1, 1] == 1.0  # b's new photo, all white
+    version = delta_table(uri).version()
+    rerun = emb.embed_changed(settings, ENC, most=10)
+    assert rerun.embedded == rerun.deleted == 0 and delta_table(uri).version() == version
+    catalogue({"e": 1, "f": 2}, "append")
+    assert emb.embed_changed(settings, ENC, most=1) is None
+    assert delta_table(uri).version() == version
