@@ -21,12 +21,15 @@ photos turned a quarter (no catalogue photo looks like them) in the landing stor
 per photo, the seconds from the file appearing until it is served (``/v1/items/{id}/similar``
 answers and an upload of the photo returns it first), and for removals until the item is
 gone; the bytes the store (lake and index versions) grew by in each case. Cases: ``one``,
-``ten``, ``hundred`` (at once), ``delete_ten`` (10 of them removed). Not yet measured here:
-the steady 200 requests/s beside it and the sustained case.
+``ten``, ``hundred`` (at once), ``delete_ten`` (10 of them removed), ``sustained`` (one photo
+every 5 s for 10 minutes). All the while, by-id requests at a steady 200/s (open loop): each
+case's p99 and failed requests, and the service's resident memory at the start and end of
+the sustained case.
 Targets (issue 45): recall@10 >= 0.98 after 10% upserted in place; bytes of a one-photo
-update <= 1% of a snapshot's; p95 landed-to-served <= 60 s for 1 and 10 photos, <= 120 s for
-100; deletions gone within 60 s. Writes bench/results/freshness.json (``--stack``: merges its
-``cases`` into it).
+update <= 1% of a snapshot's; p95 landed-to-served <= 60 s for 1 and 10 photos, <= 90 s
+sustained, <= 120 s for 100; deletions gone within 60 s; by-id p99 <= 20 ms and no failed
+request during the run; resident memory +5% at most over the sustained case. Writes
+bench/results/freshness.json (``--stack``: merges its ``cases`` and ``serving`` into it).
 """
 
 from __future__ import annotations
@@ -60,7 +63,10 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=15.0, help="each latency run")
     p.add_argument("--out", default=str(OUT))
     p.add_argument("--stack", action="store_true", help="land photos on the running stack")
-    p.add_argument("--cases", default="one,ten,delete_ten,hundred")
+    p.add_argument("--cases", default="one,ten,delete_ten,hundred,sustained")
+    p.add_argument("--rate", type=float, default=200.0, help="steady by-id requests/s")
+    p.add_argument("--every", type=float, default=5.0, help="sustained: seconds between photos")
+    p.add_argument("--sustained-minutes", type=float, default=10.0)
     p.add_argument("--timeout", type=float, default=600.0, help="per case")
     p.add_argument("--first", type=int, default=9000, help="first test photo to land")
     return p.parse_args()
@@ -72,97 +78,244 @@ def store_bytes(settings: Any) -> int:
     return sum(p.stat().st_size for r in roots if r.exists() for p in r.rglob("*") if p.is_file())
 
 
-def wait_all(check: Any, items: list[str], t0: float, timeout: float) -> dict[str, float]:
-    """Seconds from ``t0`` until ``check(item)`` held, per item (polled every 0.25 s)."""
+class SteadyLoad:
+    """By-id GETs at a fixed rate (open loop, latency from each request's due time) on a
+    thread for the whole run; each case's p99 and failures are cut from its own window."""
+
+    def __init__(self, url: str, ids: list[str], rate: float) -> None:
+        self.url, self.ids, self.rate = url, ids, rate
+        self.stop = threading.Event()
+        self.t0 = 0.0
+        self.results: list[tuple[float, float, int, str | None]] = []
+        self.thread = threading.Thread(target=self._run, name="steady-load", daemon=True)
+
+    def _run(self) -> None:
+        from bench.load import open_loop, run_loop
+
+        ids = self.ids
+
+        async def by_id(client: Any, i: int) -> tuple[int, None]:
+            status, _ = await client.get(f"/v1/items/{ids[i % len(ids)]}/similar?k=10")
+            return status, None
+
+        async def tick(t0: float) -> None:
+            self.t0 = t0
+
+        day = 24 * 3600.0
+        self.results, _ = run_loop(
+            open_loop(by_id, self.rate, day, tick, url=self.url, stop=self.stop)
+        )
+
+    def __enter__(self) -> SteadyLoad:
+        self.thread.start()
+        time.sleep(3)  # past the generator's warm-up
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=120)
+
+    def window(self, start: float, end: float) -> dict[str, Any]:
+        """By-id figures of the requests due between two ``time.perf_counter()`` readings."""
+        rows = [r for r in self.results if start <= self.t0 + r[0] <= end]
+        ms = [r[1] * 1000 for r in rows]
+        return {
+            "requests": len(rows),
+            "failed": sum(1 for r in rows if r[2] != 200),
+            "p50_ms": round(pct(ms, 50), 2) if ms else None,
+            "p99_ms": round(pct(ms, 99), 2) if ms else None,
+        }
+
+
+class Served:
+    """Watches the service's applied version (``/v1/version``, every 0.25 s) and checks
+    pending items only when it moves: a landed photo can only become served, or a removed one
+    gone, with a new embeddings or bundle version, and checking every item every poll would
+    be load of its own."""
+
+    def __init__(self, url: str) -> None:
+        import httpx
+
+        self.client = httpx.Client(base_url=url, timeout=30)
+        self.seen: tuple | None = None
+
+    def moved(self) -> bool:
+        v = self.client.get("/v1/version").json()
+        now = (v.get("bundle_version"), v.get("embeddings_version"))
+        moved, self.seen = now != self.seen, now
+        return moved
+
+    def served(self, item: str, photo: bytes) -> bool:
+        c = self.client
+        if c.get(f"/v1/items/{item}/similar", params={"k": 1}).status_code != 200:
+            return False
+        r = c.post("/v1/similar", files={"photo": ("p.png", photo, "image/png")})
+        return r.status_code == 200 and r.json()["items"][0]["item_id"] == item
+
+    def gone(self, item: str) -> bool:
+        return self.client.get(f"/v1/items/{item}").status_code == 404
+
+
+def watch(
+    served: Served, check: Any, started: dict[str, float], timeout: float, more: Any = None
+) -> dict[str, float]:
+    """Seconds from each item's start (``time.perf_counter()``) until ``check(item)`` held.
+    ``more()``, when given, is called every poll, may add items to ``started`` and returns
+    True while more are to come."""
     done: dict[str, float] = {}
-    while len(done) < len(items) and time.monotonic() - t0 < timeout:
-        for item in items:
-            if item not in done and check(item):
-                done[item] = time.monotonic() - t0
+    while True:
+        coming = more() if more is not None else False
+        if served.moved():
+            for item in [i for i in started if i not in done]:
+                if check(item):
+                    done[item] = time.perf_counter() - started[item]
+        pending = [i for i in started if i not in done]
+        if not pending and not coming:
+            return done
+        if pending and time.perf_counter() - min(started[i] for i in pending) > timeout:
+            raise SystemExit(f"not done after {timeout:.0f} s: {pending[:5]}")
         time.sleep(0.25)
-    missing = [i for i in items if i not in done]
-    if missing:
-        raise SystemExit(f"not served after {timeout:.0f} s: {missing[:5]}")
-    return done
 
 
-def stack_case(
-    settings: Any, url: str, name: str, land: list[int], remove: dict[str, str], timeout: float
-) -> tuple[dict, dict]:
-    """One case on the running stack: land the test photos ``land``, or remove the landed
-    photos ``remove`` (item id -> location); returns its figures and what it landed."""
-    import httpx
-
-    from bench.photos import land_fashion_mnist_photos
-    from lookalike import storage
-
-    before = store_bytes(settings)
-    client = httpx.Client(base_url=url, timeout=30)
-    t0 = time.monotonic()
-    landed: dict[str, str] = {}
-    if remove:
-        for uri in remove.values():
-            storage.remove_file(uri)
-
-        def done(item: str) -> bool:
-            return client.get(f"/v1/items/{item}").status_code == 404
-
-        seconds = wait_all(done, list(remove), t0, timeout)
-    else:
-        where = settings.landing_uri
-        landed = land_fashion_mnist_photos(settings.fashion_mnist_dir, where, land, turn=True)
-        photos = {i: storage.read_bytes(u) for i, u in landed.items()}
-
-        def done(item: str) -> bool:
-            if client.get(f"/v1/items/{item}/similar", params={"k": 1}).status_code != 200:
-                return False
-            r = client.post("/v1/similar", files={"photo": ("p.png", photos[item], "image/png")})
-            return r.status_code == 200 and r.json()["items"][0]["item_id"] == item
-
-        seconds = wait_all(done, list(landed), t0, timeout)
+def summary(seconds: dict[str, float], bytes_written: int) -> dict[str, Any]:
     values = sorted(seconds.values())
-    result = {
+    return {
         "photos": len(values),
         "p50_seconds": round(pct(values, 50), 1),
         "p95_seconds": round(pct(values, 95), 1),
         "max_seconds": round(values[-1], 1),
-        "bytes_written": store_bytes(settings) - before,
+        "bytes_written": bytes_written,
     }
-    print(f"[bench] {name}: {result}", flush=True)
-    return result, landed
+
+
+class Lander:
+    """Lands turned Fashion-MNIST test photos (unlike any catalogue photo) in the landing
+    store, from ``first`` on, remembering where each went and its bytes."""
+
+    def __init__(self, settings: Any, first: int) -> None:
+        self.settings, self.next = settings, first
+        self.landed: dict[str, str] = {}
+        self.photos: dict[str, bytes] = {}
+
+    def land(self, count: int) -> list[str]:
+        from bench.photos import land_fashion_mnist_photos
+        from lookalike import storage
+
+        s = self.settings
+        new = land_fashion_mnist_photos(
+            s.fashion_mnist_dir, s.landing_uri, range(self.next, self.next + count), turn=True
+        )
+        self.next += count
+        self.landed |= new
+        self.photos |= {i: storage.read_bytes(u) for i, u in new.items()}
+        return list(new)
+
+
+def at_once(served: Served, lander: Lander, count: int, timeout: float) -> dict[str, float]:
+    """``count`` photos landed together: seconds until each is served."""
+    t0 = time.perf_counter()
+    items = lander.land(count)
+    check = lambda i: served.served(i, lander.photos[i])  # noqa: E731
+    return watch(served, check, dict.fromkeys(items, t0), timeout)
+
+
+def removed(served: Served, lander: Lander, count: int, timeout: float) -> dict[str, float]:
+    """``count`` landed photos removed: seconds until each item is gone."""
+    from lookalike import storage
+
+    victims = sorted(lander.landed)[:count]
+    t0 = time.perf_counter()
+    for item in victims:
+        storage.remove_file(lander.landed.pop(item))
+    return watch(served, served.gone, dict.fromkeys(victims, t0), timeout)
+
+
+def sustained(
+    served: Served, lander: Lander, every: float, count: int, timeout: float
+) -> dict[str, float]:
+    """One photo every ``every`` seconds, ``count`` of them: seconds until each is served."""
+    started: dict[str, float] = {}
+    due = time.perf_counter()
+
+    def more() -> bool:
+        nonlocal due
+        if len(started) < count and time.perf_counter() >= due:
+            started[lander.land(1)[0]] = time.perf_counter()
+            due += every
+        return len(started) < count
+
+    return watch(served, lambda i: served.served(i, lander.photos[i]), started, timeout, more)
+
+
+def service_rss(settings: Any) -> int | None:
+    """Resident bytes of the service `make demo` started (its PID file), if running."""
+    import psutil
+
+    pid_file = Path(settings.home) / "run" / "service.pid"
+    try:
+        return int(psutil.Process(int(pid_file.read_text())).memory_info().rss)
+    except (OSError, ValueError, psutil.Error):
+        return None
+
+
+def run_case(name: str, args: Any, settings: Any, served: Served, lander: Lander) -> dict:
+    """One case's landed-to-served (or removed-to-gone) seconds and bytes written."""
+    before = store_bytes(settings)
+    if name == "delete_ten":
+        seconds = removed(served, lander, 10, args.timeout)
+    elif name == "sustained":
+        count = round(args.sustained_minutes * 60 / args.every)
+        seconds = sustained(served, lander, args.every, count, args.timeout)
+    else:
+        count = {"one": 1, "ten": 10, "hundred": 100}[name]
+        seconds = at_once(served, lander, count, args.timeout)
+    return summary(seconds, store_bytes(settings) - before)
 
 
 def run_stack(args: Any) -> None:
-    """The landed-to-served cases on the running stack, merged into the results file."""
+    """The landed-to-served cases on the running stack under a steady by-id load, merged into
+    the results file."""
+    import httpx
+
     from lookalike.config import get_settings
 
     settings = get_settings()
     url = settings.serve_url or "http://127.0.0.1:8000"
-    import httpx
-
-    items = httpx.get(f"{url}/v1/items", params={"limit": 1}, timeout=30).json()["total"]
+    page = httpx.get(f"{url}/v1/items", params={"limit": 1000}, timeout=30).json()
+    ids = [i["item_id"] for i in page["items"]]
+    served, lander = Served(url), Lander(settings, args.first)
     cases: dict[str, Any] = {}
-    landed: dict[str, str] = {}
-    first = args.first  # turned test photos: unlike any catalogue photo
-    for name in args.cases.split(","):
-        if name == "delete_ten":
-            victims = {v: landed.pop(v) for v in sorted(landed)[:10]}
-            cases[name], _ = stack_case(settings, url, name, [], victims, args.timeout)
-            continue
-        count = {"one": 1, "ten": 10, "hundred": 100}[name]
-        land = list(range(first, first + count))
-        cases[name], new = stack_case(settings, url, name, land, {}, args.timeout)
-        landed |= new
-        first += count
+    rss: dict[str, int | None] = {}
+    with SteadyLoad(url, ids, args.rate) as load:
+        for name in args.cases.split(","):
+            if name == "sustained":
+                rss["start"] = service_rss(settings)
+            t = time.perf_counter()
+            cases[name] = run_case(name, args, settings, served, lander)
+            if name == "sustained":
+                rss["end"] = service_rss(settings)
+            cases[name]["serving"] = load.window(t, time.perf_counter())
+            print(f"[bench] {name}: {cases[name]}", flush=True)
+    whole = load.window(0.0, float("inf"))
+    growth = rss["end"] / rss["start"] - 1 if rss.get("start") and rss.get("end") else None
     out = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     out["cases"] = cases
+    out["serving"] = {
+        "rate": args.rate,
+        "requests": whole["requests"],
+        "p99_ms": whole["p99_ms"],
+        "failed": whole["failed"],
+        "rss_start_bytes": rss.get("start"),
+        "rss_end_bytes": rss.get("end"),
+        "rss_growth": round(growth, 4) if growth is not None else None,
+    }
     out["stack"] = {
-        "served_items": items,
-        "command": "python -m bench.freshness --stack",
+        "served_items": page["total"],
+        "command": f"python -m bench.freshness --stack --cases {args.cases}",
         "date": time.strftime("%Y-%m-%d"),
     }
     Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
-    print(json.dumps(cases, indent=2))
+    print(json.dumps({"cases": cases, "serving": out["serving"]}, indent=2))
 
 
 def served_rows(settings: Any) -> tuple[np.ndarray, pa.Table, dict[str, Any], Path]:

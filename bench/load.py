@@ -188,6 +188,7 @@ async def open_loop(
     on_tick: Any = None,
     warmup: float = 2.0,
     url: str | None = None,
+    stop: Any = None,
 ) -> tuple[list[tuple[float, float, int, str | None]], float]:
     """Requests at a fixed rate; returns [(scheduled offset, latency, status, version)].
     ``make_request(client, i)`` gets an aiohttp session, or with ``url`` a ``KeepAlivePool``
@@ -197,7 +198,7 @@ async def open_loop(
     front made the loop's first pass over thousands of them a stall of its own, reported as
     the service's latency). The first ``warmup`` seconds run at the same rate but are not
     reported: they open the client's connection pool. ``on_tick`` starts with the measured
-    period.
+    period. ``stop`` (a ``threading.Event``) ends the run early when set.
     """
     import gc
 
@@ -222,6 +223,8 @@ async def open_loop(
         t0 = time.perf_counter() + warmup
         tasks = []
         for i in range(-warm, n):
+            if stop is not None and stop.is_set():
+                break
             due = t0 + i / rate
             if i == 0 and on_tick is not None:
                 tasks.append(asyncio.create_task(on_tick(t0)))

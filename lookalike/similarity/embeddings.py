@@ -2,9 +2,10 @@
 
 ``embed_catalog`` (Spark) embeds the catalogue with one encoder version on executors, the model
 loaded once per Python worker, and only for items whose image changed since that version last
-embedded them (``content_hash``), so a rerun costs a diff and commits nothing. ``embed_changed`` is the same pass on the driver
-for a few changes (a landed photo: seconds, no Spark pass). Incremental re-indexing stages
-its own rows (driver-side) and uses the same one-commit ``merge_embeddings``.
+embedded them (``content_hash``), so a rerun costs a diff and commits nothing.
+``embed_changed`` is the same pass on the driver for a few changes (a landed photo: seconds,
+no Spark pass). Incremental re-indexing stages its own rows (driver-side) and uses the same
+one-commit ``merge_embeddings``.
 """
 
 from __future__ import annotations
