@@ -281,8 +281,11 @@ def run_stack(args: Any) -> None:
 
     settings = get_settings()
     url = settings.serve_url or "http://127.0.0.1:8000"
-    page = httpx.get(f"{url}/v1/items", params={"limit": 1000}, timeout=30).json()
-    ids = [i["item_id"] for i in page["items"]]
+    pages = [
+        httpx.get(f"{url}/v1/items", params={"limit": 200, "seed": seed}, timeout=30).json()
+        for seed in range(5)
+    ]
+    ids = sorted({i["item_id"] for page in pages for i in page["items"]})
     served, lander = Served(url), Lander(settings, args.first)
     cases: dict[str, Any] = {}
     rss: dict[str, int | None] = {}
@@ -310,7 +313,7 @@ def run_stack(args: Any) -> None:
         "rss_growth": round(growth, 4) if growth is not None else None,
     }
     out["stack"] = {
-        "served_items": page["total"],
+        "served_items": pages[0]["total"],
         "command": f"python -m bench.freshness --stack --cases {args.cases}",
         "date": time.strftime("%Y-%m-%d"),
     }

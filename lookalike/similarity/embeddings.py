@@ -407,25 +407,19 @@ def _keys(fragments: list[Any]) -> dict[str, str]:
 
 def _rows_of(fragments: list[Any], wanted: set[str]) -> pa.Table:
     """``item_id, content_hash, image`` of the wanted items, reading images only from the
-    files that hold one."""
+    files that hold one (cast from the string and binary views delta-rs files read as: pyarrow
+    filters no view column)."""
+    schema = pa.schema(
+        [("item_id", pa.string()), ("content_hash", pa.string()), ("image", pa.binary())]
+    )
     value_set = pa.array(sorted(wanted), pa.string())
     parts = []
     for f in fragments:
         mask = pc.is_in(f.to_table(columns=["item_id"]).column(0).cast(pa.string()), value_set)
         if pc.any(mask).as_py():
-            t = f.to_table(columns=["item_id", "content_hash", "image"]).filter(mask)
-            parts.append(
-                pa.table(
-                    {
-                        "item_id": t.column(0).cast(pa.string()),
-                        "content_hash": t.column(1).cast(pa.string()),
-                        "image": t.column(2).cast(pa.binary()),
-                    }
-                )
-            )
-    schema = pa.schema(
-        [("item_id", pa.string()), ("content_hash", pa.string()), ("image", pa.binary())]
-    )
+            t = f.to_table(columns=schema.names)
+            cols = [t.column(c.name).cast(c.type) for c in schema]
+            parts.append(pa.Table.from_arrays(cols, schema=schema).filter(mask))
     return pa.concat_tables(parts) if parts else schema.empty_table()
 
 

@@ -96,10 +96,10 @@ def test_a_few_changes_are_embedded_on_the_driver_once(tmp_path, monkeypatch):
 
     def catalogue(rows: dict[str, int], mode: str) -> None:
         ids = sorted(rows)
-        table = {
-            "item_id": ids,
-            "content_hash": [f"h{rows[i]}" for i in ids],
-            "image": [png(rows[i]) for i in ids],
+        table = {  # as delta-rs reads its own files back: string and binary views
+            "item_id": pa.array(ids, pa.string_view()),
+            "content_hash": pa.array([f"h{rows[i]}" for i in ids], pa.string_view()),
+            "image": pa.array([png(rows[i]) for i in ids], pa.binary_view()),
         }
         write_deltalake(cat, pa.table(table), mode=mode)
 
