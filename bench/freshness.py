@@ -289,20 +289,27 @@ def run_stack(args: Any) -> None:
     served, lander = Served(url), Lander(settings, args.first)
     cases: dict[str, Any] = {}
     rss: dict[str, int | None] = {}
+    windows: dict[str, tuple[float, float]] = {}
     with SteadyLoad(url, ids, args.rate) as load:
         for name in args.cases.split(","):
             if name == "sustained":
                 rss["start"] = service_rss(settings)
             t = time.perf_counter()
             cases[name] = run_case(name, args, settings, served, lander)
+            windows[name] = (t, time.perf_counter())
             if name == "sustained":
                 rss["end"] = service_rss(settings)
-            cases[name]["serving"] = load.window(t, time.perf_counter())
             print(f"[bench] {name}: {cases[name]}", flush=True)
+    for name, (start, end) in windows.items():  # the load's figures exist once it stopped
+        cases[name]["serving"] = load.window(start, end)
     whole = load.window(0.0, float("inf"))
     growth = rss["end"] / rss["start"] - 1 if rss.get("start") and rss.get("end") else None
     out = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-    out["cases"] = cases
+    out["cases"] = out.get("cases", {}) | cases  # a rerun of some cases keeps the others
+    if "sustained" not in cases:  # the run's serving figures come with the whole set
+        Path(args.out).write_text(json.dumps(out, indent=2) + "\n")
+        print(json.dumps({"cases": cases}, indent=2))
+        return
     out["serving"] = {
         "rate": args.rate,
         "requests": whole["requests"],
