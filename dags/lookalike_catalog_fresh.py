@@ -28,37 +28,38 @@ DOC = f"""
 ### A landed photo, served within a minute
 Airflow's triggerer lists the landing store (`{SETTINGS.landing_uri}`) every
 {SETTINGS.landing_poll_seconds:g} s; a photo added, replaced or removed is an event of the
-`lookalike_landing` asset, which runs this DAG: list the store -> ingest it and embed what
-changed with the served bundle's encoder (one Spark job, one commit to each table) -> mark
-the listing ingested -> when the changes since the served index reach
+`lookalike_landing` asset, which runs this DAG: the files changed since the last ingest are
+ingested and embedded with the served bundle's encoder on the driver (a few photos: seconds,
+one commit to each table, the listing marked ingested), or, for many changes or anything
+unusual (no ingested listing yet, a refused photo, a link, an item another source owns), by
+a Spark job that ingests the whole store -> when the changes since the served index reach
 `LOOKALIKE_INDEX_SNAPSHOT_SHARE` of it, a full snapshot (re-index, recall check, publish).
 Running services apply the new embeddings from the table's change feed within seconds, with
 no new bundle. `lookalike_catalog_refresh` stays the nightly backstop.
 """
 
 
+@task.branch
+def ingest_on_driver() -> list[str]:
+    """A few changed photos: ingested and embedded here, in seconds; the run ends unless a
+    snapshot is due. Otherwise the Spark job's turn."""
+    from lookalike.workflows.catalog import fresh_ingest, snapshot_due
+
+    done = fresh_ingest()
+    print(done)
+    if done["spark"]:
+        return ["ingest_and_embed"]
+    return ["snapshot_due"] if snapshot_due() else []
+
+
 @task
-def list_landing() -> dict:
-    from dataclasses import asdict
+def mark_ingested() -> dict:
+    from lookalike.workflows.catalog import mark_listed_ingested
 
-    from lookalike import storage
-    from lookalike.catalog.landing import listing
-
-    storage.ensure_dir(SETTINGS.landing_uri)
-    return asdict(listing(SETTINGS.landing_uri)) | {"landing_uri": SETTINGS.landing_uri}
+    return mark_listed_ingested()
 
 
-@task
-def mark_ingested(listed: dict) -> dict:
-    from dataclasses import asdict
-
-    from lookalike.catalog.landing import INGESTED, Listing, write_marker
-
-    seen = Listing(listed["fingerprint"], listed["files"])
-    return asdict(write_marker(SETTINGS.state_uri, INGESTED, seen))
-
-
-@task.short_circuit
+@task.short_circuit(trigger_rule="none_failed_min_one_success")
 def snapshot_due() -> bool:
     from lookalike.workflows.catalog import snapshot_due as due
 
@@ -84,7 +85,7 @@ def publish(summary_file: str) -> dict:
     doc_md=DOC,
 )
 def lookalike_catalog_fresh() -> None:
-    listed = list_landing()
+    driver = ingest_on_driver()
     ingest = spark_job(
         "ingest_and_embed",
         "ingest_catalog.py",
@@ -102,7 +103,9 @@ def lookalike_catalog_fresh() -> None:
         publish=False,
         summary_file=summary_path("snapshot"),
     )
-    listed >> ingest >> mark_ingested(listed) >> snapshot_due() >> reindex
+    due = snapshot_due()
+    driver >> ingest >> mark_ingested() >> due >> reindex
+    driver >> due
     reindex >> publish(summary_path("snapshot"))
 
 

@@ -7,7 +7,9 @@ fingerprint: ``fired`` (the triggerer announced it; the fresh-ingest DAG will ru
 ``ingested`` (a run ingested and embedded the landing store as it was listed then). The
 trigger fires when the listing is neither ingested nor announced, or was announced a while
 ago and still is not ingested (an event Airflow kept queued, a run that failed): so a change
-is announced once, and never forgotten.
+is announced once, and never forgotten. Beside the ``ingested`` marker, the listing's files
+(path, size, modification time) as that run saw them: the next run reads only the files that
+differ (``lookalike.catalog.small_ingest``).
 """
 
 from __future__ import annotations
@@ -39,16 +41,31 @@ class Marker:
     at: float
 
 
+#: A listed file: (size in bytes, modification time), by its path below the landing store.
+Files = dict[str, tuple[int, float | None]]
+
+
+def list_files(uri: str) -> Files:
+    """The landing store's files now (a missing folder lists as empty)."""
+    return {
+        storage.relative(e.uri, uri): (e.size, e.mtime)
+        for e in storage.listdir(uri, recursive=True)
+        if not e.is_dir
+    }
+
+
+def listing_of(files: Files) -> Listing:
+    """The listing (fingerprint and count) of listed files."""
+    h = hashlib.sha256()
+    for rel in sorted(files):
+        size, mtime = files[rel]
+        h.update(f"{rel}\0{size}\0{mtime}\n".encode())
+    return Listing(h.hexdigest(), len(files))
+
+
 def listing(uri: str) -> Listing:
     """The landing store's listing now (a missing folder lists as empty)."""
-    h = hashlib.sha256()
-    files = 0
-    for e in storage.listdir(uri, recursive=True):
-        if e.is_dir:
-            continue
-        files += 1
-        h.update(f"{storage.relative(e.uri, uri)}\0{e.size}\0{e.mtime}\n".encode())
-    return Listing(h.hexdigest(), files)
+    return listing_of(list_files(uri))
 
 
 def marker_uri(state_uri: str, kind: str) -> str:
@@ -88,3 +105,35 @@ def due(
     if fired is not None and fired.fingerprint == seen.fingerprint:
         return now - fired.at >= refire_seconds
     return True
+
+
+def files_uri(state_uri: str, kind: str) -> str:
+    """Where the files of a marked listing live (``kind``: ``listed`` by a run that handed
+    its ingest to Spark, ``ingested``)."""
+    return storage.join(state_uri, f"landing-{kind}-files.json")
+
+
+def write_files(state_uri: str, kind: str, files: Files) -> None:
+    """Record a listing's files (whole or not at all)."""
+    body = {"fingerprint": listing_of(files).fingerprint, "files": files}
+    storage.write_bytes(files_uri(state_uri, kind), json.dumps(body).encode())
+
+
+def read_files(state_uri: str, kind: str, fingerprint: str | None = None) -> Files | None:
+    """Recorded files (of the listing ``fingerprint`` when given), or None: none recorded,
+    unreadable, or of another listing."""
+    try:
+        body = json.loads(storage.read_bytes(files_uri(state_uri, kind)))
+        files = {rel: (int(v[0]), v[1]) for rel, v in body["files"].items()}
+    except (FileNotFoundError, OSError, ValueError, TypeError, KeyError, IndexError):
+        return None
+    if fingerprint is not None and body.get("fingerprint") != fingerprint:
+        return None
+    return files
+
+
+def mark_ingested(state_uri: str, files: Files, now: float | None = None) -> Marker:
+    """A run ingested the landing store as ``files`` listed it: its files first, then the
+    marker (a marker never names files that were not recorded)."""
+    write_files(state_uri, INGESTED, files)
+    return write_marker(state_uri, INGESTED, listing_of(files), now)

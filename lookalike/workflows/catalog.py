@@ -57,14 +57,18 @@ def publish_index(summary: dict[str, Any], settings: Settings | None = None) -> 
 DRIVER_EMBED_MOST = 2000
 
 
-def embed_for_serving(spark: SparkSession, settings: Settings | None = None) -> dict[str, Any]:
+def embed_for_serving(
+    spark: SparkSession | None, settings: Settings | None = None
+) -> dict[str, Any] | None:
     """Embed the catalogue's latest version with the served bundle's encoder (one Delta commit
     to ``embeddings``, only the items whose photo changed): the whole update a landed photo
     needs; every service process then applies it from the change feed.
 
     Under the index writers' lease, so it never commits while a snapshot is built (a snapshot
     records the embeddings version it holds), and the catalogue version is read once the
-    lease is held: never older than what a snapshot built meanwhile indexed."""
+    lease is held: never older than what a snapshot built meanwhile indexed. Without a Spark
+    session (the fresh path's driver task), None when the changes are too many for the
+    driver: nothing is written, and the Spark job's turn comes."""
     from lookalike import locks
     from lookalike.index.versions import read_manifest, served_name
     from lookalike.registry.encoders import fetch_encoder
@@ -78,6 +82,8 @@ def embed_for_serving(spark: SparkSession, settings: Settings | None = None) -> 
     with locks.writer_lease(settings, locks.INDEXES, "embed the catalogue for the served index"):
         summary = embed_changed(settings, encoder, most=DRIVER_EMBED_MOST)
         if summary is None:  # many changes: the executors embed them
+            if spark is None:
+                return None
             summary = embed_catalog(spark, settings, encoder)
     return {"served_index": base} | summary.to_dict()
 
@@ -97,3 +103,50 @@ def snapshot_due(settings: Settings | None = None) -> bool:
     changes = catalog_changes(settings.catalog_uri, int(manifest["catalog_version"]), ["item_id"])
     changed = changes.inserts.num_rows + changes.updates.num_rows + len(changes.deletes)
     return changed >= settings.index_snapshot_share * max(1, int(manifest["size"]))
+
+
+#: Up to this many changed landing files are ingested on the driver (no Spark job).
+DRIVER_INGEST_MOST = 500
+
+
+def fresh_ingest(settings: Settings | None = None) -> dict[str, Any]:
+    """The fresh path's ingest of the landing store, on the driver when it can be: the files
+    changed since the last ingested listing are ingested and embedded (one commit to each
+    table), and the listing is marked ingested. Returns what it did, with ``spark: True``
+    (nothing written, the listing recorded as ``listed``) when the Spark job must do it."""
+    from lookalike import storage
+    from lookalike.catalog import landing
+    from lookalike.catalog.small_ingest import ingest_small
+
+    settings = settings or get_settings()
+    root = str(settings.landing_uri)
+    storage.ensure_dir(root)
+    files = landing.list_files(root)
+    seen = landing.listing_of(files)
+    before = landing.read_files(settings.state_uri, landing.INGESTED)
+    ingested = ingest_small(settings, root, "landing", files, before, DRIVER_INGEST_MOST)
+    embedded = embed_for_serving(None, settings) if ingested is not None else None
+    out: dict[str, Any] = {"fingerprint": seen.fingerprint, "files": seen.files}
+    if ingested is None or embedded is None:
+        landing.write_files(settings.state_uri, "listed", files)
+        return out | {"spark": True}
+    landing.mark_ingested(settings.state_uri, files)
+    return out | {"spark": False, "ingest": ingested.to_dict(), "embed": embedded}
+
+
+def mark_listed_ingested(settings: Settings | None = None) -> dict[str, Any]:
+    """After the Spark job ingested the listing ``fresh_ingest`` recorded as ``listed``: mark
+    it ingested, its files too, so the next run can take the driver path. (The Spark job
+    read the store after that listing: whatever changed since is announced again.)"""
+    from dataclasses import asdict
+
+    from lookalike.catalog import landing
+
+    settings = settings or get_settings()
+    files = landing.read_files(settings.state_uri, "listed")
+    if files is None:
+        raise FileNotFoundError(
+            f"no listing recorded at {landing.files_uri(settings.state_uri, 'listed')}: "
+            "nothing to mark (the trigger announces the store again)"
+        )
+    return asdict(landing.mark_ingested(settings.state_uri, files))

@@ -119,8 +119,8 @@ def test_fresh_structure(dagbag):
 
     dag = dagbag.dags.get("lookalike_catalog_fresh")
     assert _edges(dag) == {
-        ("list_landing", "ingest_and_embed"),
-        ("list_landing", "mark_ingested"),
+        ("ingest_on_driver", "ingest_and_embed"),
+        ("ingest_on_driver", "snapshot_due"),
         ("ingest_and_embed", "mark_ingested"),
         ("mark_ingested", "snapshot_due"),
         ("snapshot_due", "snapshot"),

@@ -269,10 +269,10 @@ def test_refresh_dag_makes_the_service_follow_landed_photos(bootstrapped):
 
 def test_a_landed_photo_is_served_within_a_minute_with_no_trigger(bootstrapped):
     """Issue 45's path under the real scheduler, dag-processor and triggerer: a photo lands;
-    the landing asset's watcher (in the triggerer) starts lookalike_catalog_fresh, whose Spark
-    job ingests it and commits its embedding; the running service applies the change feed in
-    place (no new bundle) and answers for it, by id and by upload. A removed photo goes the
-    same way."""
+    the landing asset's watcher (in the triggerer) starts lookalike_catalog_fresh, which
+    ingests it and commits its embedding (a Spark job the first time, then on the driver);
+    the running service applies the change feed in place (no new bundle) and answers for
+    it, by id and by upload. A removed photo goes the same way."""
     from tests.support.server import wait_for
 
     api, settings, c = bootstrapped.airflow, bootstrapped.settings(), bootstrapped.service
@@ -305,8 +305,26 @@ def test_a_landed_photo_is_served_within_a_minute_with_no_trigger(bootstrapped):
             "/v1/similar", files={"photo": ("p.png", png, "image/png")}, params={"k": 20}
         ).json()
         assert item_id not in {i["item_id"] for i in found["items"]}
+        # The first run had no ingested listing to compare with: the Spark job ingested the
+        # store (and recorded it). The removal then needed only the driver.
+        paths = _fresh_paths(api, dag)
+        assert paths[0] == "spark" and paths[-1] == "driver", paths
     finally:
         api.set_paused(dag, True)
+
+
+def _fresh_paths(api, dag: str) -> list[str]:
+    """Which way each finished fresh run ingested (``spark`` or ``driver``), oldest first."""
+    from tests.support.server import wait_for
+
+    def finished() -> list[dict] | None:
+        runs = sorted(api.runs(dag), key=lambda r: r["start_date"] or "")
+        return runs if all(r["state"] in ("success", "failed") for r in runs) else None
+
+    runs = wait_for(finished, timeout=300, every=1)
+    assert all(r["state"] == "success" for r in runs), runs
+    states = [api.task_states(dag, r["dag_run_id"]) for r in runs]
+    return ["spark" if s["ingest_and_embed"] == "success" else "driver" for s in states]
 
 
 def _served_items(settings) -> set[str]:

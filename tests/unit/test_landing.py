@@ -54,3 +54,20 @@ def test_markers_round_trip_and_a_damaged_one_reads_as_none(tmp_path):
     assert read_marker(state, INGESTED) == m == Marker("f", 2, 5.0)
     (tmp_path / "state" / "landing-fired.json").write_text("{not json")
     assert read_marker(state, FIRED) is None
+
+
+def test_marking_a_listing_ingested_records_its_files_first(tmp_path):
+    from lookalike.catalog.landing import list_files, listing_of, mark_ingested, read_files
+
+    land = tmp_path / "landing" / "Hats"
+    land.mkdir(parents=True)
+    (land / "a.png").write_bytes(b"a")
+    files = list_files(str(tmp_path / "landing"))
+    assert list(files) == ["Hats/a.png"] and files["Hats/a.png"][0] == 1
+    assert listing_of(files) == listing(str(tmp_path / "landing"))
+    state = str(tmp_path / "state")
+    marker = mark_ingested(state, files)
+    assert read_files(state, INGESTED) == files
+    assert read_files(state, INGESTED, marker.fingerprint) == files
+    assert read_files(state, INGESTED, "another listing") is None
+    assert read_marker(state, INGESTED).fingerprint == listing_of(files).fingerprint
