@@ -74,8 +74,9 @@ def ingest_small(
     summary.rows_read = staged.num_rows
     present = {folder_item_id(rel) for rel in now}
     gone = {folder_item_id(rel) for rel in removed} - present
-    rows, categories = _catalogue_rows(str(settings.catalog_uri), set(staged["item_id"].to_pylist()) | gone)
-    if any(rows[i]["source"] != source for i in staged["item_id"].to_pylist() if i in rows):
+    ids = staged["item_id"].to_pylist()
+    rows, categories = _catalogue_rows(str(settings.catalog_uri), set(ids) | gone)
+    if any(rows[i]["source"] != source for i in ids if i in rows):
         return None  # another source owns one: the Spark ingest rejects it with the owner
     changes = _changes(staged, rows, categories, gone, source)
     summary.version_before = table_version(str(settings.catalog_uri))

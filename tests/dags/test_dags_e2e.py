@@ -273,11 +273,12 @@ def test_a_landed_photo_is_served_within_a_minute_with_no_trigger(bootstrapped):
     ingests it and commits its embedding (a Spark job the first time, then on the driver);
     the running service applies the change feed in place (no new bundle) and answers for
     it, by id and by upload. A removed photo goes the same way."""
+    from lookalike.similarity.registry import production_version
     from tests.support.server import wait_for
 
     api, settings, c = bootstrapped.airflow, bootstrapped.settings(), bootstrapped.service
     dag = "lookalike_catalog_fresh"
-    before = c.get("/v1/version").json()
+    before = _waiter(c)(str(production_version(settings).version))  # the served bundle
     api.set_paused(dag, False)
     try:
         t0 = time.monotonic()
