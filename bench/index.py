@@ -125,6 +125,9 @@ SYNTHETIC_GRID = Grid(
     hnsw_efs=(10, 20, 40, 80, 160, 320, 800),
 )
 
+#: The million of the product's own vectors (``bench.million``): the same fair grid.
+MILLION_GRID = SYNTHETIC_GRID
+
 Row = Callable[..., dict[str, Any]]
 
 
@@ -563,6 +566,92 @@ def build_hnsw(
     return index, seconds, rss_mib() - before
 
 
+def million_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows under index-1m.json's names: ``recall_at_10`` distance-aware (ties),
+    ``recall_at_10_strict`` beside it, ``memory_mib`` the index's RSS growth."""
+    out = []
+    for r in rows:
+        r = dict(r)
+        strict, ties = r.pop("recall_at_10"), r.pop("recall_at_10_ties")
+        memory = r.pop("index_rss_growth_mib", None)
+        out.append(r | {"recall_at_10": ties, "recall_at_10_strict": strict, "memory_mib": memory})
+    return out
+
+
+def million_summary(rows: list[dict[str, Any]], want: float = 0.99) -> dict[str, Any]:
+    """Issue 46's targets from ``million_rows``: ScaNN's fastest setting at distance-aware
+    recall@10 >= want against hnswlib's fastest with at least that recall (>= 1.5x), and
+    ScaNN's index memory no larger than that hnswlib graph's."""
+    pair = equal_recall_summary(rows, want=want, ratio=1.5, key="recall_at_10")
+    s, h = pair["scann"], pair["hnswlib"]
+    memory_ok = bool(s and h and s["memory_mib"] <= h["memory_mib"])
+    return pair | {
+        "memory_no_larger": memory_ok if s and h else None,
+        "met": bool(pair["met"] and memory_ok),
+    }
+
+
+def product_tuning(vectors: np.ndarray, queries: np.ndarray, want: float, tol: float) -> dict:
+    """The settings publish picks (``scann_index.tune`` on the production build) and what
+    they give on the held-out queries: the row a served million-item index runs at."""
+    from lookalike.index.scann_index import IndexParams, build_searcher, tune
+
+    params = IndexParams.for_size(len(vectors))
+    progress(f"ScaNN production build over {len(vectors)} vectors for the publish tuning")
+    searcher = build_searcher(vectors, None, params, 10)
+    ids = [str(i) for i in range(len(vectors))]
+    tuning, probe_recall = tune(searcher, vectors, ids, asdict(params), want=want, tolerance=tol)
+    searcher.set_num_threads(1)
+    options = tuning.options(10)
+    leaves, reorder = options.get("leaves_to_search"), options.get("pre_reorder_num_neighbors")
+
+    def fn(q: np.ndarray) -> np.ndarray:
+        return searcher.search(q, 10, reorder, leaves)[0]
+
+    found, qps = timed_queries(fn, queries)
+    truth = exact_truth(vectors, queries, 10)
+    keys = recall_keys(found, truth, vectors, queries, tol)
+    return {
+        "leaves_to_search": leaves,
+        "reorder": reorder,
+        "probe_recall_with_ties": round(probe_recall.with_ties, 4),
+        "recall_at_10": keys["recall_at_10_ties"],
+        "recall_at_10_strict": keys["recall_at_10"],
+        "qps": round(qps, 1),
+    }
+
+
+def million(settings: Any, items: int, seed: int) -> dict[str, Any]:
+    """Issue 46's index section on ``bench.million``'s vectors (built, or read from its
+    cache): every searcher of ``MILLION_GRID`` side by side, and the publish tuning."""
+    from bench.million import build
+
+    t = time.perf_counter()
+    m = build(settings, items, seed)
+    load_seconds = round(time.perf_counter() - t, 1)
+    tol = settings.recall_tolerance
+    progress(f"million: {m.vectors.shape} vectors, {len(m.queries)} queries")
+    res = compare_searchers(
+        m.vectors, m.queries, 10, tol, grid=MILLION_GRID, exact_queries=min(200, len(m.queries))
+    )
+    rows = million_rows(res["rows"])
+    return {
+        "benchmark": "index-1m",
+        "items": len(m.vectors),
+        "dim": int(m.vectors.shape[1]),
+        "source": m.meta["source"],
+        "set": m.meta | {"cache": str(m.path), "load_or_build_seconds": load_seconds},
+        "vectors_mib": round(m.vectors.nbytes / 2**20, 1),
+        "scann_params": res["scann_params"],
+        "near_ties": res["near_ties"],
+        "rows": rows,
+        "publish_tuning": product_tuning(m.vectors, m.queries, settings.index_target_recall, tol),
+        "summary": million_summary(rows),
+        "scann_vs_hnswlib_qps": million_summary(rows)["scann_vs_hnswlib_qps"],
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--queries", type=int, default=1000)
@@ -575,17 +664,35 @@ def main() -> None:
         help="only the synthetic section (no catalogue, champion or Spark needed); "
         "default output bench/results/index-synthetic.json",
     )
+    parser.add_argument(
+        "--million",
+        type=int,
+        nargs="?",
+        const=1_000_000,
+        default=0,
+        help="only the million of the product's own vectors (bench.million: the served "
+        "encoder over augmented Fashion-MNIST); default output bench/results/index-1m.json",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="of the --million set")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.out is None:
         name = "index-synthetic.json" if args.synthetic_only else "index.json"
-        args.out = REPO / "bench" / "results" / name
+        args.out = REPO / "bench" / "results" / ("index-1m.json" if args.million else name)
 
     from lookalike.cli.logs import configure_logging
     from lookalike.config import get_settings
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     settings = get_settings()
+    if args.million:
+        result = million(settings, args.million, args.seed)
+        result["command"] = "python -m bench.index " + " ".join(sys.argv[1:])
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=2) + "\n")
+        tuning = {"publish_tuning": result["publish_tuning"]}
+        print(json.dumps(result["summary"] | tuning, indent=2))
+        return
     out: dict[str, Any] = {
         "benchmark": "index",
         "command": "python -m bench.index " + " ".join(sys.argv[1:]),

@@ -100,6 +100,25 @@ def test_photos_landed_on_the_store_ingest_into_the_lake_on_the_store(
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 36)
     assert table_version(settings.catalog_uri) == version  # a rerun commits nothing
 
+    # The fresh path's driver ingest reads only the new file, from the store, and commits it.
+    from lookalike.catalog import landing
+    from lookalike.catalog.small_ingest import ingest_small
+    from tests.support.builders import write_photo
+
+    before = landing.list_files(settings.landing_uri)
+    photo = write_photo(photo_folder.parent / "new hat.png", seed=4242)
+    storage.write_bytes(
+        storage.join(settings.landing_uri, "Hats", "new hat.png"), photo.read_bytes()
+    )
+    now = landing.list_files(settings.landing_uri)
+    done = ingest_small(settings, settings.landing_uri, "landing", now, before, most=10)
+    assert done is not None and (done.inserted, done.version_after) == (1, version + 1)
+    assert (
+        "Hats-new-hat"
+        in delta_table(settings.catalog_uri).to_pyarrow_table()["item_id"].to_pylist()
+    )
+    assert [k for k in s3_server.keys(bucket, "store/staging/") if not k.endswith("/")] == []
+
 
 def test_index_versions_live_on_the_store_and_appear_only_with_their_manifest(
     store, s3_server, mlflow_server, spark

@@ -60,3 +60,24 @@ def test_near_ties_counts_the_crowd_at_the_kth_place() -> None:
 def test_summary_without_an_exact_row_compares_with_hnswlib_only() -> None:
     s = index.summarise([r for r in _rows() if r["method"] != "exact-numpy"])
     assert "scann_vs_exact" not in s and s["scann_vs_hnswlib"] == 0.8
+
+
+def test_million_rows_name_recall_distance_aware_and_strict_beside_it() -> None:
+    rows = [r | {"index_rss_growth_mib": 10.0} for r in _rows()]
+    out = index.million_rows(rows)
+    assert out[2]["recall_at_10"] == 0.992 and out[2]["recall_at_10_strict"] == 0.90
+    assert out[2]["memory_mib"] == 10.0 and "recall_at_10_ties" not in out[2]
+
+
+def test_million_summary_needs_1_5x_hnswlib_and_no_more_memory() -> None:
+    rows = index.million_rows(
+        [r | {"index_rss_growth_mib": 500.0 if r["method"] == "scann" else 600.0} for r in _rows()]
+    )
+    s = index.million_summary(rows)
+    # ScaNN 9,000 q/s at 0.992 against hnswlib's fastest at >= 0.992: 8,000 -> 1.12x
+    assert s["scann_vs_hnswlib_qps"] == 1.12 and s["memory_no_larger"] is True
+    assert s["met"] is False
+    faster = [r | {"qps": r["qps"] * 2} if r["method"] == "scann" else r for r in rows]
+    assert index.million_summary(faster)["met"] is True
+    heavier = [r | {"memory_mib": 700.0} if r["method"] == "scann" else r for r in faster]
+    assert index.million_summary(heavier)["met"] is False
