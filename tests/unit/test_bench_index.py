@@ -81,3 +81,17 @@ def test_million_summary_needs_1_5x_hnswlib_and_no_more_memory() -> None:
     assert index.million_summary(faster)["met"] is True
     heavier = [r | {"memory_mib": 700.0} if r["method"] == "scann" else r for r in faster]
     assert index.million_summary(heavier)["met"] is False
+
+
+def test_a_pca_projection_keeps_the_axes_with_the_most_variance() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(2000, 4)) * [10.0, 3.0, 0.1, 0.01]).astype(np.float32)
+    axes = index.pca_projection(x, 2)
+    assert axes.shape == (4, 2)
+    assert np.allclose(np.abs(axes[:2]), np.eye(2), atol=0.02)  # the two wide axes
+    rows = index.unit_rows(x @ axes)
+    assert np.allclose(np.linalg.norm(rows, axis=1), 1.0, atol=1e-5)
+    full = index.unit_rows(x)
+    q = full[:20]
+    ceiling = index.projection_ceiling(full, q, index.unit_rows(full), q, 1e-3)
+    assert ceiling == {"recall_at_10": 1.0, "recall_at_10_ties": 1.0}  # nothing dropped
