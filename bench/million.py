@@ -9,7 +9,7 @@ draw, and embedded by the encoder the production bundle serves, until there are 
 distinct vectors at the encoder's dimension. The queries are 1,000 held-out test photos
 (never augmented into the set). The vectors are written once to
 ``<home>/cache/million/<encoder>-v<version>-<items>-seed<seed>.npz`` and read from there on
-the next run (``bench.index --million``, ``bench.serving --million``).
+the next run (``bench.index --million``).
 """
 
 from __future__ import annotations

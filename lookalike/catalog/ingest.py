@@ -149,6 +149,29 @@ def take_over_spec(take_over: bool | Iterable[str]) -> tuple[bool, list[str]]:
 OWNED_REASON = "item id owned by source '%s'"
 
 
+def new_run_id() -> str:
+    """An ingest run's id: when it started, and a random suffix (its staging folder, its
+    commit's metadata)."""
+    return f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+
+
+def image_limits(settings: Settings) -> sources.ImageLimits:
+    """The settings' limits of a landed photo."""
+    return sources.ImageLimits(
+        max_side=settings.max_image_side,
+        min_side=settings.min_image_side,
+        max_pixels=settings.max_image_pixels,
+        max_bytes=settings.max_image_bytes,
+    )
+
+
+def count_merge(summary: IngestSummary, metrics: dict[str, Any]) -> None:
+    """What Delta says a run's MERGE did, into its summary."""
+    summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
+    summary.updated = int(metrics.get("num_target_rows_updated", 0))
+    summary.deleted = int(metrics.get("num_target_rows_deleted", 0))
+
+
 def owned_reason(owner: str) -> str:
     """``OWNED_REASON`` for one owner, as Spark writes it (for callers matching reasons)."""
     return OWNED_REASON % owner
@@ -178,7 +201,7 @@ def run_ingest(
     settings = settings or get_settings()
     take_all, take_ids = take_over_spec(take_over)
     t0 = time.monotonic()
-    run_id = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    run_id = new_run_id()
     table = settings.catalog_uri
     _clean_stale_staging(settings.staging_uri)
     work = storage.join(settings.staging_uri, run_id)
@@ -428,10 +451,7 @@ def _commit(run: _Run, table: str, n_changes: int) -> None:
     if summary.taken_over:
         metadata["lookalike.taken_over"] = str(summary.taken_over)
     run.committed = True  # from here on, a failure may come after the commit
-    metrics = merge_changes(table, run.at("changes"), commit_metadata=metadata)
-    summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
-    summary.updated = int(metrics.get("num_target_rows_updated", 0))
-    summary.deleted = int(metrics.get("num_target_rows_deleted", 0))
+    count_merge(summary, merge_changes(table, run.at("changes"), commit_metadata=metadata))
 
 
 def _keep_rejects(run: _Run, rejects: DataFrame, rejects_uri: str) -> None:
@@ -520,12 +540,7 @@ def _folder_staged(
         spark,
         root,
         source=source,
-        limits=sources.ImageLimits(
-            max_side=settings.max_image_side,
-            min_side=settings.min_image_side,
-            max_pixels=settings.max_image_pixels,
-            max_bytes=settings.max_image_bytes,
-        ),
+        limits=image_limits(settings),
         test_fraction=settings.test_fraction,
         metadata_csv=metadata_csv,
         id_prefix=id_prefix,

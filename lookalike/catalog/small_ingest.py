@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from collections import Counter
 from typing import Any
 
@@ -26,9 +25,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from lookalike import storage
-from lookalike.catalog.ingest import IngestSummary, assign_categories
+from lookalike.catalog.ingest import (
+    IngestSummary,
+    assign_categories,
+    count_merge,
+    image_limits,
+    new_run_id,
+)
 from lookalike.catalog.landing import Files
-from lookalike.catalog.sources import ImageLimits, folder_batch, folder_item_id
+from lookalike.catalog.sources import folder_batch, folder_item_id
 from lookalike.catalog.table import (
     CHANGE_SCHEMA,
     is_table,
@@ -67,7 +72,7 @@ def ingest_small(
     changed, removed = changed_files(now, before)
     if len(changed) + len(removed) > most or _unusual(root, now, changed):
         return None
-    summary = IngestSummary(source, f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}")
+    summary = IngestSummary(source, new_run_id())
     staged = _decode(settings, root, source, changed)
     if staged is None:
         return None
@@ -114,7 +119,8 @@ def _unusual(root: str, now: Files, changed: list[str]) -> bool:
 def _decode(settings: Settings, root: str, source: str, changed: list[str]) -> pa.Table | None:
     """The changed files decoded and validated as the executors do; None when any is
     refused or failed (rejects are the Spark ingest's)."""
-    paths = [storage.join(storage.normalise(root), rel) for rel in changed]
+    root = storage.normalise(root)
+    paths = [storage.join(root, rel) for rel in changed]
     plan = pa.record_batch(
         {
             "path": pa.array(paths, pa.string()),
@@ -124,19 +130,13 @@ def _decode(settings: Settings, root: str, source: str, changed: list[str]) -> p
             },
         }
     )
-    limits = ImageLimits(
-        max_side=settings.max_image_side,
-        min_side=settings.min_image_side,
-        max_pixels=settings.max_image_pixels,
-        max_bytes=settings.max_image_bytes,
-    )
     staged = pa.Table.from_batches(
         [
             folder_batch(
                 plan,
-                root=storage.normalise(root),
+                root=root,
                 source=source,
-                limits=limits,
+                limits=image_limits(settings),
                 test_fraction=settings.test_fraction,
             )
         ]
@@ -209,6 +209,4 @@ def _commit(settings: Settings, summary: IngestSummary, changes: pa.Table) -> No
         )
     finally:
         storage.remove_tree(work)
-    summary.inserted = int(metrics.get("num_target_rows_inserted", 0))
-    summary.updated = int(metrics.get("num_target_rows_updated", 0))
-    summary.deleted = int(metrics.get("num_target_rows_deleted", 0))
+    count_merge(summary, metrics)
