@@ -148,6 +148,80 @@ def build(settings: Any, items: int, seed: int, batch: int = 8192) -> Million:
     return Million(vectors, queries, meta, path)
 
 
+def million_id(row: int) -> str:
+    """Zero-padded, so sorted ids are row order (the library keeps items sorted by id)."""
+    return f"m-{row:07d}"
+
+
+def items_table(n: int) -> Any:
+    """The index's item rows for the set: ids in row order; one category, since the
+    augmented copies' labels are not kept (no served route here filters by category)."""
+    import pyarrow as pa
+
+    from lookalike.similarity.index import ITEMS_SCHEMA
+
+    columns = {
+        "item_id": [million_id(j) for j in range(n)],
+        "category": np.zeros(n, np.int32),
+        "category_name": ["augmented-fashion-mnist"] * n,
+        "content_hash": [""] * n,  # no stored photos: by-id and upload queries only
+    }
+    return pa.table(columns, schema=ITEMS_SCHEMA)
+
+
+def served_encoder_dir(settings: Any) -> Path:
+    """The local model directory of the encoder the production bundle serves: the one that
+    embedded the set."""
+    from lookalike.index.versions import read_manifest, served_name
+    from lookalike.registry.encoders import fetch_encoder
+
+    served = served_name(settings)
+    if served is None:
+        raise SystemExit("no production bundle: run `make demo` first")
+    version = read_manifest(settings, served)["encoder"]["version"]
+    return Path(fetch_encoder(settings, version).local_dir)
+
+
+def register_encoder_copy(settings: Any, model_dir: Path) -> Any:
+    """Log and register, in ``settings``' own registry, the Keras encoder and training
+    config of the pyfunc model at ``model_dir`` (another home's): the service in a bench
+    home embeds uploads with the very encoder that embedded the set."""
+    import mlflow
+    import tensorflow as tf
+
+    from lookalike.registry.encoders import fetch_encoder
+    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.registry.versions import register
+    from lookalike.similarity import tracking
+    from lookalike.similarity.config import TrainConfig
+    from lookalike.similarity.tfsim import import_tfsim
+
+    import_tfsim()
+    art = model_dir / "artifacts"
+    cfg = TrainConfig.from_dict(json.loads((art / "train_config.json").read_text()))
+    model = tf.keras.models.load_model(art / "encoder.keras", compile=False)
+    setup_mlflow(settings)
+    example = np.zeros((2, cfg.input_size, cfg.input_size, cfg.channels), np.uint8)
+    with mlflow.start_run(run_name="bench-million-encoder"):
+        info = tracking.log_encoder(model, cfg, example)
+    return fetch_encoder(settings, register(settings, info.model_uri, settings.encoder_model_name))
+
+
+def held_out_pngs(settings: Any, seed: int, count: int = 50) -> list[bytes]:
+    """PNG bytes of the first ``count`` held-out query photos (the upload route's input)."""
+    import io
+
+    from PIL import Image
+
+    _, held = source_photos(Path(settings.fashion_mnist_dir), seed)
+    out = []
+    for photo in held[:count]:
+        buf = io.BytesIO()
+        Image.fromarray(photo).save(buf, format="PNG")
+        out.append(buf.getvalue())
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=1_000_000)

@@ -31,6 +31,16 @@ Measures the bundle's load time in the service (alias move -> loaded), the servi
 (`lookalike bundle publish` in its own process, 5 s into a --synthetic-swap-seconds run
 at --swap-rate). Targets: rss <= 2 x vectors (n*d*4 bytes) + 1.5 GiB, p99 <= 20 ms,
 0 failed. Writes bench/results/serving-synthetic.json.
+
+    .venv/bin/python -m bench.serving --million [1000000]
+
+serves the product's own vectors instead (issue 46): ``bench.million``'s set (the served
+encoder over augmented Fashion-MNIST, from LOOKALIKE_HOME's cache or built there) in a home of
+its own, indexed and published twice with the library's full-build steps, beside a copy of
+the encoder that embedded it. By-id at --by-id-rate, upload (held-out test photos, PNG) at
+--upload-rate, then the swap as above. Targets: RSS after load <= 1.5 x vectors + 1.5 GiB,
+by-id p99 <= 20 ms, upload p99 <= 50 ms, 0 failed across the swap (its p99 reported).
+Writes bench/results/serving-1m.json.
 """
 
 from __future__ import annotations
@@ -61,6 +71,7 @@ from bench.load import (
 )
 from bench.process import free_port, proc_bytes, start_server, stop_server, wait_alive, wait_ready
 from bench.synthetic import (
+    index_versions,
     register_stub_encoder,
     synthetic_id,
     synthetic_index_versions,
@@ -97,10 +108,24 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--synthetic-home", type=Path, help="its LOOKALIKE_HOME (default: a temp dir, removed)"
     )
-    parser.add_argument("--out", type=Path, help="default bench/results/serving[-synthetic].json")
+    parser.add_argument(
+        "--million",
+        type=int,
+        nargs="?",
+        const=1_000_000,
+        default=0,
+        help="serve a bundle of bench.million's set (the product's own vectors; 1,000,000 "
+        "when no number is given) in its own home, by-id, upload and a swap; 0: off",
+    )
+    parser.add_argument("--million-seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, help="default bench/results/serving[-...].json")
     args = parser.parse_args()
     if args.out is None:
-        name = "serving-synthetic.json" if args.synthetic_items else "serving.json"
+        name = "serving.json"
+        if args.synthetic_items:
+            name = "serving-synthetic.json"
+        if args.million:
+            name = "serving-1m.json"
         args.out = REPO / "bench" / "results" / name
     return args
 
@@ -111,7 +136,12 @@ def main() -> None:
 
     configure_logging()  # the library's progress lines on stderr, as under `lookalike`
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    out = run_synthetic(args) if args.synthetic_items else run_catalog(args)
+    if args.million:
+        out = run_million(args)
+    elif args.synthetic_items:
+        out = run_synthetic(args)
+    else:
+        out = run_catalog(args)
     args.out.write_text(json.dumps(out, indent=2) + "\n")
     print(json.dumps(out["targets"], indent=2))
 
@@ -342,21 +372,24 @@ def cli_publisher(env: dict[str, str], index_version: str) -> Callable[[], str]:
     return publish
 
 
-def serve_synthetic(
-    settings: Any, args: argparse.Namespace, versions: list[dict[str, Any]]
+def serve_versions(
+    settings: Any,
+    args: argparse.Namespace,
+    versions: list[dict[str, Any]],
+    ids: list[str],
+    facts: dict[str, Any],
+    photos: list[bytes] | None = None,
 ) -> dict[str, Any]:
-    """The service on the synthetic bundle: load time, RSS, by-id p99 at the target rate,
-    and failed requests while v2 is published mid-load."""
+    """The service on a bench home's first index version: load time, RSS, by-id p99 at the
+    target rate, upload p99 (when ``photos``), and failed requests while the second version
+    is published mid-load. ``facts`` (items, dim, vectors_bytes) head the result."""
     import httpx
 
-    n, dim = args.synthetic_items, args.synthetic_dim
-    rng = np.random.default_rng(1)
-    ids = [synthetic_id(int(j)) for j in rng.choice(n, min(n, 20_000), replace=False)]
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = os.environ | {"LOOKALIKE_SERVE_POLL_SECONDS": "1"}
     server = start_server(port, env)
-    res: dict[str, Any] = {"items": n, "dim": dim, "vectors_bytes": n * dim * 4}
+    res: dict[str, Any] = dict(facts)
     try:
         wait_alive(url)
         res |= load_first_bundle(settings, url, Path(versions[0]["path"]))
@@ -364,6 +397,8 @@ def serve_synthetic(
         run_loop(closed_loop(url, ids, 3, args.connections))  # warm-up
         res["by_id_open_loop"] = by_id_open_loop(url, ids, args.by_id_rate, args.seconds)
         res["p99_ms"] = res["by_id_open_loop"]["p99_ms"]
+        if photos:
+            res["upload"] = upload_run(url, photos, args.upload_rate, args.seconds)
         res["rss_bytes"] = proc_bytes(server.pid)  # one bundle, after the by-id run
         print(f"[bench] swap under load: publishing {versions[1]['index_version']}", flush=True)
         publish = cli_publisher(env, versions[1]["index_version"])
@@ -377,6 +412,17 @@ def serve_synthetic(
     finally:
         stop_server(server)
     return res
+
+
+def serve_synthetic(
+    settings: Any, args: argparse.Namespace, versions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """``serve_versions`` on the synthetic bundle, by-id only (it has no photos)."""
+    n, dim = args.synthetic_items, args.synthetic_dim
+    rng = np.random.default_rng(1)
+    ids = [synthetic_id(int(j)) for j in rng.choice(n, min(n, 20_000), replace=False)]
+    facts = {"items": n, "dim": dim, "vectors_bytes": n * dim * 4}
+    return serve_versions(settings, args, versions, ids, facts)
 
 
 def synthetic_targets(res: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
@@ -441,6 +487,82 @@ def run_synthetic(args: argparse.Namespace) -> dict[str, Any]:
     }
     out["targets"] = {names[k]: v["met"] for k, v in out["synthetic"]["targets"].items()}
     return out
+
+
+# ----------------------------------------------------------------- the million
+
+
+def run_million(args: argparse.Namespace) -> dict[str, Any]:
+    """--million: bench.million's set (read from LOOKALIKE_HOME's cache, or built there)
+    served from a home of its own (a temp dir removed afterwards unless --synthetic-home),
+    with a copy of the encoder that embedded it, so uploads are embedded as the set was."""
+    from bench.million import (
+        build,
+        held_out_pngs,
+        items_table,
+        million_id,
+        register_encoder_copy,
+        served_encoder_dir,
+    )
+    from lookalike.config import get_settings
+
+    main_settings = get_settings()
+    m = build(main_settings, args.million, args.million_seed)
+    model_dir, photos = served_encoder_dir(main_settings), held_out_pngs(main_settings, 0)
+    home = args.synthetic_home or Path(tempfile.mkdtemp(prefix="lookalike-bench-million-"))
+    settings = use_home(home)
+    n, dim = m.vectors.shape
+    out = header() | {"home": str(home), "set": m.meta | {"cache": str(m.path)}}
+    try:
+        t = time.monotonic()
+        encoder = register_encoder_copy(settings, model_dir)
+        prepare = index_versions(settings, encoder, m.vectors, items_table(n), "bench.million")
+        out["prepare"] = prepare | {"seconds": round(time.monotonic() - t, 1)}
+        facts = {"items": n, "dim": dim, "vectors_bytes": int(m.vectors.nbytes)}
+        del m  # the service's memory is what is measured; this process's need not grow it
+        ids = [million_id(int(j)) for j in np.random.default_rng(1).choice(n, min(n, 20_000))]
+        out["million"] = serve_versions(settings, args, prepare["versions"], ids, facts, photos)
+    finally:
+        if args.synthetic_home is None:
+            shutil.rmtree(home, ignore_errors=True)
+            out["home_removed"] = True
+    out |= million_headline(out["million"])
+    out["targets"] = million_targets(out["million"], args)
+    return out
+
+
+def million_headline(res: dict[str, Any]) -> dict[str, Any]:
+    """serving-1m.json's top-level keys (issue 46)."""
+    return {
+        "rss_bytes": res["rss_bytes"],
+        "vectors_bytes": res["vectors_bytes"],
+        "by_id": {"p99_ms": res["by_id_open_loop"]["p99_ms"]},
+        "upload": {"p99_ms": res["upload"]["p99_ms"]},
+        "swap": {
+            "failed": res["swap"]["failed"],
+            "p99_ms": res["swap"]["during_swap"]["p99_ms"],
+        },
+    }
+
+
+def million_targets(res: dict[str, Any], args: argparse.Namespace) -> dict[str, bool]:
+    """RSS after load <= 1.5x the stored vectors + 1.5 GiB; by-id p99 <= 20 ms at the by-id
+    rate and upload p99 <= 50 ms at the upload rate (>= 95% of each rate achieved, none
+    failed); 0 failed requests across a swap that completed within the run."""
+
+    def at_rate(run: dict[str, Any], rate: float, p99: float) -> bool:
+        ok = run["p99_ms"] is not None and run["p99_ms"] <= p99 and run["failed"] == 0
+        return bool(ok and run["requests_per_second"] >= 0.95 * rate)
+
+    swap = res["swap"]
+    return {
+        "rss_within_1_5x_vectors_plus_1_5_gib": res["rss_bytes"]
+        <= 1.5 * res["vectors_bytes"] + 1.5 * 2**30,
+        "by_id_p99_20ms_at_target_rate": at_rate(res["by_id_open_loop"], args.by_id_rate, 20),
+        "upload_p99_50ms_at_target_rate": at_rate(res["upload"], args.upload_rate, 50),
+        "zero_failed_across_swap": swap["failed"] == 0
+        and swap["first_response_from_new_version_s"] is not None,
+    }
 
 
 if __name__ == "__main__":

@@ -76,16 +76,14 @@ def register_stub_encoder(settings: Any, dim: int) -> Any:
     setup_mlflow(settings)
     with mlflow.start_run(run_name="bench-synthetic-encoder"):
         info = tracking.log_encoder(build_encoder(cfg), cfg, np.zeros((2, 28, 28, 1), np.uint8))
-    return fetch_encoder(settings, register(info.model_uri, settings.encoder_model_name))
+    return fetch_encoder(settings, register(settings, info.model_uri, settings.encoder_model_name))
 
 
 def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> dict[str, Any]:
-    """n clustered unit vectors (``clustered_vectors``) indexed with the library's own
-    steps of a full build (``IndexParams.for_size``, ``build_searcher``, then the recall gate
-    and the versioned write), published twice: v1 is served first, v2 is the swap's."""
+    """n clustered unit vectors (``clustered_vectors``) as two index versions
+    (``index_versions``): v1 is served first, v2 is the swap's."""
     import pyarrow as pa
 
-    from lookalike.index import scann_index as sx
     from lookalike.similarity import index as builder
 
     # ~500 items per centre at any n (2,000 centres at 1M: bench/index.py's set): a small
@@ -101,8 +99,21 @@ def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> d
         },
         schema=builder.ITEMS_SCHEMA,
     )
+    return index_versions(settings, encoder, vectors, items, "bench/serving.py --synthetic-items")
+
+
+def index_versions(
+    settings: Any, encoder: Any, vectors: np.ndarray, items: Any, source: str
+) -> dict[str, Any]:
+    """``vectors`` (row-aligned with the ``items`` table) indexed with the library's own
+    steps of a full build (``IndexParams.for_size``, ``build_searcher``, then the recall gate
+    and the versioned write), published twice: v1 is served first, v2 is the swap's."""
+    from lookalike.index import scann_index as sx
+    from lookalike.similarity import index as builder
+
+    n = len(vectors)
     params = sx.IndexParams.for_size(n)
-    print(f"[bench] ScaNN over {n} synthetic vectors ({params})", flush=True)
+    print(f"[bench] ScaNN over {n} vectors ({params})", flush=True)
     t = time.monotonic()
     searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
     out: dict[str, Any] = {
@@ -116,7 +127,7 @@ def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> d
         "params": asdict(params),
         "base_index_version": None,
         "changed_since_rebalance": 0,
-        "source": "bench/serving.py --synthetic-items",
+        "source": source,
     }
     out["versions"] = []
     for _ in range(2):
@@ -128,6 +139,7 @@ def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> d
                 "path": str(path),
                 "recall_at_10": full["recall_at_10"],
                 "recall_at_10_strict": full["recall_at_10_strict"],
+                "search": full.get("search"),  # the tuning publish picked
                 "check_and_write_seconds": round(time.monotonic() - t, 1),
             }
         )

@@ -37,6 +37,8 @@ SEARCHER_DIR = "searcher"
 VECTORS = "vectors.npy"
 ITEMS = "items.parquet"
 BRUTE_FORCE_BELOW = 2_000
+#: how the exact re-ordering stage stores the vectors (ScaNN's ReorderType names, lower case)
+REORDER_TYPES = ("float32", "bfloat16", "int8")
 
 
 class IndexVersionError(RuntimeError):
@@ -57,6 +59,9 @@ class IndexParams:
     The vectors are unit length, so the partitions are spherical k-means (centroids on the
     sphere): the same recall with half the leaves searched (bench/index.py, ~30% more
     queries/s at recall@10 0.99 than Euclidean k-means).
+    The exact re-ordering reads float32 vectors: bfloat16 copies halve that memory at the
+    same distance-aware recall but perturb scores by ~1e-3 and reorder near-ties; int8 loses
+    recall (bench/million_variants.py).
     """
 
     num_leaves: int
@@ -65,6 +70,14 @@ class IndexParams:
     ah_dims: int = 1
     ah_threshold: float = 0.2
     spherical: bool = True
+    reorder_type: str = "float32"  # one of REORDER_TYPES
+    int8_centroids: bool = False
+
+    def __post_init__(self) -> None:
+        if self.reorder_type not in REORDER_TYPES:
+            raise ValueError(
+                f"reorder_type: {self.reorder_type!r} is not one of {', '.join(REORDER_TYPES)}"
+            )
 
     @classmethod
     def for_size(cls, n: int) -> IndexParams:
@@ -81,6 +94,7 @@ def build_searcher(
     """A dot-product ScaNN searcher over L2-normalised ``vectors`` with ``ids`` as docids
     (``None``: results are row numbers, which is what the benchmark compares)."""
     from scann import scann_ops_pybind
+    from scann.scann_ops.py.scann_builder import ReorderType
 
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if len(vectors) == 0 or (ids is not None and len(vectors) != len(ids)):
@@ -97,9 +111,10 @@ def build_searcher(
             num_leaves_to_search=min(params.num_leaves_to_search, params.num_leaves),
             training_sample_size=min(len(vectors), 250_000),
             spherical=params.spherical,
+            quantize_centroids=params.int8_centroids,
         )
         .score_ah(params.ah_dims, anisotropic_quantization_threshold=params.ah_threshold)
-        .reorder(params.reorder)
+        .reorder(params.reorder, quantize=getattr(ReorderType, params.reorder_type.upper()))
         .build(docids=docids)
     )
 
