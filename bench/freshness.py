@@ -360,7 +360,7 @@ def recommender(vectors: np.ndarray, items: pa.Table, manifest: dict[str, Any]) 
     from lookalike.similarity.bundle import Recommender
 
     params = sx.IndexParams(**manifest["params"]) if manifest.get("params") else None
-    params = params or sx.IndexParams.for_size(len(vectors))
+    params = params or sx.IndexParams.for_size(*vectors.shape)
     searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
     snap = dict(manifest) | {"embeddings_version": 0}
     return Recommender(lambda x: vectors[:1], searcher, vectors, items, snap)

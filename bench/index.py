@@ -10,7 +10,7 @@ In one process:
    recall check + write), both through the library functions the CLI and DAGs call;
 3. synthetic: the same comparison (``compare_searchers``) on 1,000,000 clustered unit vectors
    (seeded Gaussian mixture, 2,000 centres, d=128) with a fair grid for both libraries:
-   ScaNN (production build + 2-dim AH blocks) x leaves searched x re-ordered candidates, and
+   ScaNN (production build + 1-dim AH blocks) x leaves searched x re-ordered candidates, and
    hnswlib M 16/32, ef_construction 200, ef 10..800. Every row: recall@10 with ties
    (ann-benchmarks, ``DEFAULT_TOLERANCE``) and strict, queries/s (one query per call, one
    thread), build seconds, index RSS growth.
@@ -109,7 +109,7 @@ class Grid(NamedTuple):
 
     scann_leaves: tuple[int, ...] = SCANN_LEAVES
     scann_reorder: tuple[int, ...] = SCANN_REORDER
-    ah_dims: tuple[int | None, ...] = (None, 2)
+    ah_dims: tuple[int | None, ...] = (None, 1)
     hnsw_ms: tuple[int, ...] = HNSW_MS
     hnsw_efs: tuple[int, ...] = HNSW_EFS
     hnsw_ef_construction: int = 200
@@ -147,8 +147,8 @@ def compare_searchers(
     """recall@k and queries/s of exact numpy, ScaNN settings and hnswlib on the same data,
     one row per setting (with its index's build seconds and RSS growth).
 
-    ScaNN is built with the production parameters (1-dimensional AH blocks) and, per
-    ``grid.ah_dims``, with 2-dimensional blocks (half the hashing work per candidate, coarser
+    ScaNN is built with the production parameters (2-dimensional AH blocks) and, per
+    ``grid.ah_dims``, with 1-dimensional blocks (twice the hashing work per candidate, finer
     scores). ``exact_queries`` times exact search on that many queries only (1M vectors)."""
     from lookalike.index.scann_index import IndexParams
 
@@ -168,7 +168,7 @@ def compare_searchers(
     found, qps = timed_queries(exact, timed)
     extra = {"queries": len(timed)} if len(timed) < len(queries) else {}
     rows = [row(found, qps, extra, method="exact-numpy")]
-    params = IndexParams.for_size(len(vectors))
+    params = IndexParams.for_size(*vectors.shape)
     rows += scann_rows(vectors, queries, params, grid, k, row)
     rows += hnsw_rows(vectors, queries, grid, k, row)
     return {
@@ -600,7 +600,7 @@ def product_tuning(vectors: np.ndarray, queries: np.ndarray, want: float, tol: f
     they give on the held-out queries: the row a served million-item index runs at."""
     from lookalike.index.scann_index import IndexParams, build_searcher, tune
 
-    params = IndexParams.for_size(len(vectors))
+    params = IndexParams.for_size(*vectors.shape)
     progress(f"ScaNN production build over {len(vectors)} vectors for the publish tuning")
     ids = [str(i) for i in range(len(vectors))]  # docids, as publish builds it
     searcher = build_searcher(vectors, ids, params, 10)

@@ -182,7 +182,7 @@ def served_encoder_dir(settings: Any) -> Path:
     return Path(fetch_encoder(settings, version).local_dir)
 
 
-def register_encoder_copy(settings: Any, model_dir: Path) -> Any:
+def register_encoder_copy(settings: Any, model_dir: Path, alias: str = "challenger") -> Any:
     """Log and register, in ``settings``' own registry, the Keras encoder and training
     config of the pyfunc model at ``model_dir`` (another home's): the service in a bench
     home embeds uploads with the very encoder that embedded the set."""
@@ -204,7 +204,8 @@ def register_encoder_copy(settings: Any, model_dir: Path) -> Any:
     example = np.zeros((2, cfg.input_size, cfg.input_size, cfg.channels), np.uint8)
     with mlflow.start_run(run_name="bench-million-encoder"):
         info = tracking.log_encoder(model, cfg, example)
-    return fetch_encoder(settings, register(settings, info.model_uri, settings.encoder_model_name))
+    version = register(settings, info.model_uri, settings.encoder_model_name, alias)
+    return fetch_encoder(settings, version)
 
 
 def held_out_pngs(settings: Any, seed: int, count: int = 50) -> list[bytes]:

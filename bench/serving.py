@@ -337,7 +337,7 @@ def load_first_bundle(settings: Any, url: str, index_dir: Path) -> dict[str, Any
 
     from lookalike.similarity.registry import publish_bundle
 
-    print("[bench] publishing the synthetic bundle (v1)", flush=True)
+    print("[bench] publishing the first bundle (v1)", flush=True)
     t = time.monotonic()
     result = publish_bundle(settings, index_dir)
     moved, moved_wall = time.monotonic(), time.time()

@@ -112,7 +112,7 @@ def index_versions(
     from lookalike.similarity import index as builder
 
     n = len(vectors)
-    params = sx.IndexParams.for_size(n)
+    params = sx.IndexParams.for_size(*vectors.shape)
     print(f"[bench] ScaNN over {n} vectors ({params})", flush=True)
     t = time.monotonic()
     searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)

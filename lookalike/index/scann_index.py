@@ -15,7 +15,7 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,13 +55,11 @@ class IndexParams:
 
     Defaults measured on the catalogue's own embeddings (bench/index.py): metric-learning
     embeddings sit in tight clusters with many near-ties, so the asymmetric-hashing scores
-    need 1-dimensional blocks and a generous exact re-ordering to keep recall@10 >= 0.99.
-    The vectors are unit length, so the partitions are spherical k-means (centroids on the
-    sphere): the same recall with half the leaves searched (bench/index.py, ~30% more
-    queries/s at recall@10 0.99 than Euclidean k-means).
-    The exact re-ordering reads float32 vectors: bfloat16 copies halve that memory at the
-    same distance-aware recall but perturb scores by ~1e-3 and reorder near-ties; int8 loses
-    recall (bench/million_variants.py).
+    get a generous exact re-ordering to keep recall@10 >= 0.99. The vectors are unit length,
+    so the partitions are spherical k-means (centroids on the sphere): the same recall with
+    half the leaves searched (~30% more queries/s at recall@10 0.99 than Euclidean k-means).
+    The field defaults are the settings of versions built before the others existed; what
+    ``for_size`` picks for wide vectors is in ``WIDE``.
     """
 
     num_leaves: int
@@ -80,12 +78,26 @@ class IndexParams:
             )
 
     @classmethod
-    def for_size(cls, n: int) -> IndexParams:
-        """Partitioning that grows with the catalogue (about sqrt(n) leaves, 1/16 searched)."""
+    def for_size(cls, n: int, dim: int = 0) -> IndexParams:
+        """Partitioning that grows with the catalogue (about sqrt(n) leaves, 1/16 searched);
+        vectors of ``dim`` >= ``WIDE_FROM_DIM`` get the ``WIDE`` quantisation."""
         if n < BRUTE_FORCE_BELOW:
             return cls(num_leaves=0, num_leaves_to_search=0, reorder=0)
         leaves = int(min(2000, max(50, round(math.sqrt(n)))))
-        return cls(num_leaves=leaves, num_leaves_to_search=max(10, leaves // 16), reorder=250)
+        params = cls(num_leaves=leaves, num_leaves_to_search=max(10, leaves // 16), reorder=250)
+        return replace(params, **WIDE) if dim >= WIDE_FROM_DIM else params
+
+
+#: Quantisation for wide vectors (the default encoder's 384 dims), measured on the product's
+#: own vectors (bench/index.py at 70k, bench/million_variants.py at 1M): 2-dimensional AH
+#: blocks reach the distance-aware recall of 1-dimensional ones at the same leaves and
+#: re-ordering, 1.7-1.8x faster; bfloat16 re-ordering vectors with int8-scored centroids
+#: halve the index memory at the same recall and speed (int8 re-ordering loses recall).
+#: bfloat16 scores are ~1e-3 off: the service re-scores its results from float32 vectors.
+#: Narrow vectors lose recall to both (a 32-d test set: 0.99 -> 0.985), so they keep the
+#: field defaults.
+WIDE: dict[str, Any] = {"ah_dims": 2, "reorder_type": "bfloat16", "int8_centroids": True}
+WIDE_FROM_DIM = 256
 
 
 def build_searcher(
@@ -199,11 +211,13 @@ def measure_recall(
 
 
 def leaves_ladder(most: int, least: int = 4) -> list[int]:
-    """Partitions searched to try, fewest first: ``most`` halved down to ``least``."""
+    """Partitions searched to try, fewest first: ``most`` divided by sqrt(2) step by step
+    down to ``least``. Halving overshot: at 1M items the cheapest setting reaching the
+    target sat between two rungs, and the next rung costs twice the search."""
     ladder = [most]
-    while ladder[-1] // 2 >= least:
-        ladder.append(ladder[-1] // 2)
-    return ladder[::-1]
+    while round(ladder[-1] / math.sqrt(2)) >= least:
+        ladder.append(round(ladder[-1] / math.sqrt(2)))
+    return sorted(set(ladder))
 
 
 #: re-ordered candidates to try below the built value, fewest first

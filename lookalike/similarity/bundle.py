@@ -28,6 +28,11 @@ from lookalike.similarity.feed import FeedChanges
 DELETED = -1
 
 
+#: candidates fetched beyond the k asked for, so the exact re-scoring can put a near-tie the
+#: index's bfloat16 scores ranked just below the k-th back into the results
+RESCORE_MARGIN = 5
+
+
 class UnknownItem(KeyError):
     """An item id that is not in the bundle's index."""
 
@@ -224,15 +229,32 @@ class Recommender:
         return out
 
     def _ann(self, queries: np.ndarray, want: int) -> tuple[list[list[str]], list[list[float]]]:
-        """ScaNN's ids and scores per query. One query (every by-id request) goes through the
-        single-query call: the batched one's result conversion costs more than its search."""
+        """ScaNN's ids per query, re-scored exactly (``_exact_order``). One query (every
+        by-id request) goes through the single-query call: the batched one's result
+        conversion costs more than its search."""
         q = np.ascontiguousarray(queries, np.float32)
-        opts = self.tuning.options(want)
+        ask = min(want + RESCORE_MARGIN, len(self.row))
+        opts = self.tuning.options(ask)
         if len(q) == 1:
-            ids, dist = self.searcher.search(q[0], final_num_neighbors=want, **opts)
-            return [list(ids)], [dist.tolist()]
-        found, dist = self.searcher.search_batched(q, final_num_neighbors=want, **opts)
-        return found, dist.tolist()
+            ids, _ = self.searcher.search(q[0], final_num_neighbors=ask, **opts)
+            return self._exact_order(q, [ids], want)
+        found, _ = self.searcher.search_batched(q, final_num_neighbors=ask, **opts)
+        return self._exact_order(q, found, want)
+
+    def _exact_order(
+        self, queries: np.ndarray, found: Any, want: int
+    ) -> tuple[list[list[str]], list[list[float]]]:
+        """The ``want`` best of each query's candidates by their exact float32 score from
+        the row-aligned vectors: a wide index re-orders with bfloat16 copies (half the
+        memory), whose scores are ~1e-3 off and can swap near-ties at the k-th place."""
+        out_ids, out_scores = [], []
+        for query, ids in zip(queries, found, strict=True):
+            ids = list(ids)
+            sims = self._vectors[[self.row[i] for i in ids]] @ query
+            order = np.argsort(-sims, kind="stable")[:want]
+            out_ids.append([ids[j] for j in order])
+            out_scores.append(sims[order].tolist())
+        return out_ids, out_scores
 
     # ------------------------------------------------------------------ self-check
 

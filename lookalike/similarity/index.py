@@ -226,7 +226,7 @@ def _build_full(
         embeddings_version = latest_version(settings.embeddings_uri)
         vectors = _current_vectors(settings, encoder, items, version)
     with _timed(timings, "build"):
-        params = sx.IndexParams.for_size(len(vectors))
+        params = sx.IndexParams.for_size(*vectors.shape)
         log.info(f"building ScaNN over {len(vectors)} vectors ({params})")
         searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
     with _timed(timings, "check_and_write"):

@@ -79,3 +79,27 @@ def test_fastest_at_picks_per_variant_and_compares_libraries() -> None:
     assert s["per_variant"]["hnswlib/pca"] is None
     assert s["best"]["scann"]["variant"] == "b"
     assert s["scann_vs_hnswlib_qps"] == 1.5
+
+
+def test_million_photos_writes_a_fashion_mnist_folder_of_that_many(tmp_path) -> None:
+    from bench.million_build import million_photos, write_idx
+    from lookalike.catalog.idx import read_idx
+    from lookalike.catalog.sources import FASHION_MNIST_FILES, fashion_mnist_files
+
+    rng = np.random.default_rng(0)
+    source = tmp_path / "source"
+    source.mkdir()
+    for split, n in (("train", 30), ("test", 10)):
+        images, labels = FASHION_MNIST_FILES[split]
+        write_idx(source / images, rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        write_idx(source / labels, rng.integers(0, 10, n, dtype=np.uint8))
+    out = million_photos(source, 100, 0, tmp_path / "out")
+    assert out == {"items": 100, "augmented": 60, "seed": 0}
+    files = fashion_mnist_files(tmp_path / "out")
+    train, labels = (read_idx(p) for p in files["train"])
+    assert train.shape == (90, 28, 28) and labels.shape == (90,)
+    original = read_idx(source / FASHION_MNIST_FILES["train"][0])
+    assert np.array_equal(train[:30], original)  # the originals first, then the copies
+    assert np.array_equal(
+        read_idx(files["test"][0]), read_idx(source / FASHION_MNIST_FILES["test"][0])
+    )

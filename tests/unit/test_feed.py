@@ -256,3 +256,20 @@ def test_the_guard_lets_readers_share_and_a_writer_wait():
     r.join(5)
     w.join(5)
     assert order == ["second reader", "reader out", "writer in"]
+
+
+def test_a_wide_index_answers_exact_scores_in_exact_order(rec):
+    """A wide index (bfloat16 re-ordering) scores ~1e-3 off; the service re-scores its
+    candidates from the float32 vectors, so scores and order are exact."""
+    from dataclasses import replace
+
+    from lookalike.index.scann_index import WIDE, IndexParams, build_searcher
+
+    params = replace(IndexParams(num_leaves=20, num_leaves_to_search=20, reorder=100), **WIDE)
+    rec.searcher = build_searcher(rec.vectors, rec.item_ids, params)
+    queries = rec.vectors[:20]
+    for q, hits in zip(queries, rec.search(queries, 10), strict=True):
+        exact = rec.vectors @ q
+        top = np.argsort(-exact)[:10]
+        assert [h.item_id for h in hits] == [rec.item_ids[j] for j in top]
+        assert [h.score for h in hits] == pytest.approx(exact[top].tolist(), abs=1e-6)

@@ -90,11 +90,11 @@ def test_upsert_and_delete_on_a_partitioned_index_match_brute_force():
     assert measure_recall(searcher, now_x, now_ids, k=10, sample=300).strict >= 0.95
 
 
-def test_leaves_ladder_halves_down_to_the_least():
+def test_leaves_ladder_steps_by_root_two_down_to_the_least():
     from lookalike.index.scann_index import leaves_ladder
 
-    assert leaves_ladder(62) == [7, 15, 31, 62]
-    assert leaves_ladder(10) == [5, 10]
+    assert leaves_ladder(62) == [4, 6, 8, 11, 16, 22, 31, 44, 62]
+    assert leaves_ladder(10) == [4, 5, 7, 10]
     assert leaves_ladder(3) == [3]
 
 
@@ -157,3 +157,17 @@ def test_tuning_searches_exactly_once_for_every_step(monkeypatch):
     assert len(measured) >= 2 and len(calls) == 1  # several settings, one exact search
     monkeypatch.undo()
     assert recall == measure_recall(searcher, x, ids, tuning=tuning)  # as a fresh measurement
+
+
+def test_wide_vectors_get_two_dim_blocks_and_bfloat16_reordering():
+    from lookalike.index.scann_index import WIDE, WIDE_FROM_DIM
+
+    wide = IndexParams.for_size(60_000, 384)
+    assert (wide.ah_dims, wide.reorder_type, wide.int8_centroids) == (2, "bfloat16", True)
+    assert wide == IndexParams.for_size(60_000, WIDE_FROM_DIM)
+    narrow = IndexParams.for_size(60_000, WIDE_FROM_DIM - 1)
+    assert narrow == IndexParams.for_size(60_000)  # the settings versions were built with
+    assert all(getattr(narrow, k) != v for k, v in WIDE.items())
+    assert IndexParams.for_size(500, 384).num_leaves == 0  # exact: nothing to quantise
+    with pytest.raises(ValueError, match="reorder_type: 'fp8'"):
+        IndexParams(num_leaves=10, num_leaves_to_search=1, reorder=10, reorder_type="fp8")
