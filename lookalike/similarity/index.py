@@ -346,7 +346,7 @@ def _update_index(
     with _timed(timings, "apply"):
         all_items, all_vectors, deleted = _apply_changes(old, changes.deletes, changed, new_vectors)
         since, health, balanced, result.rebalanced = _rebalance_if_due(
-            settings, old, changed.num_rows + len(deleted), all_items.num_rows
+            settings, old, changed.num_rows + len(deleted), all_items, all_vectors
         )
     with _timed(timings, "check_and_write"):
         name, path, full = publish_searcher(
@@ -500,12 +500,16 @@ def _apply_changes(
 
 
 def _rebalance_if_due(
-    settings: Settings, base: _Base, n_changed: int, n_items: int
+    settings: Settings, base: _Base, n_changed: int, items: pa.Table, vectors: np.ndarray
 ) -> tuple[int, dict[str, float], float, bool]:
     """Rebalance the partitions when enough changed since the last rebalance
-    (``index_rebalance_share``) or they grew lopsided against how even they were then.
-    Returns (changes since the last rebalance, health after, the imbalance right after the
-    last rebalance, rebalanced?)."""
+    (``index_rebalance_share``) or they grew lopsided against how even they were then:
+    ``base.searcher`` becomes a new build over ``items`` / ``vectors`` (the float32 rows)
+    with the base's parameters. ScaNN's own ``rebalance`` retrains from the re-ordering
+    vectors, which a wide index stores in bfloat16: no longer unit length, so spherical
+    partitioning refuses them. Returns (changes since the last rebalance, health after,
+    the imbalance right after the last rebalance, rebalanced?)."""
+    n_items = items.num_rows
     since = int(base.manifest.get("changed_since_rebalance", 0)) + n_changed
     balanced = float(base.manifest.get("balanced_imbalance", LEGACY_BALANCED_IMBALANCE))
     health = _health(base.searcher)
@@ -518,7 +522,8 @@ def _rebalance_if_due(
             f"{since} changes since the last rebalance, imbalance {imbalance:.2f} "
             f"(after the last one: {balanced:.2f}): rebalancing"
         )
-        base.searcher.rebalance()
+        params = sx.IndexParams(**base.manifest["params"])
+        base.searcher = sx.build_searcher(vectors, items.column("item_id").to_pylist(), params)
         health = _health(base.searcher)
         return 0, health, _imbalance(health), True
     return since, health, balanced, False

@@ -77,7 +77,7 @@ def test_partitioned_build_update_rebalance_and_refusals(spark, tmp_path):
     # -- recall below the gate: nothing published, nothing moved
     class Starved(sx.IndexParams):
         @classmethod
-        def for_size(cls, n: int) -> sx.IndexParams:
+        def for_size(cls, n: int, dim: int = 0) -> sx.IndexParams:
             return sx.IndexParams(num_leaves=60, num_leaves_to_search=1, reorder=10)
 
     with pytest.MonkeyPatch.context() as mp:

@@ -13,22 +13,34 @@ import pytest
 from lookalike.config import Settings
 from lookalike.similarity import index as builder
 
+PARAMS = {"num_leaves": 50, "num_leaves_to_search": 5, "reorder": 100}
+ITEMS = pa.table({"item_id": [f"i{j:04d}" for j in range(1000)]})
+VECTORS = np.zeros((1000, 2), np.float32)
+
 
 class _Searcher:
-    def __init__(self, imbalance: float, after: float) -> None:
-        self.imbalance, self.after, self.rebalanced = imbalance, after, False
+    def __init__(self, imbalance: float, rebuilt: bool = False) -> None:
+        self.imbalance, self.rebuilt = imbalance, rebuilt
 
     def get_health_stats(self) -> dict[str, float]:
         return {builder.IMBALANCE_STAT: self.imbalance}
 
-    def rebalance(self) -> None:
-        self.rebalanced, self.imbalance = True, self.after
+
+@pytest.fixture(autouse=True)
+def rebuild(monkeypatch):
+    """A rebalance is a new build over the float32 rows, with the base's parameters."""
+
+    def build_searcher(vectors, ids, params):
+        assert vectors is VECTORS and ids == ITEMS.column("item_id").to_pylist()
+        assert params == builder.sx.IndexParams(**PARAMS)
+        return _Searcher(0.7, rebuilt=True)
+
+    monkeypatch.setattr(builder.sx, "build_searcher", build_searcher)
 
 
 def _base(imbalance: float, manifest: dict) -> builder._Base:
-    manifest = {"params": {"num_leaves": 50}, **manifest}
-    searcher = _Searcher(imbalance, after=0.7)
-    return builder._Base(Path("v1"), searcher, manifest, np.zeros((0, 2)), pa.table({}))
+    manifest = {"params": PARAMS, **manifest}
+    return builder._Base(Path("v1"), _Searcher(imbalance), manifest, VECTORS, ITEMS)
 
 
 @pytest.mark.parametrize(
@@ -44,9 +56,9 @@ def _base(imbalance: float, manifest: dict) -> builder._Base:
 def test_rebalance_rule(imbalance, manifest, changed, due):
     base = _base(imbalance, manifest)
     since, health, balanced, rebalanced = builder._rebalance_if_due(
-        Settings(), base, changed, n_items=1000
+        Settings(), base, changed, ITEMS, VECTORS
     )
-    assert rebalanced is due and base.searcher.rebalanced is due
+    assert rebalanced is due and base.searcher.rebuilt is due
     if due:
         assert (since, balanced, health[builder.IMBALANCE_STAT]) == (0, 0.7, 0.7)
     else:
@@ -55,5 +67,5 @@ def test_rebalance_rule(imbalance, manifest, changed, due):
 
 
 def test_brute_force_index_never_rebalances():
-    base = _base(5.0, {"params": {"num_leaves": 0}})
-    assert builder._rebalance_if_due(Settings(), base, 900, n_items=1000)[3] is False
+    base = _base(5.0, {"params": PARAMS | {"num_leaves": 0}})
+    assert builder._rebalance_if_due(Settings(), base, 900, ITEMS, VECTORS)[3] is False
