@@ -42,6 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from bench.million import add_million_argument
 from bench.synthetic import clustered_vectors
 from lookalike.index.recall import DEFAULT_TOLERANCE, exact_top_indices, recall_at_k
 
@@ -701,13 +702,9 @@ def main() -> None:
         help="only the synthetic section (no catalogue, champion or Spark needed); "
         "default output bench/results/index-synthetic.json",
     )
-    parser.add_argument(
-        "--million",
-        type=int,
-        nargs="?",
-        const=1_000_000,
-        default=0,
-        help="only the million of the product's own vectors (bench.million: the served "
+    add_million_argument(
+        parser,
+        "only the million of the product's own vectors (bench.million: the served "
         "encoder over augmented Fashion-MNIST); default output bench/results/index-1m.json",
     )
     parser.add_argument("--seed", type=int, default=0, help="of the --million set")

@@ -24,6 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 QUERIES = 1000
+#: the set's size unless asked otherwise
+ITEMS = 1_000_000
 
 
 class Million(NamedTuple):
@@ -186,13 +188,9 @@ def register_encoder_copy(settings: Any, model_dir: Path, alias: str = "challeng
     """Log and register, in ``settings``' own registry, the Keras encoder and training
     config of the pyfunc model at ``model_dir`` (another home's): the service in a bench
     home embeds uploads with the very encoder that embedded the set."""
-    import mlflow
     import tensorflow as tf
 
-    from lookalike.registry.encoders import fetch_encoder
-    from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.registry.versions import register
-    from lookalike.similarity import tracking
+    from bench.synthetic import register_encoder
     from lookalike.similarity.config import TrainConfig
     from lookalike.similarity.tfsim import import_tfsim
 
@@ -200,32 +198,25 @@ def register_encoder_copy(settings: Any, model_dir: Path, alias: str = "challeng
     art = model_dir / "artifacts"
     cfg = TrainConfig.from_dict(json.loads((art / "train_config.json").read_text()))
     model = tf.keras.models.load_model(art / "encoder.keras", compile=False)
-    setup_mlflow(settings)
-    example = np.zeros((2, cfg.input_size, cfg.input_size, cfg.channels), np.uint8)
-    with mlflow.start_run(run_name="bench-million-encoder"):
-        info = tracking.log_encoder(model, cfg, example)
-    version = register(settings, info.model_uri, settings.encoder_model_name, alias)
-    return fetch_encoder(settings, version)
+    return register_encoder(settings, model, cfg, "bench-million-encoder", alias)
 
 
 def held_out_pngs(settings: Any, seed: int, count: int = 50) -> list[bytes]:
     """PNG bytes of the first ``count`` held-out query photos (the upload route's input)."""
-    import io
-
-    from PIL import Image
+    from lookalike.images import encode_pixels
 
     _, held = source_photos(Path(settings.fashion_mnist_dir), seed)
-    out = []
-    for photo in held[:count]:
-        buf = io.BytesIO()
-        Image.fromarray(photo).save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
+    return [encode_pixels(photo).png for photo in held[:count]]
+
+
+def add_million_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--million [N]``: the set's size, ``ITEMS`` when given bare; 0 (absent) is off."""
+    parser.add_argument("--million", type=int, nargs="?", const=ITEMS, default=0, help=help)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=ITEMS)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     from lookalike.config import get_settings

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from bench.index import REPO, progress
+from bench.million import ITEMS
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -120,7 +121,7 @@ def run(items: int, seed: int, home: Path) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=ITEMS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep-home", type=Path, help="build here and keep it (default: temp)")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results/index-build-1m.json")

@@ -41,6 +41,7 @@ from bench.index import (
     timed_queries,
     unit_rows,
 )
+from bench.million import ITEMS
 
 LEAVES = (2, 3, 4, 6, 8, 12, 16)
 REORDER = (10, 20, 30, 50, 100)
@@ -237,7 +238,7 @@ def main() -> None:
     from lookalike.config import get_settings
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--items", type=int, default=ITEMS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--project", type=int, default=128, help="PCA dims of the projected rows")
     args = parser.parse_args()

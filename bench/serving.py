@@ -69,6 +69,7 @@ from bench.load import (
     stats,
     wrk_closed_loop,
 )
+from bench.million import add_million_argument
 from bench.process import free_port, proc_bytes, start_server, stop_server, wait_alive, wait_ready
 from bench.synthetic import (
     index_versions,
@@ -108,13 +109,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--synthetic-home", type=Path, help="its LOOKALIKE_HOME (default: a temp dir, removed)"
     )
-    parser.add_argument(
-        "--million",
-        type=int,
-        nargs="?",
-        const=1_000_000,
-        default=0,
-        help="serve a bundle of bench.million's set (the product's own vectors; 1,000,000 "
+    add_million_argument(
+        parser,
+        "serve a bundle of bench.million's set (the product's own vectors; 1,000,000 "
         "when no number is given) in its own home, by-id, upload and a swap; 0: off",
     )
     parser.add_argument("--million-seed", type=int, default=0)

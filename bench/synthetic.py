@@ -60,12 +60,6 @@ def register_stub_encoder(settings: Any, dim: int) -> Any:
     """An untrained encoder of the default architecture (28x28 grey in, ``dim`` out), logged
     and registered as a trained one is: the synthetic home has no catalogue to train on,
     by-id queries never call it, and the service still loads it (its memory is in the RSS)."""
-    import mlflow
-
-    from lookalike.registry.encoders import fetch_encoder
-    from lookalike.registry.mlflow_setup import setup_mlflow
-    from lookalike.registry.versions import register
-    from lookalike.similarity import tracking
     from lookalike.similarity.config import TrainConfig
     from lookalike.similarity.model import build_encoder
 
@@ -73,10 +67,27 @@ def register_stub_encoder(settings: Any, dim: int) -> Any:
     cfg = TrainConfig(
         input_size=28, channels=1, embedding_size=dim, augment=False, conv_features_weight=0.0
     )
+    return register_encoder(settings, build_encoder(cfg), cfg, "bench-synthetic-encoder")
+
+
+def register_encoder(
+    settings: Any, model: Any, cfg: Any, run_name: str, alias: str = "challenger"
+) -> Any:
+    """Log the Keras ``model`` (trained with ``cfg``) as a pyfunc encoder in a run of
+    ``settings``' own MLflow, register it under ``alias`` and return its ``EncoderRef``."""
+    import mlflow
+
+    from lookalike.registry.encoders import fetch_encoder
+    from lookalike.registry.mlflow_setup import setup_mlflow
+    from lookalike.registry.versions import register
+    from lookalike.similarity import tracking
+
     setup_mlflow(settings)
-    with mlflow.start_run(run_name="bench-synthetic-encoder"):
-        info = tracking.log_encoder(build_encoder(cfg), cfg, np.zeros((2, 28, 28, 1), np.uint8))
-    return fetch_encoder(settings, register(settings, info.model_uri, settings.encoder_model_name))
+    example = np.zeros((2, cfg.input_size, cfg.input_size, cfg.channels), np.uint8)
+    with mlflow.start_run(run_name=run_name):
+        info = tracking.log_encoder(model, cfg, example)
+    version = register(settings, info.model_uri, settings.encoder_model_name, alias)
+    return fetch_encoder(settings, version)
 
 
 def synthetic_index_versions(settings: Any, encoder: Any, n: int, dim: int) -> dict[str, Any]:
