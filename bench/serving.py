@@ -505,7 +505,8 @@ def run_million(args: argparse.Namespace) -> dict[str, Any]:
 
     main_settings = get_settings()
     m = build(main_settings, args.million, args.million_seed)
-    model_dir, photos = served_encoder_dir(main_settings), held_out_pngs(main_settings, 0)
+    model_dir = served_encoder_dir(main_settings)
+    photos = held_out_pngs(main_settings, args.million_seed)
     home = args.synthetic_home or Path(tempfile.mkdtemp(prefix="lookalike-bench-million-"))
     settings = use_home(home)
     n, dim = m.vectors.shape
